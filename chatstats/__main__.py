@@ -1,0 +1,3 @@
+from chatstats.cli import main
+
+raise SystemExit(main())

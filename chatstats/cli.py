@@ -1,0 +1,214 @@
+"""The `chatstats` command line.
+
+Exit status: 0 success, 1 failure with a one-line reason on stderr, 2 bad usage. `serve`
+logs JSON lines to stdout (Electron reads them); one-shot commands log to stderr so their
+stdout carries only their own output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from chatstats import __version__, config, log
+from chatstats.errors import ChatStatsError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="app data folder (env CHATSTATS_DATA_DIR)")
+
+
+def _source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", help="Messages database chat.db (env CHATSTATS_SOURCE)")
+    p.add_argument(
+        "--addressbook", help="AddressBook folder or .abcddb file (env CHATSTATS_ADDRESSBOOK)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatstats",
+        description="Import your iMessage history, group it into conversations, and serve it.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatstats {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the daemon: import what is new, then serve HTTP/SSE")
+    _source_flags(p)
+    _common(p)
+    p.add_argument("--host", help="listen address (env CHATSTATS_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port; 0 picks a free one (env CHATSTATS_PORT)")
+
+    p = sub.add_parser("import", help="import the whole history once, with progress and a summary")
+    _source_flags(p)
+    p.add_argument("--backup", help="an iPhone backup folder instead of a chat.db")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser("demo", help="make a sample library, import it and serve it")
+    _common(p)
+    p.add_argument("--messages", type=int, default=5000, help="size of the sample (default 5000)")
+    p.add_argument("--port", type=int, help="port; 0 picks a free one")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> config.Settings:
+    overrides = {
+        k: getattr(args, k, None) for k in ("data_dir", "source", "addressbook", "host", "port")
+    }
+    overrides.update(extra)
+    return config.load(overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # everything the daemon writes holds private data
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = _settings(args)
+            log.configure(settings.log_level)
+            return _serve(settings)
+        if args.command == "import":
+            settings = _settings(args)
+            log.configure(settings.log_level if settings.debug else "WARNING", stream=sys.stderr)
+            return _import(settings, args)
+        if args.command == "demo":
+            return _demo(args)
+    except ChatStatsError as exc:
+        print(f"chatstats: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("chatstats: interrupted", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _serve(settings: config.Settings) -> int:
+    import anyio
+
+    from chatstats.daemon import serve
+
+    anyio.run(serve, settings)
+    return 0
+
+
+class ProgressBar:
+    """A one-line bar on stderr when it is a terminal; silent otherwise (logs carry progress)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self._last = 0.0
+        self._phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if phase == self._phase and now - self._last < 0.1 and done < total:
+            return
+        self._last, self._phase = now, phase
+        width = 30
+        frac = done / total if total else 1.0
+        filled = int(width * frac)
+        self.stream.write(
+            f"\r{phase:<13} [{'#' * filled}{'.' * (width - filled)}] {done:>9,}/{total:<9,} "
+            f"{frac:4.0%}"
+        )
+        if phase == "done":
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _import(settings: config.Settings, args: argparse.Namespace) -> int:
+    from chatstats.ingest.importer import run_import
+
+    bar = ProgressBar()
+    if args.backup:
+        from chatstats.imessage import backup
+        from chatstats.imessage.addressbook import AddressBookError, read_store
+
+        try:
+            files = backup.locate(Path(args.backup).expanduser())
+        except backup.BackupError as exc:
+            raise ChatStatsError(str(exc)) from None
+        people: list[Any] = []
+        if files.addressbook is not None:
+            try:
+                people = read_store(files.addressbook)
+            except AddressBookError as exc:
+                print(f"chatstats: warning: contacts not read: {exc}", file=sys.stderr)
+        summary = run_import(
+            settings.db_path, files.sms_db, None, bar, kind="backup", people=people
+        )
+    else:
+        summary = run_import(
+            settings.db_path,
+            Path(settings.source).expanduser(),
+            Path(settings.addressbook).expanduser(),
+            bar,
+        )
+    if args.json:
+        print(msgspec.json.encode(summary).decode())
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: Any) -> str:
+    s = summary
+    lines = [
+        f"Imported {s.messages_added:,} messages, {s.system_events_added:,} group events, "
+        f"{s.reactions_added:,} reactions and {s.attachments_added:,} attachments "
+        f"in {s.seconds:.1f} s ({s.mode}).",
+        f"  chats: {s.chats:,}   handles: {s.handles:,}   AddressBook people: "
+        f"{s.addressbook_people:,}   new contacts: {s.contacts_created:,}   merged: "
+        f"{s.contacts_merged:,}",
+        f"  conversations: {s.conversations_created:,} new, {s.conversations_removed:,} re-split",
+    ]
+    notes = []
+    if s.bodies_corrupt:
+        notes.append(f"{s.bodies_corrupt:,} undecodable message bodies (kept, text from fallback)")
+    if s.orphans:
+        notes.append(f"{s.orphans:,} messages without a chat (kept)")
+    if s.duplicates_skipped:
+        notes.append(f"{s.duplicates_skipped:,} already-imported rows skipped")
+    if s.summaries_unreadable:
+        notes.append(f"{s.summaries_unreadable:,} unreadable edit histories")
+    if s.previous_run_interrupted:
+        notes.append("the previous import was interrupted; it was redone")
+    for err in s.addressbook_errors:
+        notes.append(f"AddressBook store skipped: {err}")
+    lines += [f"  note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from chatstats.sample.library import make_library
+
+    base = config.load({"data_dir": args.data_dir})
+    data_dir = Path(args.data_dir) if args.data_dir else Path(base.data_dir) / "demo"
+    library = data_dir / "sample"
+    if not (library / "chat.db").exists():
+        print(f"making a sample library of {args.messages:,} messages in {library}", file=sys.stderr)
+        make_library(library, messages=args.messages, seed=7)
+    settings = config.load(
+        {
+            "data_dir": str(data_dir),
+            "source": str(library / "chat.db"),
+            "addressbook": str(library / "AddressBook"),
+            "port": args.port,
+        }
+    )
+    log.configure(settings.log_level)
+    return _serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

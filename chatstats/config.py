@@ -1,0 +1,100 @@
+"""Settings, declared once with defaults and help, read from `CHATSTATS_*` variables.
+
+Command-line flags override the environment (the CLI passes them as `overrides`). A test
+checks that every setting here is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from chatstats.errors import BadRequest
+
+ENV_PREFIX = "CHATSTATS_"
+
+
+def _default_data_dir() -> str:
+    if sys.platform == "darwin":
+        return str(Path.home() / "Library" / "Application Support" / "ChatStats")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(xdg) / "chatstats")
+
+
+def _default_source() -> str:
+    return str(Path.home() / "Library" / "Messages" / "chat.db")
+
+
+def _default_addressbook() -> str:
+    return str(Path.home() / "Library" / "Application Support" / "AddressBook")
+
+
+def _help(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    data_dir: Annotated[str, _help("Where the app database, API token and logs live.")] = (
+        msgspec.field(default_factory=_default_data_dir)
+    )
+    source: Annotated[str, _help("Apple's Messages database (chat.db) to import and tail.")] = (
+        msgspec.field(default_factory=_default_source)
+    )
+    addressbook: Annotated[
+        str, _help("AddressBook folder (or one .abcddb file) used to name contacts.")
+    ] = msgspec.field(default_factory=_default_addressbook)
+    host: Annotated[str, _help("Address to listen on; loopback only by default.")] = "127.0.0.1"
+    port: Annotated[int, _help("TCP port; 0 picks a free one.")] = 8765
+    token: Annotated[
+        str | None, _help("Bearer token for the API; generated into <data-dir>/api-token if unset.")
+    ] = None
+    log_level: Annotated[str, _help("DEBUG, INFO, WARNING or ERROR.")] = "INFO"
+    debug: Annotated[bool, _help("Verbose logging and tracebacks in error responses.")] = False
+    llm_model: Annotated[str | None, _help("LiteLLM model name for analysis and chat.")] = None
+    llm_api_base: Annotated[str | None, _help("Base URL of an OpenAI-compatible endpoint.")] = None
+    embed_model: Annotated[str | None, _help("Embedding model for vector search.")] = None
+    parent_pid: Annotated[int | None, _help("Exit when this process dies (sidecar mode).")] = None
+    heartbeat_seconds: Annotated[float, _help("Interval of SSE heartbeats.")] = 30.0
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / "chatstats.db"
+
+
+def load(
+    overrides: dict[str, object] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Environment first, then non-None overrides; a malformed value is a clear BadRequest."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    for name in Settings.__struct_fields__:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            raw[name] = value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid setting: {exc}") from None
+
+
+def setting_docs() -> dict[str, str]:
+    """Name of each environment variable → its help text (for the README and `--help`)."""
+    info = msgspec.inspect.type_info(Settings)
+    out: dict[str, str] = {}
+    for field in info.fields:  # type: ignore[attr-defined]
+        meta = getattr(field.type, "extra", None)
+        desc = ""
+        t = field.type
+        if isinstance(t, msgspec.inspect.Metadata):
+            desc = t.description or ""
+        elif meta:
+            desc = str(meta)
+        out[ENV_PREFIX + field.name.upper()] = desc
+    return out

@@ -1,0 +1,357 @@
+"""Read-only access to Apple's chat.db (or an iPhone backup's sms.db).
+
+Rules that keep Messages.app undisturbed and every schema readable:
+- open with `mode=ro` + `query_only` (never `immutable=1`: it hides rows still in the WAL);
+- read in short keyset chunks, each statement fetched whole, so no read transaction stays
+  open and Messages.app's checkpoints are never blocked;
+- select columns by name after probing `PRAGMA table_info`; a column an older macOS lacks
+  reads as NULL (that is normal, not an error).
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from chatstats.errors import SourceError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# Message columns in the order rows come back; absent ones are selected as NULL.
+MESSAGE_COLUMNS = (
+    "ROWID",
+    "guid",
+    "text",
+    "attributedBody",
+    "handle_id",
+    "is_from_me",
+    "date",
+    "service",
+    "subject",
+    "item_type",
+    "group_action_type",
+    "group_title",
+    "other_handle",
+    "associated_message_guid",
+    "associated_message_type",
+    "associated_message_emoji",
+    "thread_originator_guid",
+    "thread_originator_part",
+    "date_edited",
+    "date_retracted",
+    "message_summary_info",
+    "is_read",
+    "date_read",
+    "is_delivered",
+    "date_delivered",
+    "is_sent",
+    "balloon_bundle_id",
+    "expressive_send_style_id",
+    "is_audio_message",
+)
+M = {name: i for i, name in enumerate(MESSAGE_COLUMNS)}
+# The chat a message belongs to is appended after the message columns.
+M_CHAT = len(MESSAGE_COLUMNS)
+
+ATTACHMENT_COLUMNS = (
+    "ROWID",
+    "guid",
+    "filename",
+    "transfer_name",
+    "mime_type",
+    "uti",
+    "total_bytes",
+    "is_sticker",
+    "created_date",
+)
+A = {name: i for i, name in enumerate(ATTACHMENT_COLUMNS)}
+
+
+class Handle(NamedTuple):
+    rowid: int
+    identifier: str
+    service: str
+    person_centric_id: str | None
+
+
+class Chat(NamedTuple):
+    rowid: int
+    guid: str
+    style: int | None
+    chat_identifier: str | None
+    service: str | None
+    room_name: str | None
+    display_name: str | None
+
+
+def open_source(path: Path) -> sqlite3.Connection:
+    """Open chat.db read-only, or raise SourceError saying what is wrong and what to do."""
+    if not path.exists():
+        raise SourceError(f"Messages database not found: {path}")
+    if path.is_dir():
+        raise SourceError(f"expected a chat.db file, got a folder: {path}")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except PermissionError:
+        raise SourceError(
+            f"permission denied reading {path}; on macOS grant Full Disk Access to the app"
+        ) from None
+    if head != SQLITE_MAGIC:
+        raise SourceError(f"{path} is not an SQLite database (encrypted or damaged?)")
+    try:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA busy_timeout=5000")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from None
+    missing = {"message", "handle", "chat", "chat_message_join"} - tables
+    if missing:
+        conn.close()
+        raise SourceError(
+            f"{path} is not a Messages database (missing {', '.join(sorted(missing))})"
+        )
+    return conn
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}  # table is a constant
+
+
+def _select_list(available: set[str], wanted: tuple[str, ...], alias: str) -> str:
+    return ", ".join(
+        f"{alias}.{c}" if c in available or c == "ROWID" else f"NULL AS {c}" for c in wanted
+    )
+
+
+class Reader:
+    """Chunked reads of one source database; every call is its own short statement."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.message_columns = columns(conn, "message")
+        self.has_attachments = bool(columns(conn, "attachment")) and bool(
+            columns(conn, "message_attachment_join")
+        )
+        select = _select_list(self.message_columns, MESSAGE_COLUMNS, "m")
+        # A message normally has one chat; when it has several, the lowest chat id wins
+        # (the importer counts these). Orphans (no join row) come back with chat NULL.
+        self._messages_sql = (
+            f"SELECT {select}, (SELECT MIN(j.chat_id) FROM chat_message_join j"
+            f" WHERE j.message_id = m.ROWID) AS chat_rowid"
+            f" FROM message m WHERE m.ROWID > :after ORDER BY m.ROWID LIMIT :limit"
+        )
+        if self.has_attachments:
+            acols = columns(conn, "attachment")
+            aselect = _select_list(acols, ATTACHMENT_COLUMNS, "a")
+            self._attachments_sql = (
+                f"SELECT {aselect}, m.guid AS message_guid FROM attachment a"
+                f" JOIN message_attachment_join x ON x.attachment_id = a.ROWID"
+                f" JOIN message m ON m.ROWID = x.message_id"
+                f" WHERE a.ROWID > :after ORDER BY a.ROWID LIMIT :limit"
+            )
+
+    def handles(self) -> list[Handle]:
+        pcid = (
+            "person_centric_id" if "person_centric_id" in columns(self.conn, "handle") else "NULL"
+        )
+        rows = self.conn.execute(
+            f"SELECT ROWID, id, COALESCE(service, ''), {pcid} FROM handle ORDER BY ROWID"
+        ).fetchall()
+        return [Handle(*r) for r in rows]
+
+    def chats(self) -> list[Chat]:
+        have = columns(self.conn, "chat")
+        cols = (
+            "ROWID",
+            "guid",
+            "style",
+            "chat_identifier",
+            "service_name",
+            "room_name",
+            "display_name",
+        )
+        rows = self.conn.execute(
+            f"SELECT {_select_list(have, cols, 'c')} FROM chat c ORDER BY c.ROWID"
+        ).fetchall()
+        return [Chat(*r) for r in rows]
+
+    def chat_handles(self) -> list[tuple[int, int]]:
+        return self.conn.execute("SELECT chat_id, handle_id FROM chat_handle_join").fetchall()
+
+    def max_message_rowid(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM message").fetchone()[0]
+
+    def count_messages_after(self, after: int) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM message WHERE ROWID > :after", {"after": after}
+        ).fetchone()[0]
+
+    def message_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows with ROWID > after in ROWID order, `limit` per statement."""
+        while True:
+            rows = self.conn.execute(
+                self._messages_sql, {"after": after, "limit": limit}
+            ).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def attachment_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+        if not self.has_attachments:
+            return
+        while True:
+            rows = self.conn.execute(
+                self._attachments_sql, {"after": after, "limit": limit}
+            ).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+
+_GROUP_IDENTIFIER = re.compile(r"^chat\d+$")
+
+
+def is_group_chat(chat: Chat, participant_count: int) -> bool:
+    """Decide group vs 1:1 from all the evidence, since each single signal has exceptions.
+
+    The GUID marker (`;+;` group, `;-;` 1:1) is Apple's own routing key and survives the
+    macOS 26 `any;` prefix; `room_name` / `chat<digits>` identifiers exist only for groups;
+    `style` (43/45) is consensus but undocumented; several participants mean a group even
+    when the other signals are missing (old or damaged rows).
+    """
+    votes = 0
+    guid = chat.guid or ""
+    if ";+;" in guid:
+        votes += 2
+    elif ";-;" in guid:
+        votes -= 2
+    if chat.room_name:
+        votes += 1
+    if chat.chat_identifier and _GROUP_IDENTIFIER.match(chat.chat_identifier):
+        votes += 1
+    if chat.style == 43:
+        votes += 1
+    elif chat.style == 45:
+        votes -= 1
+    if participant_count > 1:
+        votes += 2
+    return votes > 0
+
+
+TAPBACK_TYPES = {
+    0: "loved",
+    1: "liked",
+    2: "disliked",
+    3: "laughed",
+    4: "emphasized",
+    5: "questioned",
+    6: "emoji",
+    7: "sticker",
+}
+
+
+def tapback(assoc_type: int | None) -> tuple[str, bool] | None:
+    """(type, is_removal) for tapback rows, None for ordinary messages.
+
+    2000–2007 add, 3000–3007 remove; 1000 is the legacy sticker placed on a message.
+    """
+    if not assoc_type:
+        return None
+    if 2000 <= assoc_type <= 2007:
+        return TAPBACK_TYPES[assoc_type - 2000], False
+    if 3000 <= assoc_type <= 3007:
+        return TAPBACK_TYPES[assoc_type - 3000], True
+    if assoc_type == 1000:
+        return "sticker", False
+    return None
+
+
+_TARGET = re.compile(r"^(?:p:(\d+)/|bp:)?(.+)$")
+
+
+def tapback_target(assoc_guid: str | None) -> tuple[str, int] | None:
+    """`p:N/GUID` → (GUID, N); `bp:GUID` → (GUID, 0); a bare GUID → (first 36 chars, 0)."""
+    if not assoc_guid:
+        return None
+    m = _TARGET.match(assoc_guid)
+    if not m:
+        return None
+    part = int(m.group(1)) if m.group(1) else 0
+    guid = m.group(2)
+    if not assoc_guid.startswith(("p:", "bp:")):
+        guid = guid[:36]
+    return guid, part
+
+
+def reply_part(thread_originator_part: str | None) -> int | None:
+    """The first colon-separated field of `thread_originator_part` is the target part."""
+    if not thread_originator_part:
+        return None
+    head = thread_originator_part.split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def reply_guid(thread_originator_guid: str | None) -> str | None:
+    """Some writers put `p:N/` in front of the GUID; strip it."""
+    if not thread_originator_guid:
+        return None
+    target = tapback_target(thread_originator_guid)
+    return target[0] if target else None
+
+
+class SummaryFlags(NamedTuple):
+    edited_parts: tuple[int, ...]
+    unsent_parts: tuple[int, ...]
+
+
+def summary_flags(blob: bytes | None) -> SummaryFlags | None:
+    """Edited (`ep`) and unsent (`rp`) part lists from message_summary_info; None if unreadable."""
+    if not blob:
+        return SummaryFlags((), ())
+    try:
+        info = plistlib.loads(blob)
+    except Exception:  # plistlib raises a zoo of types on damaged data
+        return None
+    if not isinstance(info, dict):
+        return None
+
+    def parts(key: str) -> tuple[int, ...]:
+        value = info.get(key)
+        if not isinstance(value, list):
+            return ()
+        return tuple(int(v) for v in value if isinstance(v, int))
+
+    return SummaryFlags(parts("ep"), parts("rp"))
+
+
+# item_type / group_action_type → our message kind (reference/chatdb_semantics.md §6).
+def message_kind(item_type: int | None, group_action_type: int | None) -> str:
+    item_type = item_type or 0
+    action = group_action_type or 0
+    if item_type == 0:
+        return "message"
+    if item_type == 1:
+        return "participant_removed" if action == 1 else "participant_added"
+    if item_type == 2:
+        return "renamed"
+    if item_type == 3:
+        return {0: "participant_left", 1: "photo_changed", 2: "photo_removed"}.get(
+            action, "group_event"
+        )
+    if item_type == 4:
+        return "location_sharing"
+    if item_type == 5:
+        return "audio_kept"
+    if item_type == 6:
+        return "shareplay"
+    return "system"

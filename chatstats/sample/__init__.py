@@ -1,0 +1,1 @@
+"""Realistic sample Messages libraries (chat.db + AddressBook) for the demo, tests and benchmarks."""
