@@ -72,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = _settings(args)
-            log.configure(settings.log_level)
+            log.configure(settings.effective_log_level)
             return _serve(settings)
         if args.command == "import":
             settings = _settings(args)
-            log.configure(settings.log_level if settings.debug else "WARNING", stream=sys.stderr)
+            level = settings.effective_log_level if settings.debug else "WARNING"
+            log.configure(level, stream=sys.stderr)
             return _import(settings, args)
         if args.command == "demo":
             return _demo(args)
@@ -206,7 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
             "port": args.port,
         }
     )
-    log.configure(settings.log_level)
+    log.configure(settings.effective_log_level)
     return _serve(settings)
 
 

@@ -53,16 +53,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         str | None, _help("Bearer token for the API; generated into <data-dir>/api-token if unset.")
     ] = None
     log_level: Annotated[str, _help("DEBUG, INFO, WARNING or ERROR.")] = "INFO"
-    debug: Annotated[bool, _help("Verbose logging and tracebacks in error responses.")] = False
-    llm_model: Annotated[str | None, _help("LiteLLM model name for analysis and chat.")] = None
-    llm_api_base: Annotated[str | None, _help("Base URL of an OpenAI-compatible endpoint.")] = None
-    embed_model: Annotated[str | None, _help("Embedding model for vector search.")] = None
-    parent_pid: Annotated[int | None, _help("Exit when this process dies (sidecar mode).")] = None
-    heartbeat_seconds: Annotated[float, _help("Interval of SSE heartbeats.")] = 30.0
+    debug: Annotated[bool, _help("Log at DEBUG level, whatever CHATSTATS_LOG_LEVEL says.")] = False
 
     @property
     def db_path(self) -> Path:
         return Path(self.data_dir) / "chatstats.db"
+
+    @property
+    def effective_log_level(self) -> str:
+        return "DEBUG" if self.debug else self.log_level
 
 
 def load(
@@ -85,16 +84,14 @@ def load(
 
 
 def setting_docs() -> dict[str, str]:
-    """Name of each environment variable → its help text (for the README and `--help`)."""
-    info = msgspec.inspect.type_info(Settings)
+    """Name of each environment variable → its help text (for the README and its test)."""
     out: dict[str, str] = {}
-    for field in info.fields:  # type: ignore[attr-defined]
-        meta = getattr(field.type, "extra", None)
-        desc = ""
+    for field in msgspec.inspect.type_info(Settings).fields:  # type: ignore[attr-defined]
         t = field.type
-        if isinstance(t, msgspec.inspect.Metadata):
-            desc = t.description or ""
-        elif meta:
-            desc = str(meta)
+        desc = (
+            (t.extra_json_schema or {}).get("description", "")
+            if isinstance(t, msgspec.inspect.Metadata)
+            else ""
+        )
         out[ENV_PREFIX + field.name.upper()] = desc
     return out

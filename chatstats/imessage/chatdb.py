@@ -132,11 +132,30 @@ def _select_list(available: set[str], wanted: tuple[str, ...], alias: str) -> st
 
 
 class Reader:
-    """Chunked reads of one source database; every call is its own short statement."""
+    """Chunked reads of one source database; every call is its own short statement.
+
+    Any SQLite failure while reading (locked past the busy timeout, a damaged page) becomes
+    a SourceError naming the problem, so callers roll back and report instead of crashing.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        try:
+            self._init()
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot read the Messages database: {exc}") from None
+
+    def _q(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        try:
+            return self.conn.execute(sql, params or {}).fetchall()
+        except sqlite3.Error as exc:
+            raise SourceError(f"reading the Messages database failed: {exc}") from None
+
+    def _init(self) -> None:
+        conn = self.conn
         self.message_columns = columns(conn, "message")
+        self.handle_columns = columns(conn, "handle")
+        self.chat_columns = columns(conn, "chat")
         self.has_attachments = bool(columns(conn, "attachment")) and bool(
             columns(conn, "message_attachment_join")
         )
@@ -162,13 +181,13 @@ class Reader:
         pcid = (
             "person_centric_id" if "person_centric_id" in columns(self.conn, "handle") else "NULL"
         )
-        rows = self.conn.execute(
+        rows = self._q(
             f"SELECT ROWID, id, COALESCE(service, ''), {pcid} FROM handle ORDER BY ROWID"
-        ).fetchall()
+        )
         return [Handle(*r) for r in rows]
 
     def chats(self) -> list[Chat]:
-        have = columns(self.conn, "chat")
+        have = self.chat_columns
         cols = (
             "ROWID",
             "guid",
@@ -178,28 +197,22 @@ class Reader:
             "room_name",
             "display_name",
         )
-        rows = self.conn.execute(
-            f"SELECT {_select_list(have, cols, 'c')} FROM chat c ORDER BY c.ROWID"
-        ).fetchall()
+        rows = self._q(f"SELECT {_select_list(have, cols, 'c')} FROM chat c ORDER BY c.ROWID")
         return [Chat(*r) for r in rows]
 
     def chat_handles(self) -> list[tuple[int, int]]:
-        return self.conn.execute("SELECT chat_id, handle_id FROM chat_handle_join").fetchall()
+        return self._q("SELECT chat_id, handle_id FROM chat_handle_join")
 
     def max_message_rowid(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM message").fetchone()[0]
+        return self._q("SELECT COALESCE(MAX(ROWID), 0) FROM message")[0][0]
 
     def count_messages_after(self, after: int) -> int:
-        return self.conn.execute(
-            "SELECT count(*) FROM message WHERE ROWID > :after", {"after": after}
-        ).fetchone()[0]
+        return self._q("SELECT count(*) FROM message WHERE ROWID > :after", {"after": after})[0][0]
 
     def message_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         """Rows with ROWID > after in ROWID order, `limit` per statement."""
         while True:
-            rows = self.conn.execute(
-                self._messages_sql, {"after": after, "limit": limit}
-            ).fetchall()
+            rows = self._q(self._messages_sql, {"after": after, "limit": limit})
             if not rows:
                 return
             yield rows
@@ -209,9 +222,7 @@ class Reader:
         if not self.has_attachments:
             return
         while True:
-            rows = self.conn.execute(
-                self._attachments_sql, {"after": after, "limit": limit}
-            ).fetchall()
+            rows = self._q(self._attachments_sql, {"after": after, "limit": limit})
             if not rows:
                 return
             yield rows

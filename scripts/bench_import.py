@@ -1,0 +1,100 @@
+"""Import speed and memory against a bare copy of the same rows, measured side by side.
+
+    .venv/bin/python scripts/bench_import.py [--messages 300000] [--runs 3] [--work DIR]
+
+The bare copy reads every message row (blobs included) from chat.db and writes the rows,
+less blobs, into one table with unsafe pragmas: no decoding, no contacts, no conversations,
+no indexes, no full-text. Target: import ≤ 2× that, peak RSS < 400 MB. Each measurement
+runs in a fresh child process (so peak RSS is its own); runs alternate and medians are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sqlite3, sys, time
+from pathlib import Path
+mode, lib, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+t0 = time.perf_counter()
+if mode == "bare":
+    src = sqlite3.connect(f"file:{lib / 'chat.db'}?mode=ro", uri=True)
+    dst = sqlite3.connect(out / "bare.db", isolation_level=None)
+    dst.execute("PRAGMA journal_mode=OFF"); dst.execute("PRAGMA synchronous=OFF")
+    dst.execute("CREATE TABLE m (rowid_ INTEGER, guid TEXT, text TEXT, handle_id INTEGER,"
+                " is_from_me INTEGER, date INTEGER, service TEXT, assoc_guid TEXT,"
+                " assoc_type INTEGER, chat_id INTEGER)")
+    dst.execute("BEGIN")
+    cur = src.execute("SELECT m.ROWID, m.guid, m.text, m.attributedBody, m.handle_id,"
+                      " m.is_from_me, m.date, m.service, m.associated_message_guid,"
+                      " m.associated_message_type, j.chat_id FROM message m"
+                      " LEFT JOIN chat_message_join j ON j.message_id = m.ROWID")
+    while True:
+        rows = cur.fetchmany(5000)
+        if not rows:
+            break
+        dst.executemany("INSERT INTO m VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        [r[:3] + r[4:] for r in rows])
+    dst.execute("COMMIT")
+else:
+    from chatstats.ingest.importer import run_import
+    run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
+dt = time.perf_counter() - t0
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": dt, "rss_mb": rss_mb}))
+"""
+
+
+def measure(mode: str, lib: Path, work: Path) -> dict[str, float]:
+    out = work / f"out-{mode}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(lib), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=300_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", default="/tmp/chatstats-bench")
+    args = ap.parse_args()
+    work = Path(args.work)
+    lib = work / f"lib-{args.messages}"
+    if not (lib / "chat.db").exists():
+        from chatstats.sample.library import make_library
+
+        t0 = time.perf_counter()
+        make_library(lib, messages=args.messages, seed=1, truth=False)
+        print(f"generated {args.messages:,}-message library in {time.perf_counter() - t0:.1f} s")
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "import": []}
+    for _ in range(args.runs):
+        for mode in ("bare", "import"):
+            results[mode].append(measure(mode, lib, work))
+    bare = statistics.median(r["seconds"] for r in results["bare"])
+    imp = statistics.median(r["seconds"] for r in results["import"])
+    print(f"library: {lib} ({args.messages:,} messages), runs: {args.runs}")
+    for mode in ("bare", "import"):
+        secs = ", ".join(f"{r['seconds']:.2f}" for r in results[mode])
+        rss = max(r["rss_mb"] for r in results[mode])
+        print(
+            f"{mode:>7}: median {statistics.median(r['seconds'] for r in results[mode]):.2f} s"
+            f"  (runs: {secs})  peak RSS {rss:.0f} MB"
+        )
+    print(f"  ratio: import / bare copy = {imp / bare:.2f}x  (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()
