@@ -1,5 +1,7 @@
 """The 90-minute splitter and its two algorithms, by property."""
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +30,8 @@ def test_split_partitions_in_order_with_gaps_only_between_groups(ds):
     for g in groups:
         inner = [by_id[m] for m in g.message_ids]
         assert g.start_ns == inner[0] and g.end_ns == inner[-1]
-        assert all(b - a <= GAP_NS for a, b in zip(inner, inner[1:], strict=False))
-    for a, b in zip(groups, groups[1:], strict=False):
+        assert all(b - a <= GAP_NS for a, b in itertools.pairwise(inner))
+    for a, b in itertools.pairwise(groups):
         assert b.start_ns - a.end_ns > GAP_NS
 
 

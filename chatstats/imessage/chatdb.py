@@ -57,6 +57,9 @@ M = {name: i for i, name in enumerate(MESSAGE_COLUMNS)}
 # The chat a message belongs to is appended after the message columns.
 M_CHAT = len(MESSAGE_COLUMNS)
 
+# Columns Messages.app updates on existing rows; the live tail keeps a cursor on each.
+CHANGE_COLUMNS = ("date_edited", "date_retracted", "date_read", "date_delivered")
+
 ATTACHMENT_COLUMNS = (
     "ROWID",
     "guid",
@@ -162,10 +165,12 @@ class Reader:
         select = _select_list(self.message_columns, MESSAGE_COLUMNS, "m")
         # A message normally has one chat; when it has several, the lowest chat id wins
         # (the importer counts these). Orphans (no join row) come back with chat NULL.
-        self._messages_sql = (
+        self._select_head = (
             f"SELECT {select}, (SELECT MIN(j.chat_id) FROM chat_message_join j"
-            f" WHERE j.message_id = m.ROWID) AS chat_rowid"
-            f" FROM message m WHERE m.ROWID > :after ORDER BY m.ROWID LIMIT :limit"
+            f" WHERE j.message_id = m.ROWID) AS chat_rowid FROM message m"
+        )
+        self._messages_sql = (
+            f"{self._select_head} WHERE m.ROWID > :after ORDER BY m.ROWID LIMIT :limit"
         )
         if self.has_attachments:
             acols = columns(conn, "attachment")
@@ -217,6 +222,41 @@ class Reader:
                 return
             yield rows
             after = rows[-1][0]
+
+    def change_marks(self) -> dict[str, int]:
+        """The highest value of each column Messages.app updates in place (0 if absent)."""
+        present = [c for c in CHANGE_COLUMNS if c in self.message_columns]
+        marks = dict.fromkeys(CHANGE_COLUMNS, 0)
+        if present:
+            row = self._q(
+                "SELECT " + ", ".join(f"COALESCE(MAX({c}), 0)" for c in present) + " FROM message"
+            )[0]
+            marks.update(zip(present, row, strict=True))
+        return marks
+
+    def changed_rows(
+        self, marks: dict[str, int], upto_rowid: int, since_date: int | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows at or below the ROWID watermark whose edit/unsend/receipt columns moved past
+        the marks. `since_date` (Apple ns) narrows the scan to recent rows via the date index."""
+        present = [c for c in CHANGE_COLUMNS if c in self.message_columns]
+        if not present:
+            return []
+        moved = " OR ".join(f"COALESCE(m.{c}, 0) > :{c}" for c in present)
+        window = " AND m.date > :since" if since_date is not None else ""
+        params: dict[str, Any] = {c: marks.get(c, 0) for c in present}
+        params.update(upto=upto_rowid, since=since_date)
+        return self._q(
+            f"{self._select_head} WHERE m.ROWID <= :upto{window} AND ({moved}) ORDER BY m.ROWID",
+            params,
+        )
+
+    def rows_by_rowid(self, rowids: list[int]) -> list[tuple[Any, ...]]:
+        """Fresh copies of specific rows (Messages.app corrects fields ms after inserting)."""
+        if not rowids:
+            return []
+        ids = ",".join(str(int(r)) for r in rowids)
+        return self._q(f"{self._select_head} WHERE m.ROWID IN ({ids}) ORDER BY m.ROWID")
 
     def attachment_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         if not self.has_attachments:

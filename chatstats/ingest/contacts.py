@@ -29,6 +29,7 @@ class ContactBook:
         }
         self.by_pcid: dict[str, int] = {}
         self.created = 0
+        self.unknown: list[str] = []  # identifiers that got a nameless contact just now
         self.merged: list[tuple[int, int]] = []  # (from nameless, into named)
         self.renamed: list[int] = []
 
@@ -119,31 +120,8 @@ class ContactBook:
             if cid is None:
                 cid = self.conn.execute("INSERT INTO contacts (name) VALUES (NULL)").lastrowid
                 self.created += 1
+                self.unknown.append(identifier)
         if person_centric_id and person_centric_id not in self.by_pcid:
             self.by_pcid[person_centric_id] = cid
         self._claim(keys, cid)
         return cid
-
-
-def refresh_counts(conn: sqlite3.Connection) -> None:
-    """Per contact: messages they sent, plus mine in 1:1 chats with them; and the latest time."""
-    conn.execute("UPDATE contacts SET message_count = 0, last_message_ns = NULL")
-    conn.execute(
-        """
-        UPDATE contacts SET message_count = agg.n, last_message_ns = agg.last
-        FROM (
-            SELECT cid, count(*) AS n, max(date_ns) AS last FROM (
-                SELECT h.contact_id AS cid, m.date_ns FROM messages m
-                JOIN handles h ON h.id = m.handle_id
-                WHERE m.is_from_me = 0 AND m.chat_id IS NOT NULL
-                UNION ALL
-                SELECT h.contact_id, m.date_ns FROM messages m
-                JOIN chats c ON c.id = m.chat_id AND c.is_group = 0
-                JOIN chat_participants p ON p.chat_id = c.id
-                JOIN handles h ON h.id = p.handle_id
-                WHERE m.is_from_me = 1
-            ) GROUP BY cid
-        ) AS agg
-        WHERE contacts.id = agg.cid
-        """
-    )

@@ -1,0 +1,655 @@
+"""One unit of ingest: rows read from chat.db turned into app-database rows.
+
+The historical import and the live tail share it, so both decode, attribute, react and
+group exactly alike. It runs inside the caller's write transaction and touches nothing
+outside it; the caller commits the rows together with the source's new watermarks.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections import defaultdict
+from typing import Any, NamedTuple
+
+import msgspec
+
+from chatstats.imessage import chatdb
+from chatstats.imessage.chatdb import M_CHAT, M
+from chatstats.imessage.dates import apple_seconds_to_unix_ns, apple_to_unix_ns
+from chatstats.imessage.typedstream import TypedStreamError, extract_text
+from chatstats.ingest import conversations as conv
+from chatstats.ingest import tracker
+from chatstats.ingest.contacts import ContactBook
+from chatstats.ingest.reactions import Tapback, apply_tapbacks
+
+_PLACEHOLDERS = str.maketrans("", "", "\ufffc\ufffd")
+_AT_PREFIX = re.compile(r"^at_(\d+)_")
+# A row with no date at all is placed at Apple's epoch rather than dropped.
+_NO_DATE_NS = 978_307_200 * 1_000_000_000
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, guid, chat_id, handle_id, is_from_me, date_ns, text, subject,"
+    " service, kind, group_title, other_handle_id, reply_to_guid, reply_to_part, edited,"
+    " unsent, date_edited_ns, is_read, date_read_ns, is_delivered, date_delivered_ns,"
+    " is_sent, balloon, effect, is_audio, body_status, source_rowid)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class Counters(msgspec.Struct, kw_only=True):
+    messages_added: int = 0
+    system_events_added: int = 0
+    reactions_added: int = 0
+    attachments_added: int = 0
+    messages_changed: int = 0
+    contacts_created: int = 0
+    contacts_merged: int = 0
+    conversations_created: int = 0
+    conversations_removed: int = 0
+    bodies_corrupt: int = 0
+    bodies_empty: int = 0
+    summaries_unreadable: int = 0
+    orphans: int = 0
+    duplicates_skipped: int = 0
+
+
+class Outcome(NamedTuple):
+    """What changed, so the caller can publish it after commit (ids only)."""
+
+    new_message_ids: list[int]
+    changed_message_ids: list[int]
+    reaction_target_guids: list[str]
+    chat_ids: list[int]
+    contact_ids: list[int]
+    sealed_timers_changed: bool
+    unknown_identifiers: tuple[str, ...] = ()  # senders no contact knew: worth asking the AddressBook
+
+
+class Body(NamedTuple):
+    text: str
+    status: str  # ok | none | corrupt
+
+
+def decode_body(row: tuple[Any, ...]) -> Body:
+    """Decoded attributedBody first, the `text` column as fallback; never raises."""
+    blob = row[M["attributedBody"]]
+    column = row[M["text"]]
+    if blob:
+        try:
+            return Body(extract_text(blob).translate(_PLACEHOLDERS), "ok")
+        except TypedStreamError:
+            return Body((column or "").translate(_PLACEHOLDERS), "corrupt")
+    if column is not None:
+        return Body(column.translate(_PLACEHOLDERS), "ok")
+    return Body("", "none")
+
+
+def edit_state(row: tuple[Any, ...], counters: Counters) -> tuple[int, int]:
+    """(edited, unsent): macOS 26 marks an unsend with date_edited and `rp`, older ones
+    with date_retracted; the plist is the authority when present (NULL on most rows)."""
+    date_edited = row[M["date_edited"]]
+    date_retracted = row[M["date_retracted"]]
+    info = row[M["message_summary_info"]]
+    if not (date_edited or date_retracted or info):
+        return 0, 0
+    flags = chatdb.summary_flags(info)
+    if flags is None:
+        counters.summaries_unreadable += 1
+        flags = chatdb.SummaryFlags((), ())
+    unsent = 1 if (date_retracted or flags.unsent_parts) else 0
+    edited = 1 if (flags.edited_parts or (date_edited and not unsent)) else 0
+    return edited, unsent
+
+
+class Ingest:
+    """Maps chat.db ROWIDs to app ids and writes batches; lives for one transaction."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        reader: chatdb.Reader,
+        counters: Counters,
+        *,
+        now_ns: int | None = None,
+        people: list[Any] | None = None,
+        maps: tuple[dict[int, int], dict[int, int]] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.counters = counters
+        self.now_ns = now_ns or time.time_ns()
+        self._book: ContactBook | None = None
+        if people:
+            self.book.sync_people(people)
+        self.handle_map: dict[int, int] = {}
+        self.chat_map: dict[int, int] = {}
+        self.touched_chats: set[int] = set()
+        self.reload_chats = False
+        if maps is None:
+            self.reload_handles_and_chats()
+        else:  # the live tail's cache from its previous batch; reloaded on any unknown ROWID
+            self.handle_map, self.chat_map = dict(maps[0]), dict(maps[1])
+        self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()[0]
+        self.first_new_id = self.next_id
+        self.new_points: dict[int, list[conv.Point]] = defaultdict(list)
+        self.tapbacks: list[Tapback] = []
+        self.new_ids: list[int] = []
+        self.changed_ids: list[int] = []
+
+    @property
+    def book(self) -> ContactBook:
+        """Loaded on first use: a live batch from known senders never needs it."""
+        if self._book is None:
+            self._book = ContactBook(self.conn)
+        return self._book
+
+    @property
+    def maps(self) -> tuple[dict[int, int], dict[int, int]]:
+        return self.handle_map, self.chat_map
+
+    # -- reference data -------------------------------------------------------------------
+
+    def reload_handles_and_chats(self) -> None:
+        self.handle_map = self._load_handles()
+        self.chat_map = self._load_chats()
+
+    def _load_handles(self) -> dict[int, int]:
+        conn = self.conn
+        existing = {
+            (r[1], r[2]): (r[0], r[3])
+            for r in conn.execute("SELECT id, identifier, service, contact_id FROM handles")
+        }
+        out: dict[int, int] = {}
+        for h in self.reader.handles():
+            found = existing.get((h.identifier, h.service))
+            contact_id = self.book.resolve(h.identifier, h.person_centric_id)
+            if found is None:
+                hid = conn.execute(
+                    "INSERT INTO handles (identifier, service, contact_id) VALUES (:i, :s, :c)",
+                    {"i": h.identifier, "s": h.service, "c": contact_id},
+                ).lastrowid
+                existing[(h.identifier, h.service)] = (hid, contact_id)
+            else:
+                hid = found[0]
+                if found[1] != contact_id:
+                    conn.execute(
+                        "UPDATE handles SET contact_id = :c WHERE id = :id",
+                        {"c": contact_id, "id": hid},
+                    )
+            out[h.rowid] = hid
+        return out
+
+    def _load_chats(self) -> dict[int, int]:
+        """Chats upserted; participants replaced by chat.db's current set when it changed."""
+        participants: dict[int, set[int]] = defaultdict(set)
+        for chat_rowid, handle_rowid in self.reader.chat_handles():
+            hid = self.handle_map.get(handle_rowid)
+            if hid is not None:
+                participants[chat_rowid].add(hid)
+        current: dict[int, set[int]] = defaultdict(set)
+        for chat_id, handle_id in self.conn.execute(
+            "SELECT chat_id, handle_id FROM chat_participants"
+        ):
+            current[chat_id].add(handle_id)
+        out: dict[int, int] = {}
+        for c in self.reader.chats():
+            members = participants.get(c.rowid, set())
+            is_group = chatdb.is_group_chat(c, len(members))
+            row = self.conn.execute(
+                "INSERT INTO chats (guid, chat_identifier, service, display_name, is_group)"
+                " VALUES (:g, :i, :s, :d, :grp)"
+                " ON CONFLICT(guid) DO UPDATE SET display_name = excluded.display_name,"
+                " is_group = excluded.is_group, service = excluded.service"
+                " WHERE display_name IS NOT excluded.display_name"
+                " OR is_group IS NOT excluded.is_group OR service IS NOT excluded.service"
+                " RETURNING id",
+                {
+                    "g": c.guid,
+                    "i": c.chat_identifier,
+                    "s": c.service,
+                    "d": c.display_name or None,
+                    "grp": int(is_group),
+                },
+            ).fetchone()
+            if row is None:  # unchanged: the conditional upsert returned nothing
+                cid = self.conn.execute(
+                    "SELECT id FROM chats WHERE guid = :g", {"g": c.guid}
+                ).fetchone()[0]
+            else:
+                cid = row[0]
+                self.touched_chats.add(cid)
+            out[c.rowid] = cid
+            if current.get(cid, set()) != members:
+                self.conn.execute("DELETE FROM chat_participants WHERE chat_id = :c", {"c": cid})
+                self.conn.executemany(
+                    "INSERT INTO chat_participants (chat_id, handle_id) VALUES (?, ?)",
+                    [(cid, hid) for hid in sorted(members)],
+                )
+                self.touched_chats.add(cid)
+        return out
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def skip_known(self, chunk: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Drop rows whose GUID is already imported (another source, or a replayed range)."""
+        encoded = msgspec.json.encode([r[M["guid"]] for r in chunk]).decode()
+        known = {
+            g
+            for (g,) in self.conn.execute(
+                "SELECT guid FROM messages WHERE guid IN (SELECT value FROM json_each(:g))"
+                " UNION ALL"
+                " SELECT guid FROM reactions WHERE guid IN (SELECT value FROM json_each(:g))",
+                {"g": encoded},
+            )
+        }
+        if not known:
+            return chunk
+        self.counters.duplicates_skipped += len(known)
+        return [r for r in chunk if r[M["guid"]] not in known]
+
+    def add_messages(self, chunk: list[tuple[Any, ...]]) -> None:
+        """Insert new message rows (tapbacks are collected for `finish`)."""
+        c = self.counters
+        handle_map, chat_map = self.handle_map, self.chat_map
+        to_ns = apple_to_unix_ns
+        rows = []
+        for r in chunk:
+            from_me = 1 if r[M["is_from_me"]] else 0
+            sender = r[M["handle_id"]]
+            if sender and sender not in handle_map:  # a handle created after we looked
+                self.reload_handles_and_chats()
+                handle_map, chat_map = self.handle_map, self.chat_map
+            handle_id = None if from_me else handle_map.get(sender)
+            date_ns = to_ns(r[M["date"]]) or _NO_DATE_NS
+            tb = chatdb.tapback(r[M["associated_message_type"]])
+            if tb is not None:
+                target = chatdb.tapback_target(r[M["associated_message_guid"]])
+                if target is not None:
+                    self.tapbacks.append(
+                        Tapback(
+                            r[M["guid"]],
+                            target[0],
+                            target[1],
+                            tb[0],
+                            r[M["associated_message_emoji"]],
+                            tb[1],
+                            handle_id,
+                            from_me,
+                            date_ns,
+                        )
+                    )
+                    continue
+            chat_rowid = r[M_CHAT]
+            chat_id = None
+            if chat_rowid is not None:
+                chat_id = chat_map.get(chat_rowid)
+                if chat_id is None:  # a chat created after we read the chat list
+                    self.reload_handles_and_chats()
+                    handle_map, chat_map = self.handle_map, self.chat_map
+                    chat_id = chat_map.get(chat_rowid)
+            if chat_id is None:
+                c.orphans += 1
+            elif r[M["item_type"]]:
+                self.reload_chats = True  # a rename or membership change: re-read the chat
+            body = decode_body(r)
+            if body.status == "corrupt":
+                c.bodies_corrupt += 1
+            elif body.status == "none":
+                c.bodies_empty += 1
+            edited, unsent = edit_state(r, c)
+            kind = chatdb.message_kind(r[M["item_type"]], r[M["group_action_type"]])
+            if kind == "message":
+                c.messages_added += 1
+            else:
+                c.system_events_added += 1
+            other = r[M["other_handle"]]
+            mid = self.next_id
+            self.next_id += 1
+            rows.append(
+                (
+                    mid,
+                    r[M["guid"]],
+                    chat_id,
+                    handle_id,
+                    from_me,
+                    date_ns,
+                    "" if unsent else body.text,
+                    r[M["subject"]],
+                    r[M["service"]],
+                    kind,
+                    r[M["group_title"]],
+                    handle_map.get(other) if other else None,
+                    chatdb.reply_guid(r[M["thread_originator_guid"]]),
+                    chatdb.reply_part(r[M["thread_originator_part"]]),
+                    edited,
+                    unsent,
+                    to_ns(r[M["date_edited"]]),
+                    1 if r[M["is_read"]] else 0,
+                    to_ns(r[M["date_read"]]),
+                    1 if r[M["is_delivered"]] else 0,
+                    to_ns(r[M["date_delivered"]]),
+                    1 if r[M["is_sent"]] else 0,
+                    r[M["balloon_bundle_id"]],
+                    r[M["expressive_send_style_id"]],
+                    1 if r[M["is_audio_message"]] else 0,
+                    body.status,
+                    r[M["ROWID"]],
+                )
+            )
+            self.new_ids.append(mid)
+            if chat_id is not None:
+                self.new_points[chat_id].append(conv.Point(date_ns, mid))
+        self.conn.executemany(_INSERT_MESSAGE, rows)
+
+    def update_messages(self, chunk: list[tuple[Any, ...]]) -> None:
+        """Rows Messages.app changed in place: edits, unsends, receipts, corrections."""
+        to_ns = apple_to_unix_ns
+        guids = msgspec.json.encode([r[M["guid"]] for r in chunk]).decode()
+        current = {
+            row[1]: row
+            for row in self.conn.execute(
+                "SELECT id, guid, text, edited, unsent, is_read, date_read_ns, is_delivered,"
+                " date_delivered_ns, is_sent, is_from_me, handle_id, date_edited_ns,"
+                " body_status FROM messages WHERE guid IN (SELECT value FROM json_each(:g))",
+                {"g": guids},
+            )
+        }
+        for r in chunk:
+            old = current.get(r[M["guid"]])
+            if old is None:
+                continue  # a tapback, or a row we have not imported yet
+            body = decode_body(r)
+            edited, unsent = edit_state(r, self.counters)
+            from_me = 1 if r[M["is_from_me"]] else 0
+            sender = r[M["handle_id"]]
+            if sender and sender not in self.handle_map:
+                self.reload_handles_and_chats()
+            new = (
+                "" if unsent else body.text,
+                edited,
+                unsent,
+                1 if r[M["is_read"]] else 0,
+                to_ns(r[M["date_read"]]),
+                1 if r[M["is_delivered"]] else 0,
+                to_ns(r[M["date_delivered"]]),
+                1 if r[M["is_sent"]] else 0,
+                from_me,
+                None if from_me else self.handle_map.get(sender),
+                to_ns(r[M["date_edited"]]),
+                body.status,
+            )
+            if tuple(old)[2:] == new:
+                continue
+            mid = old[0]
+            self.conn.execute(
+                "UPDATE messages SET text = ?, edited = ?, unsent = ?, is_read = ?,"
+                " date_read_ns = ?, is_delivered = ?, date_delivered_ns = ?, is_sent = ?,"
+                " is_from_me = ?, handle_id = ?, date_edited_ns = ?, body_status = ?"
+                " WHERE id = ?",
+                (*new, mid),
+            )
+            if old[2] != new[0]:
+                if old[2]:
+                    self.conn.execute(
+                        "INSERT INTO messages_fts (messages_fts, rowid, text)"
+                        " VALUES ('delete', :id, :t)",
+                        {"id": mid, "t": old[2]},
+                    )
+                if new[0]:
+                    self.conn.execute(
+                        "INSERT INTO messages_fts (rowid, text) VALUES (:id, :t)",
+                        {"id": mid, "t": new[0]},
+                    )
+            self.changed_ids.append(mid)
+            self.counters.messages_changed += 1
+
+    def add_attachments(self, chunk: list[tuple[Any, ...]]) -> None:
+        guids = msgspec.json.encode([r[-1] for r in chunk]).decode()
+        ids = dict(
+            self.conn.execute(
+                "SELECT guid, id FROM messages WHERE guid IN (SELECT value FROM json_each(:g))",
+                {"g": guids},
+            ).fetchall()
+        )
+        per_message: dict[int, int] = defaultdict(int)
+        rows = []
+        A = chatdb.A
+        for r in chunk:
+            mid = ids.get(r[-1])
+            m = _AT_PREFIX.match(r[A["guid"]] or "")
+            position = int(m.group(1)) if m else per_message[mid or 0]
+            per_message[mid or 0] += 1
+            if mid is not None and mid < self.first_new_id:
+                self.changed_ids.append(mid)  # an attachment landing after its message
+            rows.append(
+                (
+                    r[A["guid"]],
+                    mid,
+                    position,
+                    r[A["filename"]],
+                    r[A["transfer_name"]],
+                    r[A["mime_type"]],
+                    r[A["uti"]],
+                    r[A["total_bytes"]] or 0,
+                    1 if r[A["is_sticker"]] else 0,
+                    apple_seconds_to_unix_ns(r[A["created_date"]]),
+                )
+            )
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT INTO attachments (guid, message_id, position, filename, transfer_name,"
+            " mime_type, uti, total_bytes, is_sticker, created_ns)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(guid) DO NOTHING",
+            rows,
+        )
+        self.counters.attachments_added += self.conn.total_changes - before
+
+    # -- after all rows -------------------------------------------------------------------
+
+    def finish(self, *, rebuild_fts: bool = False) -> Outcome:
+        """Conversations, reactions, search index and denormalised counts for the batch."""
+        if self.reload_chats:
+            self.reload_handles_and_chats()
+        timers = self._assign_conversations()
+        targets = sorted({t.target_guid for t in self.tapbacks})
+        self.counters.reactions_added += apply_tapbacks(self.conn, self.tapbacks)
+        if rebuild_fts:
+            self.conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+        elif self.new_ids:
+            self.conn.execute(
+                "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages"
+                " WHERE id >= :first AND text <> ''",
+                {"first": self.first_new_id},
+            )
+        chats = set(self.new_points) | self.touched_chats
+        if targets or self.changed_ids:
+            chats |= {
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT DISTINCT chat_id FROM messages WHERE chat_id IS NOT NULL AND"
+                    " (guid IN (SELECT value FROM json_each(:t))"
+                    " OR id IN (SELECT value FROM json_each(:ids)))",
+                    {
+                        "t": msgspec.json.encode(targets).decode(),
+                        "ids": msgspec.json.encode(self.changed_ids).decode(),
+                    },
+                )
+            }
+        refresh_chats(self.conn, sorted(set(self.new_points)))
+        contacts = self._refresh_contact_counts()
+        if self._book is not None:
+            self.counters.contacts_created += self._book.created
+            self.counters.contacts_merged += len(self._book.merged)
+            contacts |= {cid for pair in self._book.merged for cid in pair}
+            contacts |= set(self._book.renamed)
+        return Outcome(
+            self.new_ids,
+            sorted(set(self.changed_ids)),
+            targets,
+            sorted(chats),
+            sorted(contacts),
+            timers,
+            tuple(self._book.unknown) if self._book is not None else (),
+        )
+
+    def _assign_conversations(self) -> bool:
+        conn = self.conn
+        next_cid = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0]
+        conv_rows: list[tuple[Any, ...]] = []
+        assign: list[tuple[int, int]] = []
+        open_convs: dict[int, tuple[int, int]] = {}  # conversation id → (chat id, end_ns)
+        sealed_before = self.now_ns - conv.GAP_NS
+
+        def create(chat_id: int, group: conv.Group) -> None:
+            nonlocal next_cid
+            sealed = group.end_ns < sealed_before
+            conv_rows.append(
+                (
+                    next_cid,
+                    chat_id,
+                    group.start_ns,
+                    group.end_ns,
+                    len(group.message_ids),
+                    int(sealed),
+                    self.now_ns if sealed else None,
+                )
+            )
+            assign.extend((next_cid, mid) for mid in group.message_ids)
+            if not sealed:
+                open_convs[next_cid] = (chat_id, group.end_ns)
+            next_cid += 1
+            self.counters.conversations_created += 1
+
+        # chats.last_message_ns still describes the chat before this batch (refreshed later).
+        newest = dict(
+            conn.execute(
+                "SELECT id, last_message_ns FROM chats WHERE id IN (SELECT value FROM json_each(:c))",
+                {"c": msgspec.json.encode(list(self.new_points)).decode()},
+            ).fetchall()
+        )
+        for chat_id, points in self.new_points.items():
+            points.sort()
+            newest_before = newest.get(chat_id)
+            if newest_before is None or points[0].date_ns >= newest_before:
+                last = conn.execute(
+                    "SELECT id, start_ns, end_ns, message_count, sealed FROM conversations"
+                    " WHERE chat_id = :c ORDER BY end_ns DESC, id DESC LIMIT 1",
+                    {"c": chat_id},
+                ).fetchone()
+                plan = conv.append(conv.Open(*last[:4], bool(last[4])) if last else None, points)
+                if plan.extend is not None:
+                    cid, end_ns, ids = plan.extend
+                    conn.execute(
+                        "UPDATE conversations SET end_ns = :e, message_count = message_count + :n"
+                        " WHERE id = :id",
+                        {"e": end_ns, "n": len(ids), "id": cid},
+                    )
+                    assign.extend((cid, mid) for mid in ids)
+                    open_convs[cid] = (chat_id, end_ns)
+                for group in plan.create:
+                    create(chat_id, group)
+                continue
+            # Older messages arrived: fresh split of the whole chat, keeping unchanged ids.
+            rows = conn.execute(
+                "SELECT date_ns, id, conversation_id FROM messages WHERE chat_id = :c",
+                {"c": chat_id},
+            ).fetchall()
+            existing: dict[int, set[int]] = defaultdict(set)
+            for _d, mid, cid in rows:
+                if cid is not None:
+                    existing[cid].add(mid)
+            plan_r = conv.reconcile(
+                conv.split(sorted(conv.Point(d, mid) for d, mid, _c in rows)),
+                {k: frozenset(v) for k, v in existing.items()},
+            )
+            if plan_r.delete:
+                ids_json = msgspec.json.encode(plan_r.delete).decode()
+                conn.execute(
+                    "DELETE FROM seal_timers WHERE conversation_id IN"
+                    " (SELECT value FROM json_each(:ids))",
+                    {"ids": ids_json},
+                )
+                conn.execute(
+                    "UPDATE messages SET conversation_id = NULL WHERE conversation_id IN"
+                    " (SELECT value FROM json_each(:ids))",
+                    {"ids": ids_json},
+                )
+                conn.execute(
+                    "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(:ids))",
+                    {"ids": ids_json},
+                )
+                self.counters.conversations_removed += len(plan_r.delete)
+            for group in plan_r.create:
+                create(chat_id, group)
+        conn.executemany(
+            "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
+            " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            conv_rows,
+        )
+        conn.executemany("UPDATE messages SET conversation_id = ? WHERE id = ?", assign)
+        for cid, (chat_id, end_ns) in open_convs.items():
+            tracker.schedule(conn, cid, chat_id, end_ns)
+        return bool(open_convs)
+
+    def _refresh_contact_counts(self) -> set[int]:
+        """Recompute counts only for the contacts this batch touched (all, on a big load)."""
+        if not self.new_ids:
+            return set()
+        rows = self.conn.execute(
+            "SELECT DISTINCT h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+            " WHERE m.id >= :first"
+            " UNION SELECT DISTINCT h.contact_id FROM messages m"
+            " JOIN chats c ON c.id = m.chat_id AND c.is_group = 0"
+            " JOIN chat_participants p ON p.chat_id = c.id JOIN handles h ON h.id = p.handle_id"
+            " WHERE m.id >= :first AND m.is_from_me = 1",
+            {"first": self.first_new_id},
+        ).fetchall()
+        ids = sorted({r[0] for r in rows if r[0] is not None})
+        refresh_contacts(self.conn, ids)
+        return set(ids)
+
+
+def refresh_chats(conn: sqlite3.Connection, chat_ids: list[int] | None) -> None:
+    """Denormalised per-chat counts and latest message, so the chat list is one indexed read."""
+    where = "" if chat_ids is None else "WHERE chats.id IN (SELECT value FROM json_each(:ids))"
+    conn.execute(
+        f"""
+        UPDATE chats SET
+            message_count = (SELECT count(*) FROM messages m WHERE m.chat_id = chats.id),
+            last_message_ns = (SELECT max(date_ns) FROM messages m WHERE m.chat_id = chats.id),
+            last_message_id = (SELECT m.id FROM messages m WHERE m.chat_id = chats.id
+                               ORDER BY m.date_ns DESC, m.id DESC LIMIT 1)
+        {where}
+        """,
+        {} if chat_ids is None else {"ids": msgspec.json.encode(chat_ids).decode()},
+    )
+
+
+def refresh_contacts(conn: sqlite3.Connection, contact_ids: list[int] | None) -> None:
+    """Per contact: messages they sent plus mine in 1:1 chats with them, and the latest time."""
+    only = "" if contact_ids is None else " AND h.contact_id IN (SELECT value FROM json_each(:ids))"
+    params = {} if contact_ids is None else {"ids": msgspec.json.encode(contact_ids).decode()}
+    target = "" if contact_ids is None else " WHERE id IN (SELECT value FROM json_each(:ids))"
+    conn.execute(f"UPDATE contacts SET message_count = 0, last_message_ns = NULL{target}", params)
+    conn.execute(
+        f"""
+        UPDATE contacts SET message_count = agg.n, last_message_ns = agg.last
+        FROM (
+            SELECT cid, count(*) AS n, max(date_ns) AS last FROM (
+                SELECT h.contact_id AS cid, m.date_ns FROM messages m
+                JOIN handles h ON h.id = m.handle_id
+                WHERE m.is_from_me = 0 AND m.chat_id IS NOT NULL{only}
+                UNION ALL
+                SELECT h.contact_id, m.date_ns FROM messages m
+                JOIN chats c ON c.id = m.chat_id AND c.is_group = 0
+                JOIN chat_participants p ON p.chat_id = c.id
+                JOIN handles h ON h.id = p.handle_id
+                WHERE m.is_from_me = 1{only}
+            ) GROUP BY cid
+        ) AS agg
+        WHERE contacts.id = agg.cid
+        """,
+        params,
+    )

@@ -1,0 +1,208 @@
+"""The historical import, through the CLI, against generated libraries and their truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatstats import cli
+from chatstats.sample.library import make_library
+from chatstats.sample.truth import Truth
+from chatstats.sample.writer import MessagesWriter
+from tests.library_check import check_all, dump
+
+PROFILES = ["sequoia", "sonoma", "legacy"]
+
+
+@pytest.fixture(scope="session")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Truth]]:
+    out = {}
+    for i, profile in enumerate(PROFILES):
+        root = tmp_path_factory.mktemp(f"lib-{profile}")
+        out[profile] = (root, make_library(root, messages=1500, seed=11 + i, profile=profile))
+    return out
+
+
+def run_import(capsys: pytest.CaptureFixture[str], lib: Path, data: Path, *extra: str) -> dict:
+    code = cli.main(
+        [
+            "import",
+            "--source",
+            str(lib / "chat.db"),
+            "--addressbook",
+            str(lib / "AddressBook"),
+            "--data-dir",
+            str(data),
+            "--json",
+            *extra,
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_import_matches_the_source_exactly(profile, libraries, tmp_path, capsys):
+    lib, truth = libraries[profile]
+    summary = run_import(capsys, lib, tmp_path)
+    assert summary["mode"] == "race"
+    assert summary["messages_added"] + summary["system_events_added"] == len(truth.messages)
+    check_all(tmp_path, truth)
+
+
+def test_rerun_adds_nothing_and_changes_nothing(libraries, tmp_path, capsys):
+    lib, _truth = libraries["sequoia"]
+    run_import(capsys, lib, tmp_path)
+    before = dump(tmp_path)
+    summary = run_import(capsys, lib, tmp_path)
+    assert summary["mode"] == "incremental"
+    assert summary["messages_added"] == summary["reactions_added"] == 0
+    assert dump(tmp_path) == before
+
+
+def test_database_files_are_private(libraries, tmp_path, capsys):
+    lib, _ = libraries["sequoia"]
+    run_import(capsys, lib, tmp_path)
+    for f in tmp_path.iterdir():
+        assert f.stat().st_mode & 0o077 == 0, f
+
+
+def test_reimport_appends_new_messages_and_extends_conversations(libraries, tmp_path, capsys):
+    src, _ = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    run_import(capsys, lib, tmp_path / "data")
+    w = MessagesWriter(lib / "chat.db", create=False)
+    chat = next(iter(w.chats))
+    sender = w.chats[chat].handles[0]
+    now = time.time_ns()
+    _rowid, guid = w.message(chat, "hello again", from_me=False, sender=sender, date=now)
+    w.close()
+    summary = run_import(capsys, lib, tmp_path / "data")
+    assert summary["messages_added"] == 1
+    conn = sqlite3.connect(tmp_path / "data" / "chatstats.db")
+    text, sealed = conn.execute(
+        "SELECT m.text, c.sealed FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+        " WHERE m.guid = ?",
+        (guid,),
+    ).fetchone()
+    assert text == "hello again" and sealed == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM seal_timers t JOIN messages m ON m.conversation_id = t.conversation_id"
+            " WHERE m.guid = ?",
+            (guid,),
+        ).fetchone()[0]
+        == 1
+    )
+    hits = conn.execute(
+        "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'again'"
+    ).fetchall()
+    assert hits
+
+
+def test_missing_source_is_a_clear_error(tmp_path, capsys):
+    code = cli.main(["import", "--source", str(tmp_path / "nope.db"), "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "not found" in err and "Traceback" not in err
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path, capsys):
+    bogus = tmp_path / "chat.db"
+    bogus.write_bytes(b"this is not a database" * 100)
+    code = cli.main(["import", "--source", str(bogus), "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 1 and "not an SQLite database" in err
+
+
+def test_a_sqlite_file_that_is_not_messages_is_a_clear_error(tmp_path, capsys):
+    other = tmp_path / "chat.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    code = cli.main(["import", "--source", str(other), "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 1 and "not a Messages database" in err
+
+
+def test_a_locked_source_is_a_clear_error_and_loses_nothing(libraries, tmp_path, capsys):
+    src, _ = libraries["legacy"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    holder = sqlite3.connect(lib / "chat.db", isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code = cli.main(
+            ["import", "--source", str(lib / "chat.db"), "--data-dir", str(tmp_path / "d")]
+        )
+        err = capsys.readouterr().err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1 and "locked" in err
+    # Nothing half-imported: a retry imports everything.
+    summary = run_import(capsys, lib, tmp_path / "d")
+    assert summary["messages_added"] > 0
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from chatstats import log
+from chatstats.ingest.importer import run_import
+
+log.configure("WARNING", stream=sys.stderr)
+
+def progress(phase, done, total):
+    print(phase, done, total, flush=True)
+
+run_import(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), progress)
+"""
+
+
+@pytest.mark.parametrize("phase", ["contacts", "messages", "finishing", "indexes", "done"])
+def test_killed_import_then_rerun_equals_an_uninterrupted_import(
+    phase, libraries, tmp_path, capsys
+):
+    """SIGKILL the importer as it reports reaching `phase`; the next run must end with the
+    same database as a run that was never interrupted."""
+    lib, truth = libraries["sequoia"]
+    clean = tmp_path / "clean"
+    run_import(capsys, lib, clean)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILL_SCRIPT,
+            str(killed / "chatstats.db"),
+            str(lib / "chat.db"),
+            str(lib / "AddressBook"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        name, done, _total = line.split()
+        if name == phase and (phase != "messages" or int(done) > 0):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    summary = run_import(capsys, lib, killed)
+    assert summary["previous_run_interrupted"] == (phase != "done")
+    assert dump(killed) == dump(clean)
+    check_all(killed, truth)
