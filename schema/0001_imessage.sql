@@ -62,7 +62,7 @@ CREATE INDEX conversations_chat ON conversations(chat_id, start_ns);
 -- Messages and system events (renames, membership). Tapbacks live in `reactions`.
 CREATE TABLE messages (
     id                INTEGER PRIMARY KEY,
-    guid              TEXT NOT NULL UNIQUE,
+    guid              TEXT NOT NULL,
     chat_id           INTEGER REFERENCES chats(id),           -- NULL: orphan row (no chat in chat.db)
     conversation_id   INTEGER REFERENCES conversations(id),
     handle_id         INTEGER REFERENCES handles(id),         -- sender; NULL when from me
@@ -90,6 +90,10 @@ CREATE TABLE messages (
     body_status       TEXT NOT NULL DEFAULT 'ok',             -- ok | none | corrupt
     source_rowid      INTEGER
 );
+-- GUID uniqueness as an index, not a column constraint, so a race-mode load into an empty
+-- table can build it once at the end (chat.db's own GUIDs are unique) instead of inserting
+-- 300k random UUIDs into a B-tree one by one.
+CREATE UNIQUE INDEX messages_guid ON messages(guid);
 CREATE INDEX messages_chat_date ON messages(chat_id, date_ns, id);
 CREATE INDEX messages_conversation ON messages(conversation_id, date_ns);
 CREATE INDEX messages_handle ON messages(handle_id);

@@ -148,6 +148,28 @@ class Reader:
         except sqlite3.Error as exc:
             raise SourceError(f"cannot read the Messages database: {exc}") from None
 
+    def _with_chats(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Append each row's chat ROWID (the lowest, for a row in several chats; None for
+        an orphan), read with one range query over chat_message_join."""
+        if not rows:
+            return rows
+        lo, hi = rows[0][0], rows[-1][0]
+        if hi - lo > 4 * len(rows) + 1000:  # sparse ROWIDs (changed rows): ask for them
+            ids = ",".join(str(int(r[0])) for r in rows)
+            pairs = self._q(
+                "SELECT message_id, MIN(chat_id) FROM chat_message_join"
+                f" WHERE message_id IN ({ids}) GROUP BY message_id"
+            )
+        else:
+            pairs = self._q(
+                "SELECT message_id, MIN(chat_id) FROM chat_message_join"
+                " WHERE message_id BETWEEN :lo AND :hi GROUP BY message_id",
+                {"lo": lo, "hi": hi},
+            )
+        chats = dict(pairs)
+        get = chats.get
+        return [(*r, get(r[0])) for r in rows]
+
     def _q(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         try:
             return self.conn.execute(sql, params or {}).fetchall()
@@ -165,10 +187,9 @@ class Reader:
         select = _select_list(self.message_columns, MESSAGE_COLUMNS, "m")
         # A message normally has one chat; when it has several, the lowest chat id wins
         # (the importer counts these). Orphans (no join row) come back with chat NULL.
-        self._select_head = (
-            f"SELECT {select}, (SELECT MIN(j.chat_id) FROM chat_message_join j"
-            f" WHERE j.message_id = m.ROWID) AS chat_rowid FROM message m"
-        )
+        # The chat of each row is looked up per chunk with one range query on the join
+        # table (a correlated subquery per row cost ~60% more) and appended to the row.
+        self._select_head = f"SELECT {select} FROM message m"
         self._messages_sql = (
             f"{self._select_head} WHERE m.ROWID > :after ORDER BY m.ROWID LIMIT :limit"
         )
@@ -176,7 +197,7 @@ class Reader:
             acols = columns(conn, "attachment")
             aselect = _select_list(acols, ATTACHMENT_COLUMNS, "a")
             self._attachments_sql = (
-                f"SELECT {aselect}, m.guid AS message_guid FROM attachment a"
+                f"SELECT {aselect}, x.message_id, m.guid AS message_guid FROM attachment a"
                 f" JOIN message_attachment_join x ON x.attachment_id = a.ROWID"
                 f" JOIN message m ON m.ROWID = x.message_id"
                 f" WHERE a.ROWID > :after ORDER BY a.ROWID LIMIT :limit"
@@ -211,16 +232,23 @@ class Reader:
     def max_message_rowid(self) -> int:
         return self._q("SELECT COALESCE(MAX(ROWID), 0) FROM message")[0][0]
 
-    def count_messages_after(self, after: int) -> int:
-        return self._q("SELECT count(*) FROM message WHERE ROWID > :after", {"after": after})[0][0]
+    def count_messages_after(self, after: int, upto: int | None = None) -> int:
+        return self._q(
+            "SELECT count(*) FROM message WHERE ROWID > :after AND ROWID <= :upto",
+            {"after": after, "upto": upto if upto is not None else 2**63 - 1},
+        )[0][0]
 
-    def message_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows with ROWID > after in ROWID order, `limit` per statement."""
+    def message_chunks(
+        self, after: int, limit: int = 5000, upto: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows with after < ROWID (≤ upto) in ROWID order, `limit` per statement."""
         while True:
             rows = self._q(self._messages_sql, {"after": after, "limit": limit})
+            if upto is not None:
+                rows = [r for r in rows if r[0] <= upto]
             if not rows:
                 return
-            yield rows
+            yield self._with_chats(rows)
             after = rows[-1][0]
 
     def change_marks(self) -> dict[str, int]:
@@ -246,9 +274,12 @@ class Reader:
         window = " AND m.date > :since" if since_date is not None else ""
         params: dict[str, Any] = {c: marks.get(c, 0) for c in present}
         params.update(upto=upto_rowid, since=since_date)
-        return self._q(
-            f"{self._select_head} WHERE m.ROWID <= :upto{window} AND ({moved}) ORDER BY m.ROWID",
-            params,
+        return self._with_chats(
+            self._q(
+                f"{self._select_head} WHERE m.ROWID <= :upto{window} AND ({moved})"
+                " ORDER BY m.ROWID",
+                params,
+            )
         )
 
     def rows_by_rowid(self, rowids: list[int]) -> list[tuple[Any, ...]]:
@@ -256,7 +287,9 @@ class Reader:
         if not rowids:
             return []
         ids = ",".join(str(int(r)) for r in rowids)
-        return self._q(f"{self._select_head} WHERE m.ROWID IN ({ids}) ORDER BY m.ROWID")
+        return self._with_chats(
+            self._q(f"{self._select_head} WHERE m.ROWID IN ({ids}) ORDER BY m.ROWID")
+        )
 
     def attachment_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         if not self.has_attachments:

@@ -24,7 +24,7 @@ from chatstats.ingest import tracker
 from chatstats.ingest.contacts import ContactBook
 from chatstats.ingest.reactions import Tapback, apply_tapbacks
 
-_PLACEHOLDERS = str.maketrans("", "", "\ufffc\ufffd")
+_FFFC, _FFFD = "\ufffc", "\ufffd"
 _AT_PREFIX = re.compile(r"^at_(\d+)_")
 # A row with no date at all is placed at Apple's epoch rather than dropped.
 _NO_DATE_NS = 978_307_200 * 1_000_000_000
@@ -64,7 +64,9 @@ class Outcome(NamedTuple):
     chat_ids: list[int]
     contact_ids: list[int]
     sealed_timers_changed: bool
-    unknown_identifiers: tuple[str, ...] = ()  # senders no contact knew: worth asking the AddressBook
+    unknown_identifiers: tuple[
+        str, ...
+    ] = ()  # senders no contact knew: worth asking the AddressBook
 
 
 class Body(NamedTuple):
@@ -72,17 +74,30 @@ class Body(NamedTuple):
     status: str  # ok | none | corrupt
 
 
+def _clean(text: str) -> str:
+    """Drop attachment (U+FFFC) and balloon (U+FFFD) placeholders; `in` is far cheaper than
+    `translate`, and most texts have neither."""
+    if _FFFC in text:
+        text = text.replace(_FFFC, "")
+    if _FFFD in text:
+        text = text.replace(_FFFD, "")
+    return text
+
+
+_I_BODY, _I_TEXT = M["attributedBody"], M["text"]
+
+
 def decode_body(row: tuple[Any, ...]) -> Body:
     """Decoded attributedBody first, the `text` column as fallback; never raises."""
-    blob = row[M["attributedBody"]]
-    column = row[M["text"]]
+    blob = row[_I_BODY]
+    column = row[_I_TEXT]
     if blob:
         try:
-            return Body(extract_text(blob).translate(_PLACEHOLDERS), "ok")
+            return Body(_clean(extract_text(blob)), "ok")
         except TypedStreamError:
-            return Body((column or "").translate(_PLACEHOLDERS), "corrupt")
+            return Body(_clean(column or ""), "corrupt")
     if column is not None:
-        return Body(column.translate(_PLACEHOLDERS), "ok")
+        return Body(_clean(column), "ok")
     return Body("", "none")
 
 
@@ -137,6 +152,10 @@ class Ingest:
         self.tapbacks: list[Tapback] = []
         self.new_ids: list[int] = []
         self.changed_ids: list[int] = []
+        self.by_rowid: dict[int, int] = {}  # source ROWID → id, for this batch's messages
+        # Set by the import, whose handles and chats were read after the ROWID it stops at,
+        # so every row it reads can be mapped without going back to the database.
+        self.frozen_maps = False
 
     @property
     def book(self) -> ContactBook:
@@ -251,25 +270,69 @@ class Ingest:
 
     def add_messages(self, chunk: list[tuple[Any, ...]]) -> None:
         """Insert new message rows (tapbacks are collected for `finish`)."""
+        self.insert_rows(self.prepare_rows(chunk))
+
+    def insert_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(_INSERT_MESSAGE, rows)
+
+    def prepare_rows(self, chunk: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """App rows for chat.db rows; touches the database only to reload maps on an unknown
+        handle or chat (and not at all when `frozen_maps`, so it can run in another thread).
+
+        The hot loop of a 300k-row import: column indexes are locals, and the rare cases
+        (tapbacks, edits, system events, replies) are tested before any call is made.
+        """
         c = self.counters
         handle_map, chat_map = self.handle_map, self.chat_map
         to_ns = apple_to_unix_ns
-        rows = []
+        new_ids, new_points, by_rowid = self.new_ids, self.new_points, self.by_rowid
+        i_rowid, i_guid, i_from_me, i_handle, i_date = (
+            M["ROWID"],
+            M["guid"],
+            M["is_from_me"],
+            M["handle_id"],
+            M["date"],
+        )
+        i_atype, i_item, i_gat, i_other = (
+            M["associated_message_type"],
+            M["item_type"],
+            M["group_action_type"],
+            M["other_handle"],
+        )
+        i_de, i_dr, i_msi = M["date_edited"], M["date_retracted"], M["message_summary_info"]
+        i_tog, i_top = M["thread_originator_guid"], M["thread_originator_part"]
+        i_read, i_dread, i_deliv, i_ddeliv, i_sent = (
+            M["is_read"],
+            M["date_read"],
+            M["is_delivered"],
+            M["date_delivered"],
+            M["is_sent"],
+        )
+        i_subject, i_service, i_title = M["subject"], M["service"], M["group_title"]
+        i_balloon, i_effect, i_audio = (
+            M["balloon_bundle_id"],
+            M["expressive_send_style_id"],
+            M["is_audio_message"],
+        )
+        frozen = self.frozen_maps
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        mid = self.next_id
         for r in chunk:
-            from_me = 1 if r[M["is_from_me"]] else 0
-            sender = r[M["handle_id"]]
-            if sender and sender not in handle_map:  # a handle created after we looked
+            from_me = 1 if r[i_from_me] else 0
+            sender = r[i_handle]
+            if sender and sender not in handle_map and not frozen:  # created after we looked
                 self.reload_handles_and_chats()
                 handle_map, chat_map = self.handle_map, self.chat_map
             handle_id = None if from_me else handle_map.get(sender)
-            date_ns = to_ns(r[M["date"]]) or _NO_DATE_NS
-            tb = chatdb.tapback(r[M["associated_message_type"]])
-            if tb is not None:
-                target = chatdb.tapback_target(r[M["associated_message_guid"]])
-                if target is not None:
+            date_ns = to_ns(r[i_date]) or _NO_DATE_NS
+            if r[i_atype]:
+                tb = chatdb.tapback(r[i_atype])
+                target = chatdb.tapback_target(r[M["associated_message_guid"]]) if tb else None
+                if tb is not None and target is not None:
                     self.tapbacks.append(
                         Tapback(
-                            r[M["guid"]],
+                            r[i_guid],
                             target[0],
                             target[1],
                             tb[0],
@@ -285,63 +348,72 @@ class Ingest:
             chat_id = None
             if chat_rowid is not None:
                 chat_id = chat_map.get(chat_rowid)
-                if chat_id is None:  # a chat created after we read the chat list
+                if chat_id is None and not frozen:  # a chat created after we read the list
                     self.reload_handles_and_chats()
                     handle_map, chat_map = self.handle_map, self.chat_map
                     chat_id = chat_map.get(chat_rowid)
             if chat_id is None:
                 c.orphans += 1
-            elif r[M["item_type"]]:
-                self.reload_chats = True  # a rename or membership change: re-read the chat
-            body = decode_body(r)
-            if body.status == "corrupt":
-                c.bodies_corrupt += 1
-            elif body.status == "none":
-                c.bodies_empty += 1
-            edited, unsent = edit_state(r, c)
-            kind = chatdb.message_kind(r[M["item_type"]], r[M["group_action_type"]])
-            if kind == "message":
-                c.messages_added += 1
-            else:
+            text, status = decode_body(r)
+            if status != "ok":
+                if status == "corrupt":
+                    c.bodies_corrupt += 1
+                else:
+                    c.bodies_empty += 1
+            edited = unsent = 0
+            if r[i_de] or r[i_dr] or r[i_msi]:
+                edited, unsent = edit_state(r, c)
+                if unsent:
+                    text = ""
+            item_type = r[i_item]
+            if item_type:
+                kind = chatdb.message_kind(item_type, r[i_gat])
                 c.system_events_added += 1
-            other = r[M["other_handle"]]
-            mid = self.next_id
-            self.next_id += 1
-            rows.append(
+                if chat_id is not None:
+                    self.reload_chats = True  # a rename or membership change: re-read chats
+            else:
+                kind = "message"
+                c.messages_added += 1
+            other = r[i_other]
+            tog = r[i_tog]
+            append(
                 (
                     mid,
-                    r[M["guid"]],
+                    r[i_guid],
                     chat_id,
                     handle_id,
                     from_me,
                     date_ns,
-                    "" if unsent else body.text,
-                    r[M["subject"]],
-                    r[M["service"]],
+                    text,
+                    r[i_subject],
+                    r[i_service],
                     kind,
-                    r[M["group_title"]],
+                    r[i_title],
                     handle_map.get(other) if other else None,
-                    chatdb.reply_guid(r[M["thread_originator_guid"]]),
-                    chatdb.reply_part(r[M["thread_originator_part"]]),
+                    chatdb.reply_guid(tog) if tog else None,
+                    chatdb.reply_part(r[i_top]) if tog else None,
                     edited,
                     unsent,
-                    to_ns(r[M["date_edited"]]),
-                    1 if r[M["is_read"]] else 0,
-                    to_ns(r[M["date_read"]]),
-                    1 if r[M["is_delivered"]] else 0,
-                    to_ns(r[M["date_delivered"]]),
-                    1 if r[M["is_sent"]] else 0,
-                    r[M["balloon_bundle_id"]],
-                    r[M["expressive_send_style_id"]],
-                    1 if r[M["is_audio_message"]] else 0,
-                    body.status,
-                    r[M["ROWID"]],
+                    to_ns(r[i_de]),
+                    1 if r[i_read] else 0,
+                    to_ns(r[i_dread]),
+                    1 if r[i_deliv] else 0,
+                    to_ns(r[i_ddeliv]),
+                    1 if r[i_sent] else 0,
+                    r[i_balloon],
+                    r[i_effect],
+                    1 if r[i_audio] else 0,
+                    status,
+                    r[i_rowid],
                 )
             )
-            self.new_ids.append(mid)
+            new_ids.append(mid)
+            by_rowid[r[i_rowid]] = mid
             if chat_id is not None:
-                self.new_points[chat_id].append(conv.Point(date_ns, mid))
-        self.conn.executemany(_INSERT_MESSAGE, rows)
+                new_points[chat_id].append(conv.Point(date_ns, mid))
+            mid += 1
+        self.next_id = mid
+        return rows
 
     def update_messages(self, chunk: list[tuple[Any, ...]]) -> None:
         """Rows Messages.app changed in place: edits, unsends, receipts, corrections."""
@@ -406,18 +478,23 @@ class Ingest:
             self.counters.messages_changed += 1
 
     def add_attachments(self, chunk: list[tuple[Any, ...]]) -> None:
-        guids = msgspec.json.encode([r[-1] for r in chunk]).decode()
-        ids = dict(
-            self.conn.execute(
-                "SELECT guid, id FROM messages WHERE guid IN (SELECT value FROM json_each(:g))",
-                {"g": guids},
-            ).fetchall()
-        )
+        """Attachment rows end with (message ROWID, message GUID). Messages of this batch
+        are found through `by_rowid` (a race-mode load has no GUID index yet); older ones
+        by GUID."""
+        older = [r[-1] for r in chunk if r[-2] not in self.by_rowid]
+        ids: dict[str, int] = {}
+        if older:
+            ids = dict(
+                self.conn.execute(
+                    "SELECT guid, id FROM messages WHERE guid IN (SELECT value FROM json_each(:g))",
+                    {"g": msgspec.json.encode(older).decode()},
+                ).fetchall()
+            )
         per_message: dict[int, int] = defaultdict(int)
         rows = []
         A = chatdb.A
         for r in chunk:
-            mid = ids.get(r[-1])
+            mid = self.by_rowid.get(r[-2]) or ids.get(r[-1])
             m = _AT_PREFIX.match(r[A["guid"]] or "")
             position = int(m.group(1)) if m else per_message[mid or 0]
             per_message[mid or 0] += 1
@@ -477,7 +554,7 @@ class Ingest:
                     },
                 )
             }
-        refresh_chats(self.conn, sorted(set(self.new_points)))
+        self._bump_chats()
         contacts = self._refresh_contact_counts()
         if self._book is not None:
             self.counters.contacts_created += self._book.created
@@ -492,6 +569,23 @@ class Ingest:
             sorted(contacts),
             timers,
             tuple(self._book.unknown) if self._book is not None else (),
+        )
+
+    def _bump_chats(self) -> None:
+        """Per-chat counts and latest message from this batch's own points: O(new rows),
+        and correct without indexes (a race-mode load drops them)."""
+        rows = []
+        for chat_id, points in self.new_points.items():
+            last_ns, last_id = max(points)
+            rows.append({"n": len(points), "d": last_ns, "m": last_id, "id": chat_id})
+        self.conn.executemany(
+            "UPDATE chats SET message_count = message_count + :n,"
+            " last_message_id = CASE WHEN last_message_ns IS NULL OR :d > last_message_ns"
+            "   OR (:d = last_message_ns AND :m > last_message_id) THEN :m"
+            "   ELSE last_message_id END,"
+            " last_message_ns = max(COALESCE(last_message_ns, :d), :d)"
+            " WHERE id = :id",
+            rows,
         )
 
     def _assign_conversations(self) -> bool:

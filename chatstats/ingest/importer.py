@@ -19,7 +19,9 @@ keys, so overlapping sources (a Mac and an iPhone backup of the same account) ne
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,6 +187,55 @@ def _import(
     report("done", 1, 1)
 
 
+def _pipelined_load(
+    ingest: Ingest,
+    reader: chatdb.Reader,
+    after: int,
+    upto: int,
+    total: int,
+    report: Progress,
+) -> None:
+    """Read and decode in a second thread while this one inserts: SQLite releases the GIL
+    while it writes, so the two cores work at once. Only this thread touches the app
+    database; the producer touches only chat.db and the Ingest's in-memory state."""
+    chunks: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in reader.message_chunks(after, upto=upto):
+                rows = ingest.prepare_rows(chunk)
+                while not stop.is_set():
+                    try:
+                        chunks.put((len(chunk), rows), timeout=0.1)  # type: ignore[arg-type]
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            chunks.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            chunks.put(exc)
+
+    producer = threading.Thread(target=produce, name="chatstats-import-read", daemon=True)
+    producer.start()
+    done = 0
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            n, rows = item  # type: ignore[misc]
+            ingest.insert_rows(rows)
+            done += n
+            report("messages", done, total)
+    finally:
+        stop.set()
+        producer.join()
+
+
 def _drop_indexes(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
@@ -208,23 +259,29 @@ def _load(
     race: bool,
     now_ns: int,
 ) -> None:
+    # Marks first: a row changed while we read is then seen again by the next change scan.
+    # Then the last ROWID this run imports, then handles and chats: every row up to it
+    # refers to handles and chats that already exist when we read them.
+    marks = reader.change_marks()
+    upto = reader.max_message_rowid()
     report("contacts", 0, 1)
     ingest = Ingest(conn, reader, summary, now_ns=now_ns, people=people)
+    ingest.frozen_maps = True
     summary.handles = len(ingest.handle_map)
     summary.chats = len(ingest.chat_map)
     report("contacts", 1, 1)
 
-    # Marks first: a row changed while we read is then seen again by the next change scan.
-    marks = reader.change_marks()
-    total = reader.count_messages_after(msg_wm)
-    done = 0
-    max_rowid = msg_wm
+    total = reader.count_messages_after(msg_wm, upto)
     report("messages", 0, total)
-    for chunk in reader.message_chunks(msg_wm):
-        max_rowid = chunk[-1][0]
-        done += len(chunk)
-        ingest.add_messages(chunk if race else ingest.skip_known(chunk))
-        report("messages", done, total)
+    if race:
+        _pipelined_load(ingest, reader, msg_wm, upto, total, report)
+    else:
+        done = 0
+        for chunk in reader.message_chunks(msg_wm, upto=upto):
+            done += len(chunk)
+            ingest.add_messages(ingest.skip_known(chunk))
+            report("messages", done, total)
+    max_rowid = max(msg_wm, upto)
 
     max_att = att_wm
     for chunk in reader.attachment_chunks(att_wm):
