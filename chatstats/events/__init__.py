@@ -1,0 +1,1 @@
+"""The event log (EventBus) and the in-process message_hub."""
