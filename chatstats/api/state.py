@@ -1,0 +1,53 @@
+"""What the HTTP app needs from the daemon that runs it, as one typed object.
+
+The daemon owns these things (the database, the token, the import in progress); the app only
+reads them. `ImportStatus` is written from the import's worker thread by plain attribute
+assignment, which is atomic enough for a progress display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.requests import Request
+
+from chatstats.config import Settings
+from chatstats.db import Database
+
+ImportState = Literal["idle", "running", "complete", "failed"]
+
+
+@dataclass
+class ImportStatus:
+    state: ImportState = "idle"
+    phase: str | None = None
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    last_summary: Any = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "phase": self.phase,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+            "last_summary": self.last_summary,
+        }
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    token: str
+    started_ns: int
+    import_status: ImportStatus = field(default_factory=ImportStatus)
+
+
+def of(request: Request) -> AppState:
+    """The daemon's state behind a request (create_app puts it on the app)."""
+    state: AppState = request.app.state.chatstats
+    return state

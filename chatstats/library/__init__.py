@@ -1,0 +1,1 @@
+"""The read side of the iMessage domain (chats, messages, contacts, conversations)."""

@@ -1,0 +1,408 @@
+"""What a person sees of their iMessage library: chats, messages, contacts, conversations.
+
+Only ingest writes this data; everything here reads. Each public method is one unit of read
+work run in one thread hop (`Database.read`): a page of messages needs its reactions and
+attachments too, and three awaited statements would cost three hops.
+
+Times stay Unix nanoseconds here; the HTTP layer decides how to show them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from chatstats.db import Database
+from chatstats.errors import BadRequest, NotFound
+from chatstats.library import store
+
+# Longest search text accepted: far beyond anything typed, short enough that the FTS5
+# expression built from it stays small.
+MAX_QUERY_CHARS = 1000
+
+
+class Person(msgspec.Struct, frozen=True):
+    contact_id: int | None
+    name: str | None
+    identifier: str | None
+
+
+class Chat(msgspec.Struct, frozen=True):
+    id: int
+    guid: str
+    title: str
+    is_group: bool
+    service: str | None
+    participants: list[Person]
+    message_count: int
+    last_message_ns: int | None
+
+
+class Reaction(msgspec.Struct, frozen=True):
+    type: str
+    emoji: str | None
+    is_from_me: bool
+    sender: Person | None
+
+
+class Attachment(msgspec.Struct, frozen=True):
+    filename: str | None
+    transfer_name: str | None
+    mime_type: str | None
+    total_bytes: int
+
+
+class Message(msgspec.Struct, frozen=True):
+    id: int
+    guid: str
+    chat_id: int | None
+    conversation_id: int | None
+    text: str | None
+    date_ns: int
+    is_from_me: bool
+    sender: Person | None
+    reply_to_guid: str | None
+    edited: bool
+    unsent: bool
+    kind: str
+    group_title: str | None
+    reactions: list[Reaction]
+    attachments: list[Attachment]
+
+
+class Contact(msgspec.Struct, frozen=True):
+    id: int
+    name: str | None
+    identifiers: list[str]
+    message_count: int
+    last_message_ns: int | None
+
+
+class Conversation(msgspec.Struct, frozen=True):
+    id: int
+    chat_id: int
+    start_ns: int
+    end_ns: int
+    message_count: int
+    sealed: bool
+
+
+class Counts(msgspec.Struct, frozen=True):
+    chats: int
+    messages: int
+    contacts: int
+    conversations: int
+
+
+def chat_title(display_name: str | None, is_group: bool, participants: list[Person]) -> str:
+    """The name Messages.app would show: a group's own name, else who is in it.
+
+    A person reachable at two addresses in one chat is named once.
+    """
+    if is_group and display_name:
+        return display_name
+    seen: set[tuple[str, Any]] = set()
+    names: list[str] = []
+    for p in participants:
+        key = ("contact", p.contact_id) if p.contact_id is not None else ("handle", p.identifier)
+        if key in seen:
+            continue
+        seen.add(key)
+        names.append(p.name or p.identifier or "")
+    return ", ".join(n for n in names if n) or display_name or ""
+
+
+def search_terms(text: str) -> list[str]:
+    """The words of a search box, or a BadRequest when there is nothing to search for."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadRequest(f"q is longer than {MAX_QUERY_CHARS} characters")
+    # FTS5 reads its query as a C string: a NUL would cut it (and its quoting) short.
+    terms = text.replace("\x00", " ").split()
+    if not terms:
+        raise BadRequest("q must contain at least one word")
+    return terms
+
+
+class Library:
+    """Read access to the iMessage domain of one app database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def counts(self) -> Counts:
+        return await self._db.read(_counts)
+
+    async def last_import_summary(self) -> Any:
+        return await self._db.read(_last_import_summary)
+
+    async def chats(self, limit: int, before_id: int | None) -> list[Chat]:
+        return await self._db.read(_chats, limit, before_id)
+
+    async def chat(self, chat_id: int) -> Chat:
+        return await self._db.read(_chat, chat_id)
+
+    async def chat_messages(self, chat_id: int, limit: int, before_id: int | None) -> list[Message]:
+        return await self._db.read(_chat_messages, chat_id, limit, before_id)
+
+    async def contacts(self, limit: int, before_id: int | None) -> list[Contact]:
+        return await self._db.read(_contacts, limit, before_id)
+
+    async def conversations(
+        self, chat_id: int | None, limit: int, before_id: int | None
+    ) -> list[Conversation]:
+        return await self._db.read(_conversations, chat_id, limit, before_id)
+
+    async def conversation(self, conversation_id: int) -> Conversation:
+        return await self._db.read(_conversation, conversation_id)
+
+    async def conversation_messages(
+        self,
+        conversation_id: int,
+        limit: int,
+        *,
+        after_id: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Message]:
+        """Chronological. From the start, or the `limit` messages after `after_id`, or the
+        `limit` messages just before `before_id` (still oldest first)."""
+        if after_id is not None and before_id is not None:
+            raise BadRequest("give after_id or before_id, not both")
+        return await self._db.read(
+            _conversation_messages, conversation_id, limit, after_id, before_id
+        )
+
+    async def search(
+        self, text: str, chat_id: int | None, limit: int, before_id: int | None
+    ) -> list[Message]:
+        """Messages containing every word of `text`, newest first."""
+        match = store.match_expression(search_terms(text))
+        return await self._db.read(_search, match, chat_id, limit, before_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Units of read work, each run on a reader connection in a worker thread.
+
+
+def _counts(conn: sqlite3.Connection) -> Counts:
+    row = store.counts(conn)
+    return Counts(row["chats"], row["messages"], row["contacts"], row["conversations"])
+
+
+def _last_import_summary(conn: sqlite3.Connection) -> Any:
+    raw = store.last_import_summary(conn)
+    if raw is None:
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def _person(contact_id: int | None, name: str | None, identifier: str | None) -> Person:
+    return Person(contact_id=contact_id, name=name, identifier=identifier)
+
+
+def _build_chats(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Chat]:
+    people: dict[int, list[Person]] = defaultdict(list)
+    for p in store.participants(conn, [r["id"] for r in rows]):
+        people[p["chat_id"]].append(_person(p["contact_id"], p["name"], p["identifier"]))
+    chats = []
+    for r in rows:
+        members = people.get(r["id"], [])
+        title = chat_title(r["display_name"], bool(r["is_group"]), members)
+        chats.append(
+            Chat(
+                id=r["id"],
+                guid=r["guid"],
+                title=title or r["chat_identifier"] or r["guid"],
+                is_group=bool(r["is_group"]),
+                service=r["service"],
+                participants=members,
+                message_count=r["message_count"],
+                last_message_ns=r["last_message_ns"],
+            )
+        )
+    return chats
+
+
+def _chats(conn: sqlite3.Connection, limit: int, before_id: int | None) -> list[Chat]:
+    cursor = None
+    if before_id is not None:
+        row = store.chat(conn, before_id)
+        if row is None:
+            raise BadRequest("before_id does not name a chat")
+        cursor = (row["last_message_ns"], row["id"])
+    return _build_chats(conn, store.recent_chats(conn, limit, cursor))
+
+
+def _chat(conn: sqlite3.Connection, chat_id: int) -> Chat:
+    row = store.chat(conn, chat_id)
+    if row is None:
+        raise NotFound(f"no chat {chat_id}")
+    return _build_chats(conn, [row])[0]
+
+
+def _build_messages(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Message]:
+    if not rows:
+        return []
+    reactions: dict[str, list[Reaction]] = defaultdict(list)
+    for r in store.reactions(conn, [m["guid"] for m in rows]):
+        sender = (
+            None
+            if r["is_from_me"] or r["handle_id"] is None
+            else _person(r["contact_id"], r["name"], r["identifier"])
+        )
+        reactions[r["target_guid"]].append(
+            Reaction(
+                type=r["type"], emoji=r["emoji"], is_from_me=bool(r["is_from_me"]), sender=sender
+            )
+        )
+    files: dict[int, list[Attachment]] = defaultdict(list)
+    for a in store.attachments(conn, [m["id"] for m in rows]):
+        files[a["message_id"]].append(
+            Attachment(
+                filename=a["filename"],
+                transfer_name=a["transfer_name"],
+                mime_type=a["mime_type"],
+                total_bytes=a["total_bytes"],
+            )
+        )
+    return [
+        Message(
+            id=m["id"],
+            guid=m["guid"],
+            chat_id=m["chat_id"],
+            conversation_id=m["conversation_id"],
+            text=m["text"],
+            date_ns=m["date_ns"],
+            is_from_me=bool(m["is_from_me"]),
+            sender=(
+                None
+                if m["is_from_me"] or m["handle_id"] is None
+                else _person(m["contact_id"], m["name"], m["identifier"])
+            ),
+            reply_to_guid=m["reply_to_guid"],
+            edited=bool(m["edited"]),
+            unsent=bool(m["unsent"]),
+            kind=m["kind"],
+            group_title=m["group_title"],
+            reactions=reactions.get(m["guid"], []),
+            attachments=files.get(m["id"], []),
+        )
+        for m in rows
+    ]
+
+
+def _message_cursor(
+    conn: sqlite3.Connection, message_id: int, owner: str, owner_id: int, name: str
+) -> tuple[int, int]:
+    """(date_ns, id) of a message the client paged from; it must belong to the same list."""
+    row = store.message_position(conn, message_id)
+    if row is None or row[owner] != owner_id:
+        raise BadRequest(f"{name} does not name a message of this {owner.removesuffix('_id')}")
+    return (row["date_ns"], row["id"])
+
+
+def _chat_messages(
+    conn: sqlite3.Connection, chat_id: int, limit: int, before_id: int | None
+) -> list[Message]:
+    if not store.chat_exists(conn, chat_id):
+        raise NotFound(f"no chat {chat_id}")
+    cursor = None
+    if before_id is not None:
+        cursor = _message_cursor(conn, before_id, "chat_id", chat_id, "before_id")
+    return _build_messages(conn, store.chat_messages(conn, chat_id, limit, cursor))
+
+
+def _contacts(conn: sqlite3.Connection, limit: int, before_id: int | None) -> list[Contact]:
+    cursor = None
+    if before_id is not None:
+        row = store.contact_cursor(conn, before_id)
+        if row is None:
+            raise BadRequest("before_id does not name a contact")
+        cursor = (row["last_message_ns"], row["id"])
+    rows = store.recent_contacts(conn, limit, cursor)
+    identifiers: dict[int, list[str]] = defaultdict(list)
+    for r in store.contact_identifiers(conn, [c["id"] for c in rows]):
+        identifiers[r["contact_id"]].append(r["identifier"])
+    return [
+        Contact(
+            id=c["id"],
+            name=c["name"],
+            identifiers=identifiers.get(c["id"], []),
+            message_count=c["message_count"],
+            last_message_ns=c["last_message_ns"],
+        )
+        for c in rows
+    ]
+
+
+def _to_conversation(r: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=r["id"],
+        chat_id=r["chat_id"],
+        start_ns=r["start_ns"],
+        end_ns=r["end_ns"],
+        message_count=r["message_count"],
+        sealed=bool(r["sealed"]),
+    )
+
+
+def _conversations(
+    conn: sqlite3.Connection, chat_id: int | None, limit: int, before_id: int | None
+) -> list[Conversation]:
+    if chat_id is not None and not store.chat_exists(conn, chat_id):
+        raise NotFound(f"no chat {chat_id}")
+    cursor = None
+    if before_id is not None:
+        row = store.conversation(conn, before_id)
+        if row is None or (chat_id is not None and row["chat_id"] != chat_id):
+            raise BadRequest("before_id does not name a conversation of this list")
+        cursor = (row["start_ns"], row["id"])
+    return [_to_conversation(r) for r in store.recent_conversations(conn, chat_id, limit, cursor)]
+
+
+def _conversation(conn: sqlite3.Connection, conversation_id: int) -> Conversation:
+    row = store.conversation(conn, conversation_id)
+    if row is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    return _to_conversation(row)
+
+
+def _conversation_messages(
+    conn: sqlite3.Connection,
+    conversation_id: int,
+    limit: int,
+    after_id: int | None,
+    before_id: int | None,
+) -> list[Message]:
+    if store.conversation(conn, conversation_id) is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    cursor = None
+    backward = before_id is not None
+    if after_id is not None or before_id is not None:
+        name = "before_id" if backward else "after_id"
+        message_id = before_id if backward else after_id
+        assert message_id is not None
+        cursor = _message_cursor(conn, message_id, "conversation_id", conversation_id, name)
+    rows = store.conversation_messages(conn, conversation_id, limit, cursor, backward=backward)
+    if backward:
+        rows.reverse()
+    return _build_messages(conn, rows)
+
+
+def _search(
+    conn: sqlite3.Connection, match: str, chat_id: int | None, limit: int, before_id: int | None
+) -> list[Message]:
+    if chat_id is not None and not store.chat_exists(conn, chat_id):
+        raise NotFound(f"no chat {chat_id}")
+    cursor = None
+    if before_id is not None:
+        row = store.message_position(conn, before_id)
+        if row is None:
+            raise BadRequest("before_id does not name a message")
+        cursor = (row["date_ns"], row["id"])
+    return _build_messages(conn, store.search_messages(conn, match, chat_id, limit, cursor))
