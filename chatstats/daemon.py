@@ -123,6 +123,7 @@ async def _run(
         token=resolve_token(settings),
         started_ns=time.time_ns(),
         import_status=status,
+        shutdown=stop,
     )
     server = http_server(create_app(state))
     sock = open_listener(settings.host, settings.port)
@@ -144,12 +145,16 @@ async def _run(
             await _import_history(settings, status, stop_import)
         finally:
             import_done.set()
+        if not stop.is_set():  # history is in: tail what comes next, seal, keep names fresh
+            _start_live(tg, settings, state, stop)
 
     began = time.monotonic()
     async with anyio.create_task_group() as tg:
         tg.start_soon(serve_http)
         if threading.current_thread() is threading.main_thread():
             tg.start_soon(_stop_on_signal, stop, server)
+        if settings.parent_pid:
+            tg.start_soon(_watch_parent, settings.parent_pid, stop)
         while not server.started and not http_done.is_set():
             await anyio.sleep(0.005)
         if server.started:
@@ -170,6 +175,86 @@ async def _run(
                 await import_done.wait()
         tg.cancel_scope.cancel()
     logger.info("daemon_stopped", stop_ms=round((time.monotonic() - began) * 1000))
+
+
+def _start_live(tg: Any, settings: Settings, state: AppState, stop: anyio.Event) -> None:
+    """The live tail, the sealer and the AddressBook sync, all owned by the daemon's task
+    group; what the tail commits is published here, after the commit."""
+    from chatstats.ingest.addressbook_sync import AddressBookSync
+    from chatstats.ingest.batch import Outcome
+    from chatstats.ingest.live import LiveTail
+    from chatstats.ingest.tracker import Sealer
+
+    db, bus, hub, metrics = state.db, state.bus, state.hub, state.metrics
+    assert bus is not None
+    library = Library(db)
+    sealer = Sealer(db, bus)
+    addressbook = Path(settings.addressbook) if settings.addressbook else None
+
+    async def publish_contacts(contact_ids: list[int]) -> None:
+        _messages, _chats, contacts = await library.changes([], [], contact_ids)
+        if contacts:
+            hub.publish_contacts(contacts)
+
+    abook = AddressBookSync(db, addressbook, on_change=publish_contacts)
+
+    async def publish(outcome: Outcome) -> None:
+        bus.notify()
+        if outcome.sealed_timers_changed:
+            sealer.wake()
+        if outcome.unknown_identifiers:
+            abook.request(list(outcome.unknown_identifiers))
+        ids = [*outcome.new_message_ids, *outcome.changed_message_ids]
+        ids += [i for i in outcome.reacted_message_ids if i not in set(ids)]
+        if not (ids or outcome.chat_ids or outcome.contact_ids):
+            return
+        messages, chats, contacts = await library.changes(
+            ids, outcome.chat_ids, outcome.contact_ids
+        )
+        by_chat: dict[int, list[Any]] = {}
+        for m in messages:
+            by_chat.setdefault(m.chat_id, []).append(m)
+        for chat_id, items in by_chat.items():
+            hub.publish_messages(chat_id, items)
+        if chats:
+            hub.publish_chats(chats)
+        if contacts:
+            hub.publish_contacts(contacts)
+
+    tail = LiveTail(db, Path(settings.source), publish=publish)
+
+    def observe(outcome: Outcome, counters: Any) -> None:
+        metrics.incr("ingest.messages", len(outcome.new_message_ids))
+        metrics.incr("ingest.changed", len(outcome.changed_message_ids))
+
+    tail.on_batch = observe
+    state.live, state.sealer = tail, sealer
+    metrics.gauge("ingest.tail", lambda: msgspec.to_builtins(tail.status))
+    tg.start_soon(tail.run, stop)
+    tg.start_soon(sealer.run, stop)
+    tg.start_soon(abook.run, stop)
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+async def _watch_parent(pid: int, stop: anyio.Event) -> None:
+    """Sidecar mode: when the desktop app dies (even by SIGKILL), stop too."""
+    original_ppid = os.getppid()
+    while not stop.is_set():
+        if not _parent_alive(pid) or (pid == original_ppid and os.getppid() != pid):
+            logger.warning("parent_exited", parent_pid=pid)
+            stop.set()
+            return
+        with anyio.move_on_after(1.0):
+            await stop.wait()
 
 
 async def _stop_on_signal(stop: anyio.Event, server: uvicorn.Server) -> None:

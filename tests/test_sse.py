@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from chatstats import metrics as metrics_module
 from chatstats.api import live, sse, streams
-from chatstats.api.app import _json_route, create_app
+from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.daemon import http_server, open_listener
@@ -151,12 +151,11 @@ def app_state(db: Database) -> AppState:
 
 
 def make_app(app_state: AppState) -> Starlette:
-    """The real app; the stream routes are added only if create_app does not mount them yet."""
+    """The real app, with every stream route mounted."""
     app = create_app(app_state)
     paths = {getattr(r, "path", None) for r in app.routes}
-    missing = [r for r in [*live.ROUTES, *streams.ROUTES] if r.path not in paths]
-    missing += [_json_route(p, h) for p, h in streams.JSON_ROUTES if p not in paths]
-    app.router.routes.extend(missing)
+    assert {r.path for r in [*live.ROUTES, *streams.ROUTES]} <= paths
+    assert {p for p, _h in streams.JSON_ROUTES} <= paths
     return app
 
 

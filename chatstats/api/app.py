@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import auth, imessage
+from chatstats.api import auth, imessage, live, streams
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
 
@@ -160,16 +160,21 @@ def _is_open(scope: Scope) -> bool:
     return scope["path"] == "/api/health" and scope["method"] in ("GET", "HEAD")
 
 
-def _json_route(path: str, handler: Handler) -> Route:
+def _json_route(path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> Route:
     async def endpoint(request: Request) -> Response:
         return json_response(await handler(request))
 
-    return Route(path, endpoint, methods=["GET"], name=handler.__name__)
+    return Route(path, endpoint, methods=list(methods), name=handler.__name__)
 
 
 def create_app(state: AppState) -> Starlette:
+    json_routes = [*imessage.ROUTES, *streams.JSON_ROUTES]
     app = Starlette(
-        routes=[_json_route(path, handler) for path, handler in imessage.ROUTES],
+        routes=[
+            *(_json_route(*spec) for spec in json_routes),
+            *live.ROUTES,
+            *streams.ROUTES,
+        ],
         middleware=[Middleware(_Gate, token=state.token)],
         exception_handlers={ChatStatsError: _handled, HTTPException: _handled},
     )

@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 
 from chatstats import __version__
@@ -129,10 +130,6 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
     }
 
 
-# Earlier private names, still imported by api/live.py: drop once it uses the public ones.
-_chat, _message, _contact = chat_json, message_json, contact_json
-
-
 # ---------------------------------------------------------------------------------------------
 # Handlers
 
@@ -147,7 +144,19 @@ async def health(request: Request) -> dict[str, Any]:
         "pid": os.getpid(),
         "uptime_s": round((time.time_ns() - app_state.started_ns) / 1e9, 3),
         "import": app_state.import_status.snapshot(),
+        "live": msgspec.to_builtins(app_state.live.status) if app_state.live else None,
+        "sealer": _sealer_status(app_state.sealer),
         "counts": counts,
+    }
+
+
+def _sealer_status(sealer: Any) -> dict[str, Any] | None:
+    if sealer is None:
+        return None
+    return {
+        "next_due_time": iso_time(sealer.next_due_ns),
+        "rounds": sealer.rounds,
+        "sealed": sealer.sealed_total,
     }
 
 

@@ -28,9 +28,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from chatstats.api import state
-from chatstats.api.imessage import _chat as chat_json
-from chatstats.api.imessage import _contact as contact_json
-from chatstats.api.imessage import _message as message_json
+from chatstats.api.imessage import chat_json, contact_json, message_json
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
 from chatstats.errors import NotFound
 from chatstats.events.hub import Subscription

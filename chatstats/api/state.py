@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 from starlette.requests import Request
 
+from chatstats import metrics as metrics_module
 from chatstats.config import Settings
 from chatstats.db import Database
+from chatstats.events.bus import EventBus
+from chatstats.events.hub import MessageHub
+from chatstats.metrics import Metrics
 
 ImportState = Literal["idle", "running", "complete", "failed"]
 
@@ -45,6 +50,18 @@ class AppState:
     token: str
     started_ns: int
     import_status: ImportStatus = field(default_factory=ImportStatus)
+    hub: MessageHub = field(default_factory=MessageHub)
+    metrics: Metrics = field(default_factory=lambda: metrics_module.REGISTRY)
+    # Set when the daemon stops: SSE streams end on it within uvicorn's grace period.
+    shutdown: anyio.Event = field(default_factory=anyio.Event)
+    bus: EventBus | None = None
+    # Live-sync and sealing status for /api/health, filled in by the daemon.
+    live: Any = None
+    sealer: Any = None
+
+    def __post_init__(self) -> None:
+        if self.bus is None:
+            self.bus = EventBus(self.db)
 
 
 def of(request: Request) -> AppState:

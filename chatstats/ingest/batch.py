@@ -64,9 +64,10 @@ class Outcome(NamedTuple):
     chat_ids: list[int]
     contact_ids: list[int]
     sealed_timers_changed: bool
-    unknown_identifiers: tuple[
-        str, ...
-    ] = ()  # senders no contact knew: worth asking the AddressBook
+    # Senders no contact knew (worth asking the AddressBook about), and older messages
+    # whose reactions this batch changed (their reaction lists must be republished).
+    unknown_identifiers: tuple[str, ...] = ()
+    reacted_message_ids: tuple[int, ...] = ()
 
 
 class Body(NamedTuple):
@@ -541,19 +542,20 @@ class Ingest:
                 {"first": self.first_new_id},
             )
         chats = set(self.new_points) | self.touched_chats
+        reacted: list[int] = []
         if targets or self.changed_ids:
-            chats |= {
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT DISTINCT chat_id FROM messages WHERE chat_id IS NOT NULL AND"
-                    " (guid IN (SELECT value FROM json_each(:t))"
-                    " OR id IN (SELECT value FROM json_each(:ids)))",
-                    {
-                        "t": msgspec.json.encode(targets).decode(),
-                        "ids": msgspec.json.encode(self.changed_ids).decode(),
-                    },
-                )
-            }
+            for mid, chat_id, is_target in self.conn.execute(
+                "SELECT id, chat_id, guid IN (SELECT value FROM json_each(:t)) FROM messages"
+                " WHERE chat_id IS NOT NULL AND (guid IN (SELECT value FROM json_each(:t))"
+                " OR id IN (SELECT value FROM json_each(:ids)))",
+                {
+                    "t": msgspec.json.encode(targets).decode(),
+                    "ids": msgspec.json.encode(self.changed_ids).decode(),
+                },
+            ):
+                chats.add(chat_id)
+                if is_target and mid < self.first_new_id:
+                    reacted.append(mid)
         self._bump_chats()
         contacts = self._refresh_contact_counts()
         if self._book is not None:
@@ -569,6 +571,7 @@ class Ingest:
             sorted(contacts),
             timers,
             tuple(self._book.unknown) if self._book is not None else (),
+            tuple(reacted),
         )
 
     def _bump_chats(self) -> None:

@@ -153,7 +153,10 @@ def _import(
     race = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM messages)").fetchone()[0] == 1
     if race:
         summary.mode = "race"
-        journal = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        try:  # only possible when no other connection (a running daemon) has the file open
+            journal = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except sqlite3.OperationalError:
+            journal = "wal"
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-200000")
         logger.info("import_race_mode", journal=journal)

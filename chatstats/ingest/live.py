@@ -211,7 +211,10 @@ class LiveTail:
             if self.on_batch is not None:
                 self.on_batch(outcome, counters)
             if self.publish is not None:
-                await self.publish(outcome)
+                try:
+                    await self.publish(outcome)
+                except Exception as exc:  # the rows are committed; only the UI misses a beat
+                    logger.error("live_publish_failed", error_type=type(exc).__name__)
             return outcome
 
     def _sync_tx(

@@ -174,6 +174,12 @@ class Library:
             _conversation_messages, conversation_id, limit, after_id, before_id
         )
 
+    async def changes(
+        self, message_ids: list[int], chat_ids: list[int], contact_ids: list[int]
+    ) -> tuple[list[Message], list[Chat], list[Contact]]:
+        """What live sync just wrote, in API shapes, in one read (it is published as is)."""
+        return await self._db.read(_changes, message_ids, chat_ids, contact_ids)
+
     async def search(
         self, text: str, chat_id: int | None, limit: int, before_id: int | None
     ) -> list[Message]:
@@ -324,7 +330,10 @@ def _contacts(conn: sqlite3.Connection, limit: int, before_id: int | None) -> li
         if row is None:
             raise BadRequest("before_id does not name a contact")
         cursor = (row["last_message_ns"], row["id"])
-    rows = store.recent_contacts(conn, limit, cursor)
+    return _build_contacts(conn, store.recent_contacts(conn, limit, cursor))
+
+
+def _build_contacts(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Contact]:
     identifiers: dict[int, list[str]] = defaultdict(list)
     for r in store.contact_identifiers(conn, [c["id"] for c in rows]):
         identifiers[r["contact_id"]].append(r["identifier"])
@@ -338,6 +347,19 @@ def _contacts(conn: sqlite3.Connection, limit: int, before_id: int | None) -> li
         )
         for c in rows
     ]
+
+
+def _changes(
+    conn: sqlite3.Connection, message_ids: list[int], chat_ids: list[int], contact_ids: list[int]
+) -> tuple[list[Message], list[Chat], list[Contact]]:
+    messages = (
+        _build_messages(conn, store.messages_by_ids(conn, message_ids)) if message_ids else []
+    )
+    chats = _build_chats(conn, store.chats_by_ids(conn, chat_ids)) if chat_ids else []
+    contacts = (
+        _build_contacts(conn, store.contacts_by_ids(conn, contact_ids)) if contact_ids else []
+    )
+    return messages, chats, contacts
 
 
 def _to_conversation(r: sqlite3.Row) -> Conversation:

@@ -189,6 +189,31 @@ def chat_messages(
     return _all(conn, _CHAT_MESSAGES_BEFORE, params)
 
 
+def messages_by_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> list[sqlite3.Row]:
+    """Specific messages (what live sync just wrote or changed), oldest first."""
+    return _all(
+        conn,
+        f"{_MESSAGE_SELECT} WHERE m.id IN (SELECT value FROM json_each(:ids)) {_OLDEST}",
+        {"ids": _ids(ids), "limit": -1},
+    )
+
+
+def chats_by_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> list[sqlite3.Row]:
+    return _all(
+        conn,
+        f"SELECT {_CHAT_COLUMNS} FROM chats WHERE id IN (SELECT value FROM json_each(:ids))",
+        {"ids": _ids(ids)},
+    )
+
+
+def contacts_by_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> list[sqlite3.Row]:
+    return _all(
+        conn,
+        f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id IN (SELECT value FROM json_each(:ids))",
+        {"ids": _ids(ids)},
+    )
+
+
 def conversation_messages(
     conn: sqlite3.Connection,
     conversation_id: int,
