@@ -58,6 +58,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     parent_pid: Annotated[
         int | None, _help("Sidecar mode: exit when this process (the desktop app) dies.")
     ] = None
+    llm_model: Annotated[
+        str | None,
+        _help("LiteLLM model for analysis (e.g. openai/gpt-4o-mini); unset: analysis waits."),
+    ] = None
+    llm_api_base: Annotated[
+        str | None, _help("Base URL of the model's endpoint (an OpenAI-compatible server).")
+    ] = None
+    llm_api_key: Annotated[str | None, _help("API key for the model's provider; never logged.")] = (
+        None
+    )
+    llm_concurrency: Annotated[int, _help("LLM calls in flight at once (analysis).")] = 4
+    analysis_workers: Annotated[
+        int, _help("Analysis worker tasks; 0 means twice CHATSTATS_LLM_CONCURRENCY.")
+    ] = 0
+    llm_timeout_s: Annotated[float, _help("Seconds before one LLM call is abandoned.")] = 60.0
+    llm_max_attempts: Annotated[
+        int, _help("Attempts per analysis job (retries included) before it is dead.")
+    ] = 5
 
     @property
     def db_path(self) -> Path:

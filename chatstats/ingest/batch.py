@@ -157,6 +157,11 @@ class Ingest:
         # Set by the import, whose handles and chats were read after the ROWID it stops at,
         # so every row it reads can be mapped without going back to the database.
         self.frozen_maps = False
+        # Only the first import of a whole history files conversations that ended long ago
+        # as sealed on the spot (history is analysed by explicit runs). Anything ingested
+        # later gets a seal timer, even one already due, so the sealer seals it and
+        # publishes conversation_sealed / conversation_ready_for_analysis.
+        self.seal_expired = False
 
     @property
     def book(self) -> ContactBook:
@@ -601,7 +606,7 @@ class Ingest:
 
         def create(chat_id: int, group: conv.Group) -> None:
             nonlocal next_cid
-            sealed = group.end_ns < sealed_before
+            sealed = self.seal_expired and group.end_ns < sealed_before
             conv_rows.append(
                 (
                     next_cid,

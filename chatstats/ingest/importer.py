@@ -270,6 +270,7 @@ def _load(
     report("contacts", 0, 1)
     ingest = Ingest(conn, reader, summary, now_ns=now_ns, people=people)
     ingest.frozen_maps = True
+    ingest.seal_expired = race
     summary.handles = len(ingest.handle_map)
     summary.chats = len(ingest.chat_map)
     report("contacts", 1, 1)

@@ -31,7 +31,7 @@ class Correspondent:
     """Plays the other side of the busiest 1:1 chat (and sometimes a group)."""
 
     def __init__(self, db: Path, *, seed: int = 0, out=None) -> None:  # type: ignore[no-untyped-def]
-        self.writer = MessagesWriter(db, create=False, seed=seed)
+        self.writer = MessagesWriter(db, create=False)  # fresh GUIDs every run, like Messages
         self.rng = random.Random(seed)
         self.out = out if out is not None else sys.stdout
         self.chat, self.sender = self._pick_chat()

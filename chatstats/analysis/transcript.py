@@ -1,0 +1,244 @@
+"""A conversation as a compact transcript for a prompt, within a token budget.
+
+Conversations can run to thousands of messages and a prompt has a price per token, so a
+transcript is never sent whole when it does not fit: it keeps the beginning (what the
+conversation was about, 30% of the budget) and the end (how it stands, the rest), with a
+marker saying how many messages were left out between them. Only the messages that can fit
+are read from the database, so a huge conversation costs no more to cut than a small one.
+
+Tokens are estimated at ~4 characters each (no tokenizer: the budget is a cost guard, not an
+exact limit). One very long message is cut on its own so it cannot crowd out the rest.
+
+Speakers: "Me" for the person's own messages, the contact's name when known, otherwise
+"Person A", "Person B", ... so phone numbers and e-mail addresses never reach the model.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+CHARS_PER_TOKEN = 4
+HEAD_SHARE = 0.3
+MAX_MESSAGE_CHARS = 1200
+ME = "Me"
+
+_SELECT = (
+    "SELECT m.id, m.date_ns, m.is_from_me, m.handle_id, m.text, m.kind, m.unsent,"
+    " m.body_status, c.name,"
+    " (SELECT count(*) FROM attachments a WHERE a.message_id = m.id) AS n_attachments"
+    " FROM messages m"
+    " LEFT JOIN handles h ON h.id = m.handle_id"
+    " LEFT JOIN contacts c ON c.id = h.contact_id"
+    " WHERE m.conversation_id = :cid"
+)
+_FORWARD = f"{_SELECT} ORDER BY m.date_ns, m.id"
+_BACKWARD = f"{_SELECT} AND (m.date_ns, m.id) > (:ns, :id) ORDER BY m.date_ns DESC, m.id DESC"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    conversation_id: int
+    chat_id: int
+    sealed: bool
+    text: str
+    message_count: int  # messages in the conversation
+    included: int  # messages in the text
+    omitted: int  # messages cut from the middle
+    start_ns: int
+    end_ns: int
+
+    @property
+    def estimated_tokens(self) -> int:
+        return estimate_tokens(self.text)
+
+    @property
+    def cut(self) -> bool:
+        return self.omitted > 0
+
+
+def estimate_tokens(text: str) -> int:
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def iso_minute(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+class _Labels:
+    """Speaker labels, stable within one transcript."""
+
+    def __init__(self) -> None:
+        self._anonymous: dict[int | None, str] = {}
+
+    def __call__(self, is_from_me: int, handle_id: int | None, name: str | None) -> str:
+        if is_from_me:
+            return ME
+        if name and name.strip():
+            return " ".join(name.split())
+        label = self._anonymous.get(handle_id)
+        if label is None:
+            label = f"Person {_letters(len(self._anonymous))}"
+            self._anonymous[handle_id] = label
+        return label
+
+
+def _letters(n: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: enough for any group chat."""
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def _body(row: sqlite3.Row) -> str | None:
+    """What the message said, on one line; None when there is nothing worth showing."""
+    kind = row["kind"]
+    if kind != "message":
+        return f"({kind.replace('_', ' ')})"
+    if row["unsent"]:
+        return "(unsent a message)"
+    text = row["text"]
+    if text is not None:
+        text = " / ".join(part.strip() for part in text.replace("\ufffc", "").splitlines())
+        text = text.strip(" /")
+    if not text:
+        if row["n_attachments"]:
+            n = row["n_attachments"]
+            return "[attachment]" if n == 1 else f"[{n} attachments]"
+        if row["body_status"] == "corrupt":
+            return "[unreadable message]"
+        return None
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
+    if row["n_attachments"]:
+        text += " [attachment]"
+    return text
+
+
+class _Line:
+    __slots__ = ("date", "id", "ns", "text")
+
+    def __init__(self, row: sqlite3.Row, text: str) -> None:
+        self.id: int = row["id"]
+        self.ns: int = row["date_ns"]
+        self.date = iso_minute(self.ns)[:10]
+        self.text = text
+
+
+def _render(lines: list[_Line], out: list[str], last_date: str | None) -> str | None:
+    for line in lines:
+        if line.date != last_date:
+            out.append(f"— {line.date} —")
+            last_date = line.date
+        out.append(line.text)
+    return last_date
+
+
+def build(conn: sqlite3.Connection, conversation_id: int, max_tokens: int) -> Transcript | None:
+    """The conversation's transcript within `max_tokens`; None when it does not exist.
+
+    Runs on a reader connection in one read transaction, so head and tail come from the same
+    snapshot even while live sync appends to the conversation.
+    """
+    budget = max(200, max_tokens * CHARS_PER_TOKEN)
+    conn.execute("BEGIN")
+    try:
+        conv = conn.execute(
+            "SELECT chat_id, sealed, start_ns, end_ns FROM conversations WHERE id = :cid",
+            {"cid": conversation_id},
+        ).fetchone()
+        if conv is None:
+            return None
+        total = conn.execute(
+            "SELECT count(*) FROM messages WHERE conversation_id = :cid", {"cid": conversation_id}
+        ).fetchone()[0]
+        labels = _Labels()
+
+        def line_of(row: sqlite3.Row) -> _Line | None:
+            body = _body(row)
+            if body is None:
+                return None
+            time = iso_minute(row["date_ns"])[11:]
+            who = labels(row["is_from_me"], row["handle_id"], row["name"])
+            return _Line(row, f"[{time}] {who}: {body}")
+
+        # Read forward until the whole budget is used: if the end comes first, it all fits.
+        head: list[_Line] = []
+        used = 0
+        read = 0
+        whole = True
+        last_row: tuple[int, int] | None = None
+        head_budget = int(budget * HEAD_SHARE)
+        head_used = 0
+        head_rows = 0
+        head_key: tuple[int, int] | None = None
+        for row in conn.execute(_FORWARD, {"cid": conversation_id}):
+            read += 1
+            line = line_of(row)
+            cost = 0 if line is None else len(line.text) + 1
+            if used + cost > budget:
+                whole = False
+                break
+            used += cost
+            last_row = (row["date_ns"], row["id"])
+            if line is not None:
+                head.append(line)
+            if used <= head_budget:
+                head_used, head_rows, head_key = used, read, last_row
+        if whole:
+            out: list[str] = []
+            _render(head, out, None)
+            return Transcript(
+                conversation_id=conversation_id,
+                chat_id=conv["chat_id"],
+                sealed=bool(conv["sealed"]),
+                text="\n".join(out),
+                message_count=total,
+                included=len(head),
+                omitted=0,
+                start_ns=conv["start_ns"],
+                end_ns=conv["end_ns"],
+            )
+
+        # Too long: keep the head's share, then read backward from the end for the tail.
+        head = [ln for ln in head if head_key is not None and (ln.ns, ln.id) <= head_key]
+        marker_room = 60
+        tail_budget = budget - head_used - marker_room
+        tail: list[_Line] = []
+        tail_rows = 0
+        after = head_key or (-(2**63), -(2**63))
+        for row in conn.execute(
+            _BACKWARD, {"cid": conversation_id, "ns": after[0], "id": after[1]}
+        ):
+            line = line_of(row)
+            cost = 0 if line is None else len(line.text) + 1
+            if cost > tail_budget:
+                break
+            tail_budget -= cost
+            tail_rows += 1
+            if line is not None:
+                tail.append(line)
+        tail.reverse()
+    finally:
+        conn.execute("COMMIT")
+
+    omitted = max(0, total - head_rows - tail_rows)
+    out = []
+    _render(head, out, None)
+    out.append(f"[… {omitted} message{'' if omitted == 1 else 's'} left out …]")
+    _render(tail, out, None)  # the date again after the cut, so the tail reads on its own
+    return Transcript(
+        conversation_id=conversation_id,
+        chat_id=conv["chat_id"],
+        sealed=bool(conv["sealed"]),
+        text="\n".join(out),
+        message_count=total,
+        included=len(head) + len(tail),
+        omitted=omitted,
+        start_ns=conv["start_ns"],
+        end_ns=conv["end_ns"],
+    )
