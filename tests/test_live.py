@@ -158,6 +158,7 @@ elif plan == "locked":
     # Someone holds chat.db exclusively for a while: readers get SQLITE_BUSY meanwhile.
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
+    import os; os.utime(db)  # a change the tail notices, so it tries to read meanwhile
     time.sleep(1.5)
     holder.execute("COMMIT"); holder.close()
     receive(3)

@@ -1,11 +1,14 @@
 """The live tail: every new or changed row of chat.db into the app database, within a blink.
 
-Detecting a change costs two `stat` calls every `poll_interval` (50 ms by default: ~0.1% of
-a core when idle, see scripts/bench_live.py). Paths are stat-ed by name, never watched by
-inode, so a chat.db or WAL that Messages.app recreates is seen at once (file watchers bound
-to an inode have gone deaf for days in other tools). A slower fallback asks SQLite itself
-(`PRAGMA data_version`) every few seconds, which catches commits that leave size and mtime
-unchanged (a WAL rewritten from its start after a checkpoint, coarse mtimes).
+A change is noticed through a file-system event on the Messages folder (watchfiles:
+inotify / FSEvents), filtered to chat.db and its WAL: milliseconds after a commit, and no
+CPU while nothing happens. Paths are watched through their folder and stat-ed by name,
+never bound to an inode, so a chat.db or WAL that Messages.app recreates is still seen
+(inode-bound watchers have gone deaf for days in other tools). Events are a trigger, not
+the truth: every `poll_interval` the stat fingerprints (inode, size, mtime) of both files
+are compared anyway, and every few seconds SQLite itself is asked (`PRAGMA data_version`),
+which catches commits that leave size and mtime unchanged (a WAL rewritten from its start
+after a checkpoint, coarse mtimes). See scripts/bench_live.py for what this costs.
 
 Each sync is ONE write transaction holding the new rows, the rows Messages.app changed in
 place (edits, unsends, receipts, the `is_from_me` corrections it writes milliseconds after
@@ -17,6 +20,8 @@ slow client never slows ingest).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -42,8 +47,9 @@ logger = log.get(__name__)
 RECENT_WINDOW_NS = 14 * 24 * 3600 * 1_000_000_000
 FULL_SCAN_SECONDS = 300.0
 FALLBACK_CHECK_SECONDS = 2.0
-# Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting: new rows are
-# re-read for this long after we first ingest them.
+# Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting, without
+# moving any date a cursor could follow. The correction is a commit, so it triggers a sync;
+# each sync re-reads the rows it ingested in the last few seconds to find it.
 CORRECTION_WINDOW_SECONDS = 3.0
 _FUTURE_SLACK_NS = 24 * 3600 * 1_000_000_000
 
@@ -51,9 +57,11 @@ Fingerprint = tuple[tuple[int, int, int] | None, ...]
 Publisher = Callable[[Outcome], Awaitable[None]]
 
 
-def fingerprint(path: Path) -> Fingerprint:
+def fingerprint(path: Path | tuple[str, str]) -> Fingerprint:
+    """(inode, size, mtime) of chat.db and its WAL; None for a file that is not there."""
+    paths = (str(path), f"{path}-wal") if isinstance(path, Path) else path
     out = []
-    for p in (path, path.with_name(path.name + "-wal")):
+    for p in paths:
         try:
             st = os.stat(p)
         except OSError:
@@ -66,6 +74,7 @@ def fingerprint(path: Path) -> Fingerprint:
 class TailStatus(msgspec.Struct):
     state: str = "starting"  # starting | ok | waiting
     error: str | None = None
+    watcher: bool = False  # a file-system watcher feeds wake-ups (else: polling only)
     batches: int = 0
     messages: int = 0
     changed: int = 0
@@ -81,8 +90,9 @@ class LiveTail:
         source: Path,
         *,
         publish: Publisher | None = None,
-        poll_interval: float = 0.05,
-        debounce: float = 0.005,
+        poll_interval: float = 0.25,
+        debounce: float = 0.002,
+        watch_debounce_ms: int = 5,
         kind: str = "chatdb",
     ) -> None:
         self.db = db
@@ -90,6 +100,8 @@ class LiveTail:
         self.publish = publish
         self.poll_interval = poll_interval
         self.debounce = debounce
+        self.watch_debounce_ms = watch_debounce_ms
+        self.watching = False  # True while a file-system watcher feeds wake-ups
         self.kind = kind
         self.status = TailStatus()
         self._reader: chatdb.Reader | None = None
@@ -134,35 +146,73 @@ class LiveTail:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: anyio.Event) -> None:
-        """Poll until `stop`; every failure is reported and retried, never fatal."""
-        fp = fingerprint(self.source)
-        await self._sync_safely(full=True)
-        last_full = last_fallback = time.monotonic()
-        backoff = self.poll_interval
-        while not stop.is_set():
-            # A bare sleep, not a cancel scope around stop.wait(): this runs 20 times a
-            # second forever, and the scope machinery was most of the idle CPU.
-            await anyio.sleep(backoff if self.status.state == "waiting" else self.poll_interval)
-            if stop.is_set():
-                break
-            now = time.monotonic()
-            new_fp = fingerprint(self.source)
-            full = now - last_full >= FULL_SCAN_SECONDS
-            due = new_fp != fp or full or bool(self._recent) or self.status.state == "waiting"
-            if not due and now - last_fallback >= FALLBACK_CHECK_SECONDS:
-                last_fallback = now
-                due = self._version_changed()
-            if not due:
-                continue
-            if new_fp != fp and self.debounce:
-                await anyio.sleep(self.debounce)  # let a burst of commits land together
-                new_fp = fingerprint(self.source)
-            fp = new_fp
-            ok = await self._sync_safely(full=full)
-            if full and ok:
-                last_full = now
-            backoff = self.poll_interval if ok else min(max(backoff * 2, 0.25), 5.0)
+        """Follow chat.db until `stop`; every failure is reported and retried, never fatal.
+
+        Wakes on a file-system event for chat.db or its WAL (inotify / FSEvents on the
+        folder, so a recreated file is still seen), and otherwise every `poll_interval`
+        seconds to compare stat fingerprints; `PRAGMA data_version` is asked every few
+        seconds as a last resort. With events, `poll_interval` can be slow (idle CPU) while
+        a commit still reaches the UI in milliseconds.
+        """
+        watched = (str(self.source), f"{self.source}-wal")
+        fp = fingerprint(watched)
+        kick = asyncio.Event()
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._watch, kick, stop)
+            await self._sync_safely(full=True)
+            last_full = last_fallback = time.monotonic()
+            backoff = self.poll_interval
+            while not stop.is_set():
+                delay = backoff if self.status.state == "waiting" else self.poll_interval
+                with contextlib.suppress(TimeoutError):  # asyncio: keep each wake-up cheap
+                    await asyncio.wait_for(kick.wait(), delay)
+                kick.clear()
+                if stop.is_set():
+                    break
+                now = time.monotonic()
+                new_fp = fingerprint(watched)
+                full = now - last_full >= FULL_SCAN_SECONDS
+                due = new_fp != fp or full or self.status.state == "waiting"
+                if not due and now - last_fallback >= FALLBACK_CHECK_SECONDS:
+                    last_fallback = now
+                    due = self._version_changed()
+                if not due:
+                    continue
+                if new_fp != fp and self.debounce:
+                    await anyio.sleep(self.debounce)  # let a burst of commits land together
+                    new_fp = fingerprint(watched)
+                fp = new_fp
+                ok = await self._sync_safely(full=full)
+                if full and ok:
+                    last_full = now
+                backoff = self.poll_interval if ok else min(max(backoff * 2, 0.25), 5.0)
+            tg.cancel_scope.cancel()
         self._close()
+
+    async def _watch(self, kick: asyncio.Event, stop: anyio.Event, *, task_status) -> None:  # type: ignore[no-untyped-def]
+        """Set `kick` on every change to chat.db or its WAL (not -shm: our own reads touch
+        it). A watcher that cannot start or fails is retried; polling covers meanwhile."""
+        from chatstats.ingest.watch import watch
+
+        names = {self.source.name, f"{self.source.name}-wal"}
+        task_status.started(True)
+        while not stop.is_set():
+            try:
+                if self.source.parent.is_dir():
+                    kind = await watch(
+                        self.source.parent, names, kick.set, stop, started=self._watching
+                    )
+                    self._watching("")
+                    if kind:
+                        continue
+            except Exception as exc:  # never fatal: polling covers for it
+                self.watching = self.status.watcher = False
+                logger.warning("live_watch_failed", error_type=type(exc).__name__)
+            with anyio.move_on_after(5.0):
+                await stop.wait()
+
+    def _watching(self, kind: str) -> None:
+        self.watching = self.status.watcher = bool(kind)
 
     async def _sync_safely(self, *, full: bool = False) -> bool:
         try:
