@@ -197,6 +197,8 @@ class Database:
         self._readers = queue.SimpleQueue()
         if self._writer is not None:
             with contextlib.suppress(sqlite3.Error):
+                # Never wait on a lock at shutdown (an abandoned import may hold it).
+                self._writer.execute("PRAGMA busy_timeout=0")
                 self._writer.execute("PRAGMA optimize")
             self._writer.close()
             self._writer = None
