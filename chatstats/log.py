@@ -16,18 +16,27 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 class _LineLogger:
-    """structlog calls `logger.<level>(rendered_line)`; the method name carries the level."""
+    """structlog calls `logger.<level>(rendered_line)`; the method name carries the level.
 
-    def __init__(self, out: TextIO, err: TextIO | None) -> None:
-        self._out = out
-        self._err = err
+    Streams are looked up when writing (`sys.stdout` may be replaced after configuration,
+    e.g. by a test harness), and a stream that is closed or broken is skipped: logging must
+    never be the reason a batch or a request fails.
+    """
+
+    def __init__(self, out: str, errors_too: bool) -> None:
+        self._out = out  # "stdout" | "stderr"
+        self._errors_too = errors_too
 
     def _emit(self, line: str, level: int) -> None:
-        self._out.write(line + "\n")
-        self._out.flush()
-        if self._err is not None and level >= 40 and self._err is not self._out:
-            self._err.write(line + "\n")
-            self._err.flush()
+        streams = [getattr(sys, self._out)]
+        if self._errors_too and level >= 40 and self._out != "stderr":
+            streams.append(sys.stderr)
+        for stream in streams:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (ValueError, OSError):
+                pass
 
     def debug(self, line: str) -> None:
         self._emit(line, 10)
@@ -53,9 +62,8 @@ class _LineLogger:
 
 def configure(level: str = "INFO", *, stream: TextIO | None = None) -> None:
     """Configure structlog for the process. `stream` defaults to stdout; one-shot CLI
-    commands pass stderr so their stdout carries only the command's own output."""
-    out = stream or sys.stdout
-    err = None if out is sys.stderr else sys.stderr
+    commands pass `sys.stderr` so their stdout carries only the command's own output."""
+    out = "stderr" if stream is sys.stderr else "stdout"
     threshold = _LEVELS.get(level.lower(), 20)
     structlog.configure(
         processors=[
@@ -66,7 +74,7 @@ def configure(level: str = "INFO", *, stream: TextIO | None = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=lambda *_a: _LineLogger(out, err),
+        logger_factory=lambda *_a: _LineLogger(out, errors_too=True),
         cache_logger_on_first_use=False,
     )
     # Third-party libraries log through stdlib logging: keep them quiet and off stdout.
