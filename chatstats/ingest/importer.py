@@ -19,9 +19,7 @@ keys, so overlapping sources (a Mac and an iPhone backup of the same account) ne
 
 from __future__ import annotations
 
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -190,55 +188,6 @@ def _import(
     report("done", 1, 1)
 
 
-def _pipelined_load(
-    ingest: Ingest,
-    reader: chatdb.Reader,
-    after: int,
-    upto: int,
-    total: int,
-    report: Progress,
-) -> None:
-    """Read and decode in a second thread while this one inserts: SQLite releases the GIL
-    while it writes, so the two cores work at once. Only this thread touches the app
-    database; the producer touches only chat.db and the Ingest's in-memory state."""
-    chunks: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=4)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in reader.message_chunks(after, upto=upto):
-                rows = ingest.prepare_rows(chunk)
-                while not stop.is_set():
-                    try:
-                        chunks.put((len(chunk), rows), timeout=0.1)  # type: ignore[arg-type]
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            chunks.put(None)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            chunks.put(exc)
-
-    producer = threading.Thread(target=produce, name="chatstats-import-read", daemon=True)
-    producer.start()
-    done = 0
-    try:
-        while True:
-            item = chunks.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            n, rows = item  # type: ignore[misc]
-            ingest.insert_rows(rows)
-            done += n
-            report("messages", done, total)
-    finally:
-        stop.set()
-        producer.join()
-
-
 def _drop_indexes(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
@@ -277,14 +226,13 @@ def _load(
 
     total = reader.count_messages_after(msg_wm, upto)
     report("messages", 0, total)
-    if race:
-        _pipelined_load(ingest, reader, msg_wm, upto, total, report)
-    else:
-        done = 0
-        for chunk in reader.message_chunks(msg_wm, upto=upto):
-            done += len(chunk)
-            ingest.add_messages(ingest.skip_known(chunk))
-            report("messages", done, total)
+    # (Reading and decoding in a second thread was measured: no faster. executemany
+    # hands the GIL back and forth on every row, so the two threads mostly take turns.)
+    done = 0
+    for chunk in reader.message_chunks(msg_wm, upto=upto):
+        done += len(chunk)
+        ingest.add_messages(chunk if race else ingest.skip_known(chunk))
+        report("messages", done, total)
     max_rowid = max(msg_wm, upto)
 
     max_att = att_wm
