@@ -391,3 +391,85 @@ def test_kill_9_during_live_sync_loses_nothing_and_misses_no_seal(lib: Path, tmp
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+async def test_a_replaced_or_briefly_missing_chat_db_is_followed(lib: Path, tmp_path: Path):
+    """Messages.app (or a restore) can swap chat.db for a new file: a watcher bound to the old
+    inode would go deaf. The tail re-opens by path and keeps going; GUIDs keep it exact."""
+    guid = busiest_one_to_one(lib)
+    db = lib / "chat.db"
+    async with daemon(settings_for(lib, tmp_path / "data")) as client:
+        chat_id = await chat_id_of(client, guid)
+        # Missing for a moment: the tail waits and says so.
+        moved = tmp_path / "aside.db"
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{db}{suffix}").exists():
+                os.replace(f"{db}{suffix}", f"{moved}{suffix}")
+        with anyio.fail_after(10):
+            while (await client.get("/api/health")).json()["live"]["state"] != "waiting":
+                await anyio.sleep(0.05)
+        # Back as a different file (new inode) holding one more message.
+        fresh = tmp_path / "fresh.db"
+        src = sqlite3.connect(moved)
+        dst = sqlite3.connect(fresh)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        from chatstats.sample.writer import MessagesWriter
+
+        w = MessagesWriter(fresh, create=False)
+        chat = w.find_chat(guid)
+        assert chat is not None
+        _r, new_guid = w.message(
+            chat,
+            "after the swap",
+            from_me=False,
+            sender=w.chats[chat].handles[0],
+            date=time.time_ns(),
+        )
+        w.close()
+        os.replace(fresh, db)
+        with anyio.fail_after(20):
+            while True:
+                page = (await client.get(f"/api/chats/{chat_id}/messages")).json()
+                if any(m["guid"] == new_guid for m in page):
+                    break
+                await anyio.sleep(0.1)
+        health = (await client.get("/api/health")).json()
+        assert health["live"]["state"] == "ok"
+        guids = [m["guid"] for m in page]
+        assert len(guids) == len(set(guids))
+
+
+def test_sidecar_exits_when_its_parent_dies(lib: Path, tmp_path: Path):
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    env = {**os.environ, "CHATSTATS_TOKEN": TOKEN, "CHATSTATS_PARENT_PID": str(parent.pid)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatstats",
+            "serve",
+            "--source",
+            str(lib / "chat.db"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # ready
+        parent.kill()
+        parent.wait()
+        began = time.monotonic()
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - began < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
