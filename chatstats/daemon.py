@@ -158,6 +158,11 @@ async def _run(
         while not server.started and not http_done.is_set():
             await anyio.sleep(0.005)
         if server.started:
+            from chatstats.analysis.service import AnalysisService
+
+            # Jobs in flight get 0.5 s at shutdown, then go back to pending (the stop budget).
+            state.analysis = AnalysisService(db, state.bus, settings, grace_seconds=0.5)
+            tg.start_soon(state.analysis.run, stop)
             host = f"[{settings.host}]" if ":" in settings.host else settings.host
             url = f"http://{host}:{port}"
             ready({"event": "ready", "url": url, "port": port, "pid": os.getpid()})

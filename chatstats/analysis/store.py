@@ -602,7 +602,9 @@ def conversation_exists(conn: sqlite3.Connection, conversation_id: int) -> bool:
 
 
 def chat_exists(conn: sqlite3.Connection, chat_id: int) -> bool:
-    return conn.execute("SELECT 1 FROM chats WHERE id = :id", {"id": chat_id}).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM chats WHERE id = :id", {"id": chat_id}).fetchone() is not None
+    )
 
 
 def open_conversations_of_messages(

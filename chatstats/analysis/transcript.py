@@ -169,15 +169,13 @@ def build(conn: sqlite3.Connection, conversation_id: int, max_tokens: int) -> Tr
         # Read forward until the whole budget is used: if the end comes first, it all fits.
         head: list[_Line] = []
         used = 0
-        read = 0
         whole = True
         last_row: tuple[int, int] | None = None
         head_budget = int(budget * HEAD_SHARE)
         head_used = 0
         head_rows = 0
         head_key: tuple[int, int] | None = None
-        for row in conn.execute(_FORWARD, {"cid": conversation_id}):
-            read += 1
+        for read, row in enumerate(conn.execute(_FORWARD, {"cid": conversation_id}), 1):
             line = line_of(row)
             cost = 0 if line is None else len(line.text) + 1
             if used + cost > budget:

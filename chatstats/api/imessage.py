@@ -146,8 +146,17 @@ async def health(request: Request) -> dict[str, Any]:
         "import": app_state.import_status.snapshot(),
         "live": msgspec.to_builtins(app_state.live.status) if app_state.live else None,
         "sealer": _sealer_status(app_state.sealer),
+        "analysis": await _analysis_status(app_state.analysis),
         "counts": counts,
     }
+
+
+async def _analysis_status(service: Any) -> dict[str, Any] | None:
+    """Whether analysis can run and how far it is (e.g. "no model configured")."""
+    if service is None:
+        return None
+    s = await service.status()
+    return {k: s[k] for k in ("state", "message", "model", "jobs", "in_flight", "pass_errors")}
 
 
 def _sealer_status(sealer: Any) -> dict[str, Any] | None:

@@ -58,6 +58,8 @@ class AppState:
     # Live-sync and sealing status for /api/health, filled in by the daemon.
     live: Any = None
     sealer: Any = None
+    # The analysis engine (chatstats.analysis.service.AnalysisService), started by the daemon.
+    analysis: Any = None
 
     def __post_init__(self) -> None:
         if self.bus is None:
