@@ -163,6 +163,10 @@ async def _run(
             # Jobs in flight get 0.5 s at shutdown, then go back to pending (the stop budget).
             state.analysis = AnalysisService(db, state.bus, settings, grace_seconds=0.5)
             tg.start_soon(state.analysis.run, stop)
+            if settings.llm_model:  # import LiteLLM (~4 s) now, in a thread, not at first use
+                from chatstats.analysis import llm
+
+                tg.start_soon(llm.warm_up)
             host = f"[{settings.host}]" if ":" in settings.host else settings.host
             url = f"http://{host}:{port}"
             ready({"event": "ready", "url": url, "port": port, "pid": os.getpid()})

@@ -362,7 +362,7 @@ class FakeLLM:
                 method, path, headers, body = request
                 keep_alive = headers.get("connection", "").lower() != "close"
                 try:
-                    await self._dispatch(writer, method, path, body)
+                    await self._dispatch(reader, writer, method, path, body)
                 except _Drop:
                     break
                 if not keep_alive:
@@ -439,7 +439,12 @@ class FakeLLM:
         await self._send(writer, status, json.dumps(body).encode(), extra=extra)
 
     async def _dispatch(
-        self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        path: str,
+        body: bytes,
     ) -> None:
         if method == "GET" and path.rstrip("/") in ("/v1/models", "/models"):
             models = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
@@ -478,16 +483,26 @@ class FakeLLM:
         try:
             if self.latency_s > 0:
                 await asyncio.sleep(self.latency_s)
-            await self._answer(writer, payload, item)
+            await self._answer(reader, writer, payload, item)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
     async def _answer(
-        self, writer: asyncio.StreamWriter, payload: dict[str, Any], item: Fault | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        payload: dict[str, Any],
+        item: Fault | None,
     ) -> None:
         if isinstance(item, Timeout):
-            await asyncio.sleep(item.seconds)
+            # Hold the request, but notice the client giving up so it stops counting as
+            # in flight (benchmarks and concurrency assertions read `max_in_flight`).
+            try:
+                if await asyncio.wait_for(reader.read(1), timeout=item.seconds) == b"":
+                    raise _Drop
+            except TimeoutError:
+                pass
             item = None
         if isinstance(item, Disconnect):
             raise _Drop
