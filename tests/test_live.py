@@ -473,3 +473,35 @@ def test_sidecar_exits_when_its_parent_dies(lib: Path, tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_an_unexpected_failure_in_a_batch_is_retried_not_fatal(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A bug in one batch must not take the daemon down: the batch rolls back, the tail says
+    `waiting`, and once the cause is gone the messages arrive."""
+    from chatstats.ingest import batch
+
+    real = batch.Ingest.add_messages
+    failures = {"left": 3}
+
+    def flaky(self, chunk):  # type: ignore[no-untyped-def]
+        if chunk and failures["left"] > 0:
+            failures["left"] -= 1
+            raise ValueError("simulated bug")
+        return real(self, chunk)
+
+    guid = busiest_one_to_one(lib)
+    async with daemon(settings_for(lib, tmp_path / "data")) as client:
+        chat_id = await chat_id_of(client, guid)
+        monkeypatch.setattr(batch.Ingest, "add_messages", flaky)
+        notes = await anyio.to_thread.run_sync(write, lib, "3")
+        wanted = {n["guid"] for n in notes}
+        with anyio.fail_after(20):
+            while True:
+                page = (await client.get(f"/api/chats/{chat_id}/messages")).json()
+                if wanted <= {m["guid"] for m in page}:
+                    break
+                await anyio.sleep(0.1)
+        assert failures["left"] == 0
+        assert (await client.get("/api/health")).json()["live"]["state"] == "ok"

@@ -25,6 +25,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,15 @@ class LiveTail:
             return False
         except (OSError, sqlite3.Error) as exc:
             self._report_waiting(f"{type(exc).__name__}: {exc}")
+            return False
+        except Exception as exc:  # a bug or an unforeseen row: the batch rolled back; retry
+            frames = traceback.extract_tb(exc.__traceback__)[-4:]
+            logger.error(
+                "live_sync_failed",
+                error_type=type(exc).__name__,
+                where=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames],
+            )
+            self._report_waiting(f"internal error ({type(exc).__name__}); retrying")
             return False
         return True
 
