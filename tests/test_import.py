@@ -206,3 +206,18 @@ def test_killed_import_then_rerun_equals_an_uninterrupted_import(
     assert summary["previous_run_interrupted"] == (phase != "done")
     assert dump(killed) == dump(clean)
     check_all(killed, truth)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_sql_bulk_path_and_python_path_build_the_same_rows(
+    profile, libraries, tmp_path, capsys, monkeypatch
+):
+    """The first import builds rows in SQL; live sync and re-imports build them in Python.
+    Both must produce the very same database from the same chat.db."""
+    from chatstats.ingest import importer
+
+    lib, _truth = libraries[profile]
+    run_import(capsys, lib, tmp_path / "sql")
+    monkeypatch.setattr(importer, "SQL_LOAD", False)
+    run_import(capsys, lib, tmp_path / "python")
+    assert dump(tmp_path / "sql") == dump(tmp_path / "python")

@@ -282,6 +282,16 @@ class Reader:
             )
         )
 
+    def tapback_rows(self, after: int, upto: int, condition: str) -> list[tuple[Any, ...]]:
+        """The tapback rows of a ROWID range (`condition` is a constant SQL predicate)."""
+        return self._with_chats(
+            self._q(
+                f"{self._select_head} WHERE m.ROWID > :a AND m.ROWID <= :u AND {condition}"
+                " ORDER BY m.ROWID",
+                {"a": after, "u": upto},
+            )
+        )
+
     def rows_by_rowid(self, rowids: list[int]) -> list[tuple[Any, ...]]:
         """Fresh copies of specific rows (Messages.app corrects fields ms after inserting)."""
         if not rowids:

@@ -85,13 +85,8 @@ def _clean(text: str) -> str:
     return text
 
 
-_I_BODY, _I_TEXT = M["attributedBody"], M["text"]
-
-
-def decode_body(row: tuple[Any, ...]) -> Body:
+def decode_body(blob: bytes | None, column: str | None) -> Body:
     """Decoded attributedBody first, the `text` column as fallback; never raises."""
-    blob = row[_I_BODY]
-    column = row[_I_TEXT]
     if blob:
         try:
             return Body(_clean(extract_text(blob)), "ok")
@@ -360,7 +355,7 @@ class Ingest:
                     chat_id = chat_map.get(chat_rowid)
             if chat_id is None:
                 c.orphans += 1
-            text, status = decode_body(r)
+            text, status = decode_body(r[M["attributedBody"]], r[M["text"]])
             if status != "ok":
                 if status == "corrupt":
                     c.bodies_corrupt += 1
@@ -438,7 +433,7 @@ class Ingest:
             old = current.get(r[M["guid"]])
             if old is None:
                 continue  # a tapback, or a row we have not imported yet
-            body = decode_body(r)
+            body = decode_body(r[M["attributedBody"]], r[M["text"]])
             edited, unsent = edit_state(r, self.counters)
             from_me = 1 if r[M["is_from_me"]] else 0
             sender = r[M["handle_id"]]

@@ -30,6 +30,7 @@ import msgspec
 from chatstats import db as appdb
 from chatstats import log
 from chatstats.imessage import chatdb
+from chatstats.ingest import bulk
 from chatstats.ingest.batch import Counters, Ingest
 
 logger = log.get(__name__)
@@ -38,6 +39,10 @@ Progress = Callable[[str, int, int], None]
 
 # Tables whose secondary indexes a race-mode load drops (UNIQUE constraints stay: they are
 # what makes GUIDs unique).
+# The first import builds message rows in SQL (chatstats/ingest/bulk.py); tests turn this off
+# to check that the Python path, which live sync uses, produces the very same rows.
+SQL_LOAD = True
+
 _RACE_TABLES = ("messages", "reactions", "attachments", "conversations", "handles", "chats")
 
 
@@ -158,6 +163,10 @@ def _import(
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-200000")
         logger.info("import_race_mode", journal=journal)
+    attached = False
+    if race and SQL_LOAD:
+        bulk.attach(conn, source.resolve())
+        attached = True
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -181,6 +190,8 @@ def _import(
             )
             raise
     finally:
+        if attached:
+            bulk.detach(conn)
         if race:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA journal_mode=WAL")
@@ -226,13 +237,17 @@ def _load(
 
     total = reader.count_messages_after(msg_wm, upto)
     report("messages", 0, total)
-    # (Reading and decoding in a second thread was measured: no faster. executemany
-    # hands the GIL back and forth on every row, so the two threads mostly take turns.)
-    done = 0
-    for chunk in reader.message_chunks(msg_wm, upto=upto):
-        done += len(chunk)
-        ingest.add_messages(chunk if race else ingest.skip_known(chunk))
-        report("messages", done, total)
+    if race and SQL_LOAD:
+        bulk.load_messages(ingest, reader, msg_wm, upto)
+        report("messages", total, total)
+    else:
+        # (Reading and decoding in a second thread was measured: no faster. executemany
+        # hands the GIL back and forth on every row, so the two threads mostly take turns.)
+        done = 0
+        for chunk in reader.message_chunks(msg_wm, upto=upto):
+            done += len(chunk)
+            ingest.add_messages(chunk if race else ingest.skip_known(chunk))
+            report("messages", done, total)
     max_rowid = max(msg_wm, upto)
 
     max_att = att_wm
