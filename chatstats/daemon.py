@@ -97,7 +97,17 @@ async def serve(
     ready: Callable[[dict[str, Any]], None] | None = None,
     shutdown: anyio.Event | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (when on the main thread) or until `shutdown` is set."""
+    """Run until SIGTERM/SIGINT (when on the main thread) or until `shutdown` is set.
+
+    Nothing reaches stdout before the ready line (a launcher may read just the first
+    line): start-up logs are held and follow it; errors still reach stderr at once."""
+    announce = ready or print_ready
+
+    def ready_then_logs(info: dict[str, Any]) -> None:
+        announce(info)
+        log.release()
+
+    log.hold()
     db = Database(settings.db_path)
     try:
         try:
@@ -105,8 +115,9 @@ async def serve(
         except MigrationError as exc:
             logger.critical("database_migration_failed", error=exc.message)
             raise
-        await _run(settings, db, ready or print_ready, shutdown or anyio.Event())
+        await _run(settings, db, ready_then_logs, shutdown or anyio.Event())
     finally:
+        log.release()
         db.close()
 
 

@@ -6,6 +6,7 @@ counts only: never message text, contact names, or LLM prompts and outputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any, TextIO
@@ -29,6 +30,9 @@ class _LineLogger:
 
     def _emit(self, line: str, level: int) -> None:
         streams = [getattr(sys, self._out)]
+        if _held is not None and self._out == "stdout":
+            _held.append(line)
+            streams = []
         if self._errors_too and level >= 40 and self._out != "stderr":
             streams.append(sys.stderr)
         for stream in streams:
@@ -58,6 +62,30 @@ class _LineLogger:
         self._emit(line, 50)
 
     fatal = critical
+
+
+# Lines logged to stdout while held: the daemon's first stdout line must be its ready line
+# (a launcher may read just that one), so start-up logs wait until it has been printed.
+_held: list[str] | None = None
+
+
+def hold() -> None:
+    global _held
+    if _held is None:
+        _held = []
+
+
+def release() -> None:
+    """Write the held lines (after the ready line) and stop holding."""
+    global _held
+    lines, _held = _held, None
+    for line in lines or ():
+        try:
+            sys.stdout.write(line + "\n")
+        except (ValueError, OSError):
+            break
+    with contextlib.suppress(ValueError, OSError):
+        sys.stdout.flush()
 
 
 def configure(level: str = "INFO", *, stream: TextIO | None = None) -> None:

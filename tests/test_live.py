@@ -505,3 +505,35 @@ async def test_an_unexpected_failure_in_a_batch_is_retried_not_fatal(
                 await anyio.sleep(0.1)
         assert failures["left"] == 0
         assert (await client.get("/api/health")).json()["live"]["state"] == "ok"
+
+
+def test_the_ready_line_is_the_first_line_on_stdout(lib: Path, tmp_path: Path):
+    """A launcher may read only the first line: start-up logs (a new token, say) follow it."""
+    env = {k: v for k, v in os.environ.items() if k != "CHATSTATS_TOKEN"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatstats",
+            "serve",
+            "--source",
+            str(lib / "chat.db"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "ready" and first["port"] > 0
+        second = json.loads(proc.stdout.readline())
+        assert second["event"] != "ready"  # the held start-up logs come after it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
