@@ -789,3 +789,27 @@ def test_cli_without_a_database_lists_passes_and_refuses_the_rest(tmp_path, caps
     assert "commitments" in capsys.readouterr().out
     assert main(["stats", "--data-dir", str(tmp_path)]) == 1
     assert "run chatstats import first" in capsys.readouterr().err
+
+
+async def test_an_absurd_retry_after_is_capped(db, db_path, fake):
+    """A Retry-After years away (or a bogus one) must not park a job for good."""
+    import time
+
+    from chatstats.analysis.queue import MAX_RETRY_AFTER_S
+    from chatstats.testing.fake_llm import RateLimit
+
+    seed_db(db_path, chats=1, conversations=1)
+    fake.script([RateLimit(retry_after=10**8)])
+    svc = AnalysisService(db, EventBus(db), None, config=llm_config(fake), **FAST)
+    async with running(svc):
+        await svc.start_run(passes=["basic"])
+
+        def retried() -> bool:
+            return (
+                rows(db_path, "SELECT attempts FROM analysis_jobs")[0][0] == 1
+                and rows(db_path, "SELECT state FROM analysis_jobs")[0][0] == "pending"
+            )
+
+        await wait_until(retried)
+    not_before = rows(db_path, "SELECT not_before_ns FROM analysis_jobs")[0][0]
+    assert not_before <= time.time_ns() + int(MAX_RETRY_AFTER_S * 1.2 * 1e9)

@@ -49,6 +49,8 @@ from chatstats.events.bus import EventBus
 
 logger = log.get(__name__)
 
+MAX_RETRY_AFTER_S = 600.0  # the longest Retry-After we wait for
+
 CallFn = Callable[..., Awaitable[Any]]
 RecordFn = Callable[[sqlite3.Connection, Any], int]
 
@@ -382,6 +384,10 @@ class Engine:
         outcome = getattr(exc, "outcome", None) or "error"
         retryable = bool(getattr(exc, "retryable", False))
         retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            # A provider's Retry-After is honoured, within reason: an HTTP-date years away
+            # (or a bogus header) must not stall analysis for good.
+            retry_after = min(float(retry_after), MAX_RETRY_AFTER_S)
         if outcome == "not_configured":
             await self._bus.write(self._release_tx, job, records, self._clock())
             self._paused_until = time.monotonic() + 30.0
