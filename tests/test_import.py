@@ -221,3 +221,36 @@ def test_sql_bulk_path_and_python_path_build_the_same_rows(
     monkeypatch.setattr(importer, "SQL_LOAD", False)
     run_import(capsys, lib, tmp_path / "python")
     assert dump(tmp_path / "sql") == dump(tmp_path / "python")
+
+
+@pytest.mark.parametrize("sql_load", [True, False])
+def test_a_row_committed_while_the_import_runs_is_never_skipped(
+    sql_load, libraries, tmp_path, capsys, monkeypatch
+):
+    """Messages.app keeps writing during an import. A row committed after the import's
+    transaction began must be imported now or by the next run, never passed over by the
+    watermark (it was once: the watermark came from a newer snapshot than the rows)."""
+    from chatstats.ingest import importer
+
+    src, _ = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    monkeypatch.setattr(importer, "SQL_LOAD", sql_load)
+    written: list[str] = []
+    real_drop = importer._drop_indexes
+
+    def drop_then_write(conn):  # runs inside the import's write transaction
+        w = MessagesWriter(lib / "chat.db", create=False)
+        chat = next(iter(w.chats))
+        _r, guid = w.message(chat, "mid-import", from_me=True, date=time.time_ns())
+        w.close()
+        written.append(guid)
+        return real_drop(conn)
+
+    monkeypatch.setattr(importer, "_drop_indexes", drop_then_write)
+    run_import(capsys, lib, tmp_path / "data")
+    monkeypatch.setattr(importer, "_drop_indexes", real_drop)
+    run_import(capsys, lib, tmp_path / "data")
+    conn = sqlite3.connect(tmp_path / "data" / "chatstats.db")
+    (count,) = conn.execute("SELECT count(*) FROM messages WHERE guid = ?", written).fetchone()
+    assert count == 1

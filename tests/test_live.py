@@ -28,6 +28,7 @@ import pytest
 from chatstats.config import Settings
 from chatstats.daemon import serve
 from chatstats.sample.library import make_library
+from tests import daemon_proc
 
 pytestmark = pytest.mark.anyio
 TOKEN = "live-test-token"
@@ -303,21 +304,6 @@ def test_kill_9_during_live_sync_loses_nothing_and_misses_no_seal(lib: Path, tmp
     """SIGKILL the daemon twice while a writer keeps writing; restart; every message is there
     once, and a conversation that was already due is sealed (once) after the restart."""
     data = tmp_path / "data"
-    env = {**os.environ, "CHATSTATS_TOKEN": TOKEN}
-    cmd = [
-        sys.executable,
-        "-m",
-        "chatstats",
-        "serve",
-        "--source",
-        str(lib / "chat.db"),
-        "--addressbook",
-        str(lib / "AddressBook"),
-        "--data-dir",
-        str(data),
-        "--port",
-        "0",
-    ]
     from chatstats.sample.writer import MessagesWriter
 
     writer = subprocess.Popen(
@@ -326,11 +312,15 @@ def test_kill_9_during_live_sync_loses_nothing_and_misses_no_seal(lib: Path, tmp
         text=True,
     )
     for n, delay in enumerate((1.5, 1.0)):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        if n == 0:
-            # Arrives live, dated 100 minutes ago in a new chat: its conversation is due at
-            # once, and the kill may land before or after the sealer gets to it.
+        proc = daemon_proc.serve(lib, data, token=TOKEN)
+        if n > 0:
+            time.sleep(delay)
+        else:
+            # Once the tail runs (so the startup import cannot file it as history), a message
+            # arrives dated 100 minutes ago in a new chat: its conversation is due at once,
+            # and the kill may land before or after the sealer gets to it.
+            health = daemon_proc.wait_live(daemon_proc.ready(proc)["url"], TOKEN)
+            assert health["live"]["state"] == "ok"
             w = MessagesWriter(lib / "chat.db", create=False)
             h = w.handle("+15557770000")
             chat = w.chat([h])
@@ -344,13 +334,9 @@ def test_kill_9_during_live_sync_loses_nothing_and_misses_no_seal(lib: Path, tmp
     assert writer.stdout is not None
     guids = [json.loads(line)["guid"] for line in writer.stdout]
     writer.wait(timeout=60)
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+    proc = daemon_proc.serve(lib, data, token=TOKEN)
     try:
-        assert proc.stdout is not None
-        port = json.loads(proc.stdout.readline())["port"]
-        base = f"http://127.0.0.1:{port}"
+        base = daemon_proc.ready(proc)["url"]
         deadline = time.monotonic() + 30
         conn = sqlite3.connect(data / "chatstats.db")
         while time.monotonic() < deadline:
@@ -443,28 +429,11 @@ async def test_a_replaced_or_briefly_missing_chat_db_is_followed(lib: Path, tmp_
 
 def test_sidecar_exits_when_its_parent_dies(lib: Path, tmp_path: Path):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    env = {**os.environ, "CHATSTATS_TOKEN": TOKEN, "CHATSTATS_PARENT_PID": str(parent.pid)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chatstats",
-            "serve",
-            "--source",
-            str(lib / "chat.db"),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            "0",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    proc = daemon_proc.serve(
+        lib, tmp_path / "data", token=TOKEN, env={"CHATSTATS_PARENT_PID": str(parent.pid)}
     )
     try:
-        assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # ready
+        daemon_proc.ready(proc)
         parent.kill()
         parent.wait()
         began = time.monotonic()
@@ -509,29 +478,11 @@ async def test_an_unexpected_failure_in_a_batch_is_retried_not_fatal(
 
 def test_the_ready_line_is_the_first_line_on_stdout(lib: Path, tmp_path: Path):
     """A launcher may read only the first line: start-up logs (a new token, say) follow it."""
-    env = {k: v for k, v in os.environ.items() if k != "CHATSTATS_TOKEN"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chatstats",
-            "serve",
-            "--source",
-            str(lib / "chat.db"),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            "0",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = daemon_proc.serve(lib, tmp_path / "data", token=None)  # it makes a token
     try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
+        first = daemon_proc.ready(proc)
         assert first["event"] == "ready" and first["port"] > 0
+        assert proc.stdout is not None
         second = json.loads(proc.stdout.readline())
         assert second["event"] != "ready"  # the held start-up logs come after it
     finally:

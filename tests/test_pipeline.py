@@ -4,8 +4,6 @@ OpenAI-compatible server on loopback, and the results (with usage) are served.""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +17,7 @@ import pytest
 from chatstats.sample.library import make_library
 from chatstats.sample.writer import MessagesWriter
 from chatstats.testing.fake_llm import FakeLLM
+from tests import daemon_proc
 
 TOKEN = "pipeline"
 
@@ -36,41 +35,18 @@ def test_a_sealed_conversation_is_analysed_and_served_with_usage(sample: Path, t
     data = tmp_path / "data"
     with FakeLLM() as llm:
         env = {
-            **os.environ,
-            "CHATSTATS_TOKEN": TOKEN,
             "CHATSTATS_LLM_MODEL": "openai/fake",
             "CHATSTATS_LLM_API_BASE": llm.base_url,
             "CHATSTATS_LLM_API_KEY": "sk-local",
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "chatstats",
-            "serve",
-            "--source",
-            str(lib / "chat.db"),
-            "--addressbook",
-            str(lib / "AddressBook"),
-            "--data-dir",
-            str(data),
-            "--port",
-            "0",
-        ]
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
+        proc = daemon_proc.serve(lib, data, token=TOKEN, env=env)
         try:
-            assert proc.stdout is not None
-            url = json.loads(proc.stdout.readline())["url"]
+            url = daemon_proc.ready(proc)["url"]
             client = httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
             )
+            health = daemon_proc.wait_live(url, TOKEN)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                health = client.get("/api/health").json()
-                if (health["live"] or {}).get("state") == "ok":
-                    break
-                time.sleep(0.1)
             assert health["analysis"]["model"] == "openai/fake"
 
             # A short exchange in a new chat arrives live...
@@ -105,7 +81,6 @@ def test_a_sealed_conversation_is_analysed_and_served_with_usage(sample: Path, t
                 ],
                 capture_output=True,
                 text=True,
-                env=env,
             )
             assert sealed.returncode == 0, sealed.stderr
             analyses: list = []

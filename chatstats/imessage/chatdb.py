@@ -251,14 +251,19 @@ class Reader:
             yield self._with_chats(rows)
             after = rows[-1][0]
 
-    def change_marks(self) -> dict[str, int]:
-        """The highest value of each column Messages.app updates in place (0 if absent)."""
+    def change_marks(
+        self, conn: sqlite3.Connection | None = None, table: str = "message"
+    ) -> dict[str, int]:
+        """The highest value of each column Messages.app updates in place (0 if absent).
+
+        `conn`/`table` let the bulk import read them from chat.db ATTACHed to its own write
+        transaction (`src.message`), the same snapshot its rows come from."""
         present = [c for c in CHANGE_COLUMNS if c in self.message_columns]
         marks = dict.fromkeys(CHANGE_COLUMNS, 0)
         if present:
-            row = self._q(
-                "SELECT " + ", ".join(f"COALESCE(MAX({c}), 0)" for c in present) + " FROM message"
-            )[0]
+            sql = "SELECT " + ", ".join(f"COALESCE(MAX({c}), 0)" for c in present)
+            sql += f" FROM {table}"  # a constant from our own code
+            row = conn.execute(sql).fetchone() if conn is not None else self._q(sql)[0]
             marks.update(zip(present, row, strict=True))
         return marks
 
@@ -301,11 +306,22 @@ class Reader:
             self._q(f"{self._select_head} WHERE m.ROWID IN ({ids}) ORDER BY m.ROWID")
         )
 
-    def attachment_chunks(self, after: int, limit: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+    def attachment_chunks(
+        self, after: int, limit: int = 5000, *, message_upto: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Attachment rows after ROWID `after`, stopping at the first one whose message lies
+        beyond `message_upto` (not imported yet): the watermark must not pass it, or it
+        would never be linked to its message. Rows end with (message ROWID, message GUID)."""
         if not self.has_attachments:
             return
         while True:
             rows = self._q(self._attachments_sql, {"after": after, "limit": limit})
+            if message_upto is not None:
+                for i, r in enumerate(rows):
+                    if r[-2] > message_upto:
+                        if i:
+                            yield rows[:i]
+                        return
             if not rows:
                 return
             yield rows

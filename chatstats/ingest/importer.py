@@ -225,8 +225,15 @@ def _load(
     # Marks first: a row changed while we read is then seen again by the next change scan.
     # Then the last ROWID this run imports, then handles and chats: every row up to it
     # refers to handles and chats that already exist when we read them.
-    marks = reader.change_marks()
-    upto = reader.max_message_rowid()
+    if race and SQL_LOAD:
+        # The rows will come from chat.db ATTACHed to this write transaction, whose snapshot
+        # of it dates from BEGIN: the marks and the last ROWID must come from it too, or a
+        # row committed in between would be covered by the watermark and never imported.
+        marks = reader.change_marks(conn, "src.message")
+        upto = conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM src.message").fetchone()[0]
+    else:
+        marks = reader.change_marks()
+        upto = reader.max_message_rowid()
     report("contacts", 0, 1)
     ingest = Ingest(conn, reader, summary, now_ns=now_ns, people=people)
     ingest.frozen_maps = True
@@ -251,7 +258,7 @@ def _load(
     max_rowid = max(msg_wm, upto)
 
     max_att = att_wm
-    for chunk in reader.attachment_chunks(att_wm):
+    for chunk in reader.attachment_chunks(att_wm, message_upto=max(msg_wm, upto)):
         max_att = chunk[-1][0]
         ingest.add_attachments(chunk)
 

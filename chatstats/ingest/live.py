@@ -304,7 +304,7 @@ class LiveTail:
             new_rowids.extend(r[0] for r in chunk)
             ingest.add_messages(ingest.skip_known(chunk))
         max_att = att_wm
-        for chunk in reader.attachment_chunks(att_wm, limit=2000):
+        for chunk in reader.attachment_chunks(att_wm, limit=2000, message_upto=max_rowid):
             max_att = chunk[-1][0]
             ingest.add_attachments(chunk)
 
