@@ -488,3 +488,55 @@ def test_the_ready_line_is_the_first_line_on_stdout(lib: Path, tmp_path: Path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+async def test_an_attachment_of_a_message_not_yet_synced_waits_for_it(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A message with a photo can commit between the tail reading messages and reading
+    attachments. The attachment must not be stored unlinked (and its watermark passed): it
+    waits for the next sync, which brings its message too."""
+    from chatstats.db import Database
+    from chatstats.imessage import chatdb
+    from chatstats.ingest.importer import run_import
+    from chatstats.ingest.live import LiveTail
+    from chatstats.sample.writer import AttachmentSpec, MessagesWriter
+
+    data = tmp_path / "app.db"
+    await anyio.to_thread.run_sync(run_import, data, lib / "chat.db", None)
+    written: list[str] = []
+    real = chatdb.Reader.attachment_chunks
+
+    def sneak_in(self, *a, **kw):  # type: ignore[no-untyped-def]
+        if not written:
+            w = MessagesWriter(lib / "chat.db", create=False)
+            chat = next(c for c, info in w.chats.items() if info.handles)
+            photo = AttachmentSpec("IMG_0001.HEIC", "image/heic", "public.heic", 123_456)
+            _r, guid = w.message(chat, None, from_me=True, date=time.time_ns(), attachments=[photo])
+            w.close()
+            written.append(guid)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(chatdb.Reader, "attachment_chunks", sneak_in)
+    db = Database(data)
+    await db.open()
+    try:
+        tail = LiveTail(db, lib / "chat.db")
+        await tail.sync(full=True)  # the photo message commits mid-sync
+        await tail.sync()  # the next sync brings message and attachment together
+    finally:
+        db.close()
+    conn = sqlite3.connect(data)
+    rows = conn.execute(
+        "SELECT a.transfer_name, a.message_id IS NOT NULL FROM attachments a"
+        " JOIN messages m ON m.id = a.message_id WHERE m.guid = ?",
+        written,
+    ).fetchall()
+    assert rows == [("IMG_0001.HEIC", 1)]
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM attachments WHERE message_id IS NULL"
+            " AND transfer_name = 'IMG_0001.HEIC'"
+        ).fetchone()[0]
+        == 0
+    )
