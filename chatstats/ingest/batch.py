@@ -543,7 +543,9 @@ class Ingest:
             )
         chats = set(self.new_points) | self.touched_chats
         reacted: list[int] = []
-        if targets or self.changed_ids:
+        # Which older messages' reactions changed matters only to live publishing; a first
+        # load has no older messages (and no GUID index yet to find them quickly).
+        if (targets and self.first_new_id > 1) or self.changed_ids:
             for mid, chat_id, is_target in self.conn.execute(
                 "SELECT id, chat_id, guid IN (SELECT value FROM json_each(:t)) FROM messages"
                 " WHERE chat_id IS NOT NULL AND (guid IN (SELECT value FROM json_each(:t))"
@@ -693,6 +695,9 @@ class Ingest:
     def _refresh_contact_counts(self) -> set[int]:
         """Recompute counts only for the contacts this batch touched (all, on a big load)."""
         if not self.new_ids:
+            return set()
+        if self.first_new_id == 1:  # everything is new: one aggregate pass over all of it
+            refresh_contacts(self.conn, None)
             return set()
         rows = self.conn.execute(
             "SELECT DISTINCT h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
