@@ -47,8 +47,15 @@ else:
     from chatstats.ingest.importer import run_import
     run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
 dt = time.perf_counter() - t0
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": dt, "rss_mb": rss_mb}))
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the import's decoding helper
+print(json.dumps({
+    "seconds": dt,
+    "rss_mb": me.ru_maxrss / 1024,
+    "helper_rss_mb": kids.ru_maxrss / 1024,
+    "cpu": me.ru_utime + me.ru_stime,
+    "helper_cpu": kids.ru_utime + kids.ru_stime,
+}))
 """
 
 
@@ -87,13 +94,25 @@ def main() -> None:
     imp = statistics.median(r["seconds"] for r in results["import"])
     print(f"library: {lib} ({args.messages:,} messages), runs: {args.runs}")
     for mode in ("bare", "import"):
-        secs = ", ".join(f"{r['seconds']:.2f}" for r in results[mode])
-        rss = max(r["rss_mb"] for r in results[mode])
-        print(
-            f"{mode:>7}: median {statistics.median(r['seconds'] for r in results[mode]):.2f} s"
-            f"  (runs: {secs})  peak RSS {rss:.0f} MB"
+        rs = results[mode]
+        secs = ", ".join(f"{r['seconds']:.2f}" for r in rs)
+        rss = max(r["rss_mb"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        line = (
+            f"{mode:>7}: median {statistics.median(r['seconds'] for r in rs):.2f} s"
+            f"  (runs: {secs})  CPU {cpu:.2f} s  peak RSS {rss:.0f} MB"
         )
+        if mode == "import":
+            line += (
+                f"; decoding helper: CPU {statistics.median(r['helper_cpu'] for r in rs):.2f} s,"
+                f" peak RSS {max(r['helper_rss_mb'] for r in rs):.0f} MB"
+            )
+        print(line)
+    pairs = [
+        i["seconds"] / b["seconds"] for b, i in zip(results["bare"], results["import"], strict=True)
+    ]
     print(f"  ratio: import / bare copy = {imp / bare:.2f}x  (target <= 2x)")
+    print(f"  ratio within each side-by-side pair: {', '.join(f'{p:.2f}x' for p in pairs)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
 import pytest
+
+from chatstats.sample.library import make_library
+from chatstats.sample.truth import Truth
+
+PROFILES = ["sequoia", "sonoma", "legacy"]
 
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Truth]]:
+    """One generated library per chat.db schema profile, shared by the import tests."""
+    out = {}
+    for i, profile in enumerate(PROFILES):
+        root = tmp_path_factory.mktemp(f"lib-{profile}")
+        out[profile] = (root, make_library(root, messages=1500, seed=11 + i, profile=profile))
+    return out

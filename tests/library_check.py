@@ -173,7 +173,8 @@ def dump(data_dir: Path) -> dict[str, list[tuple]]:
         out[t] = rows
     out["fts"] = conn.execute("SELECT rowid, text FROM messages_fts ORDER BY rowid").fetchall()
     out["sources"] = conn.execute(
-        "SELECT path, kind, last_message_rowid, last_attachment_rowid FROM sources"
+        "SELECT path, kind, last_message_rowid, last_attachment_rowid, last_edit_ns,"
+        " last_retract_ns, last_read_ns, last_delivered_ns FROM sources"
     ).fetchall()
     conn.close()
     return out

@@ -15,21 +15,9 @@ from pathlib import Path
 import pytest
 
 from chatstats import cli
-from chatstats.sample.library import make_library
-from chatstats.sample.truth import Truth
 from chatstats.sample.writer import MessagesWriter
+from tests.conftest import PROFILES
 from tests.library_check import check_all, dump
-
-PROFILES = ["sequoia", "sonoma", "legacy"]
-
-
-@pytest.fixture(scope="session")
-def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Truth]]:
-    out = {}
-    for i, profile in enumerate(PROFILES):
-        root = tmp_path_factory.mktemp(f"lib-{profile}")
-        out[profile] = (root, make_library(root, messages=1500, seed=11 + i, profile=profile))
-    return out
 
 
 def run_import(capsys: pytest.CaptureFixture[str], lib: Path, data: Path, *extra: str) -> dict:

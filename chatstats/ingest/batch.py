@@ -18,13 +18,12 @@ import msgspec
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import M_CHAT, M
 from chatstats.imessage.dates import apple_seconds_to_unix_ns, apple_to_unix_ns
-from chatstats.imessage.typedstream import TypedStreamError, extract_text
 from chatstats.ingest import conversations as conv
 from chatstats.ingest import tracker
 from chatstats.ingest.contacts import ContactBook
+from chatstats.ingest.decode import decode_body
 from chatstats.ingest.reactions import Tapback, apply_tapbacks
 
-_FFFC, _FFFD = "\ufffc", "\ufffd"
 _AT_PREFIX = re.compile(r"^at_(\d+)_")
 # A row with no date at all is placed at Apple's epoch rather than dropped.
 _NO_DATE_NS = 978_307_200 * 1_000_000_000
@@ -68,33 +67,6 @@ class Outcome(NamedTuple):
     # whose reactions this batch changed (their reaction lists must be republished).
     unknown_identifiers: tuple[str, ...] = ()
     reacted_message_ids: tuple[int, ...] = ()
-
-
-class Body(NamedTuple):
-    text: str
-    status: str  # ok | none | corrupt
-
-
-def _clean(text: str) -> str:
-    """Drop attachment (U+FFFC) and balloon (U+FFFD) placeholders; `in` is far cheaper than
-    `translate`, and most texts have neither."""
-    if _FFFC in text:
-        text = text.replace(_FFFC, "")
-    if _FFFD in text:
-        text = text.replace(_FFFD, "")
-    return text
-
-
-def decode_body(blob: bytes | None, column: str | None) -> Body:
-    """Decoded attributedBody first, the `text` column as fallback; never raises."""
-    if blob:
-        try:
-            return Body(_clean(extract_text(blob)), "ok")
-        except TypedStreamError:
-            return Body(_clean(column or ""), "corrupt")
-    if column is not None:
-        return Body(_clean(column), "ok")
-    return Body("", "none")
 
 
 def edit_state(row: tuple[Any, ...], counters: Counters) -> tuple[int, int]:
@@ -157,6 +129,9 @@ class Ingest:
         # later gets a seal timer, even one already due, so the sealer seals it and
         # publishes conversation_sealed / conversation_ready_for_analysis.
         self.seal_expired = False
+        # Set when conversations were assigned before the rows were written (the SQL load
+        # writes each row with its conversation id instead of updating 300k rows after).
+        self._early_timers: bool | None = None
 
     @property
     def book(self) -> ContactBook:
@@ -530,7 +505,10 @@ class Ingest:
         """Conversations, reactions, search index and denormalised counts for the batch."""
         if self.reload_chats:
             self.reload_handles_and_chats()
-        timers = self._assign_conversations()
+        if self._early_timers is None:
+            timers = self._assign_conversations()
+        else:
+            timers = self._early_timers
         targets = sorted({t.target_guid for t in self.tapbacks})
         self.counters.reactions_added += apply_tapbacks(self.conn, self.tapbacks)
         if rebuild_fts:
@@ -593,7 +571,20 @@ class Ingest:
             rows,
         )
 
+    def assign_conversations_early(self) -> list[tuple[int, int]]:
+        """Plan conversations for `new_points` before their rows exist: creates the
+        conversations and seal timers and returns (conversation id, message id) pairs for
+        the caller to write with the rows. Only for a load whose points are final."""
+        timers, assign = self._plan_conversations()
+        self._early_timers = timers
+        return assign
+
     def _assign_conversations(self) -> bool:
+        timers, assign = self._plan_conversations()
+        self.conn.executemany("UPDATE messages SET conversation_id = ? WHERE id = ?", assign)
+        return timers
+
+    def _plan_conversations(self) -> tuple[bool, list[tuple[int, int]]]:
         conn = self.conn
         next_cid = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0]
         conv_rows: list[tuple[Any, ...]] = []
@@ -687,10 +678,9 @@ class Ingest:
             " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
             conv_rows,
         )
-        conn.executemany("UPDATE messages SET conversation_id = ? WHERE id = ?", assign)
         for cid, (chat_id, end_ns) in open_convs.items():
             tracker.schedule(conn, cid, chat_id, end_ns)
-        return bool(open_convs)
+        return bool(open_convs), assign
 
     def _refresh_contact_counts(self) -> set[int]:
         """Recompute counts only for the contacts this batch touched (all, on a big load)."""

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
+from chatstats import log
 from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
-from chatstats.ingest.batch import Ingest, decode_body, edit_state
+from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
+from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
+
+logger = log.get(__name__)
 
 _EPOCH_NS = APPLE_EPOCH_UNIX_S * 1_000_000_000
 _NO_DATE_NS = _EPOCH_NS
@@ -48,7 +53,7 @@ def detach(conn: sqlite3.Connection) -> None:
         conn.execute("DETACH DATABASE src")
 
 
-def _functions(conn: sqlite3.Connection, ingest: Ingest) -> None:
+def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> None:
     counters = ingest.counters
 
     def row(**values: Any) -> list[Any]:
@@ -57,19 +62,36 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest) -> None:
             r[_I[name]] = value
         return r
 
-    last: list[Any] = [None, None, "none"]  # (blob, text) → status of the latest decode
+    # The helper's texts: used as they are when it read the import's own snapshot
+    # (cs_ready_text / cs_ready_status take only the ROWID: no blob to copy), otherwise
+    # each one only for the very blob it came from (its CRC-32), in `body`.
+    texts, crcs = decoded.texts, decoded.crcs
+    ready: dict[int, str | None] = texts if crcs is None else {}
 
-    def body_text(blob: bytes | None, text: str | None) -> str:
-        decoded, status = decode_body(blob, text)
-        last[0], last[1], last[2] = blob, text, status
-        return decoded
+    def ready_status(rowid: int) -> str | None:
+        return "ok" if ready.get(rowid) is not None else None
 
-    def body_status(blob: bytes | None, text: str | None) -> str:
-        """Evaluated right after body_text on the same row: reuse its verdict."""
-        if last[0] == blob and last[1] == text:
-            return last[2]
-        return decode_body(blob, text)[1]
+    crc32 = zlib.crc32
+    last: list[Any] = [None, Body("", "none")]  # (ROWID, its Body): one statement, one snapshot
 
+    def body(rowid: int, blob: bytes | None, text: str | None) -> Body:
+        if rowid == last[0]:
+            return last[1]
+        found = None
+        if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
+            found = texts.get(rowid)  # the helper decoded this very blob
+        b = Body(found, "ok") if found is not None else decode_body(blob, text)
+        last[0], last[1] = rowid, b
+        return b
+
+    def body_text(rowid: int, blob: bytes | None, text: str | None) -> str:
+        return body(rowid, blob, text).text
+
+    def body_status(rowid: int, blob: bytes | None, text: str | None) -> str:
+        return body(rowid, blob, text).status
+
+    conn.create_function("cs_ready_text", 1, ready.get, deterministic=True)
+    conn.create_function("cs_ready_status", 1, ready_status, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
     def edits(edited: int | None, retracted: int | None, info: bytes | None) -> int:
@@ -84,8 +106,8 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest) -> None:
             seen[key] = e * 2 + u
         return seen[key]
 
-    conn.create_function("cs_body_text", 2, body_text, deterministic=True)
-    conn.create_function("cs_body_status", 2, body_status, deterministic=True)
+    conn.create_function("cs_body_text", 3, body_text, deterministic=True)
+    conn.create_function("cs_body_status", 3, body_status, deterministic=True)
     conn.create_function("cs_edits", 3, edits, deterministic=True)
     conn.create_function("cs_reply_guid", 1, chatdb.reply_guid, deterministic=True)
     conn.create_function("cs_reply_part", 1, chatdb.reply_part, deterministic=True)
@@ -104,11 +126,25 @@ def _date(col: str, present: set[str], *, required: bool = False) -> str:
     )
 
 
-def load_messages(ingest: Ingest, reader: chatdb.Reader, after: int, upto: int) -> None:
-    """Insert every non-tapback message with after < ROWID ≤ upto; collect the tapbacks."""
+def load_messages(
+    ingest: Ingest,
+    reader: chatdb.Reader,
+    after: int,
+    upto: int,
+    decoder: Decoder | None = None,
+) -> dict[str, int] | None:
+    """Insert every non-tapback message with after < ROWID ≤ upto; collect the tapbacks.
+
+    `decoder`, a helper process started by the caller as early as it could, has been
+    decoding bodies meanwhile; whatever it has not (or not identically) done is done here.
+    Returns chat.db's change marks when the helper read them from this very snapshot.
+    """
     conn = ingest.conn
     have = reader.message_columns
     first = ingest.next_id
+    # The table is empty (race mode): SQLite numbers the rows 1, 2, … in ROWID order, as
+    # the Python path does.
+    assert first == 1, "the SQL load is only for an empty messages table"
 
     def col(name: str) -> str:
         return f"m.{name}" if name in have else "NULL"
@@ -116,7 +152,7 @@ def load_messages(ingest: Ingest, reader: chatdb.Reader, after: int, upto: int) 
     def flag(name: str) -> str:
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
-    _functions(conn, ingest)
+    decoded = Decoded({}, {})
     conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
@@ -137,16 +173,46 @@ def load_messages(ingest: Ingest, reader: chatdb.Reader, after: int, upto: int) 
         " ELSE 0 END)"
     )
     from_me = flag("is_from_me")
+    date_ns = _date("date", have, required=True)
+    rows_where = f"m.ROWID > :a AND m.ROWID <= :u AND NOT {tapback}"
+    # Conversations first, from the rows' chats and dates alone, so each row is written
+    # once with its conversation id (updating 300k rows afterwards cost more than the
+    # insert). This read and the insert see the same snapshot of chat.db (this write
+    # transaction's), so the k-th row read here is the row that gets id first + k.
+    rowids: list[int] = []
+    chat_map, points = ingest.chat_map, ingest.new_points
+    mid = first
+    for rowid, chat_rowid, date in conn.execute(
+        f"SELECT m.ROWID, j.chat_rowid, {date_ns} FROM src.message m"
+        f" LEFT JOIN bulk_joins j ON j.message_id = m.ROWID WHERE {rows_where}"
+        " ORDER BY m.ROWID",
+        {"a": after, "u": upto},
+    ):
+        rowids.append(rowid)
+        chat_id = chat_map.get(chat_rowid)
+        if chat_id is not None:
+            points[chat_id].append(Point(date, mid))
+        mid += 1
+    conversation_of = {rowids[m - first]: cid for cid, m in ingest.assign_conversations_early()}
+    conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
+    if decoder is not None:
+        decoded = decoder.wait(timeout=120)
+        if decoder.error:
+            logger.warning("import_decoder_failed", reason=decoder.error, decoded=len(decoded))
+    _functions(conn, ingest, decoded)
     sql = f"""
-        INSERT INTO messages (guid, chat_id, handle_id, is_from_me, date_ns, text, subject,
-            service, kind, group_title, other_handle_id, reply_to_guid, reply_to_part, edited,
-            unsent, date_edited_ns, is_read, date_read_ns, is_delivered, date_delivered_ns,
-            is_sent, balloon, effect, is_audio, body_status, source_rowid)
-        SELECT m.guid, c.id,
+        INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
+            text, subject, service, kind, group_title, other_handle_id, reply_to_guid,
+            reply_to_part, edited, unsent, date_edited_ns, is_read, date_read_ns,
+            is_delivered, date_delivered_ns, is_sent, balloon, effect, is_audio, body_status,
+            source_rowid)
+        SELECT m.guid, c.id, cs_conversation(m.ROWID),
             CASE WHEN {from_me} THEN NULL ELSE h.id END,
-            {from_me}, {_date("date", have, required=True)},
+            {from_me}, {date_ns},
             CASE WHEN {code} % 2 = 1 THEN ''
-                 ELSE cs_body_text({col("attributedBody")}, {col("text")}) END,
+                 ELSE COALESCE(cs_ready_text(m.ROWID),
+                               cs_body_text(m.ROWID, {col("attributedBody")}, {col("text")}))
+                 END,
             {col("subject")}, {col("service")},
             CASE WHEN COALESCE({col("item_type")}, 0) = 0 THEN 'message'
                  ELSE cs_kind({col("item_type")}, {col("group_action_type")}) END,
@@ -160,35 +226,34 @@ def load_messages(ingest: Ingest, reader: chatdb.Reader, after: int, upto: int) 
             {flag("is_delivered")}, {_date("date_delivered", have)},
             {flag("is_sent")}, {col("balloon_bundle_id")}, {col("expressive_send_style_id")},
             {flag("is_audio_message")},
-            cs_body_status({col("attributedBody")}, {col("text")}), m.ROWID
+            COALESCE(cs_ready_status(m.ROWID),
+                     cs_body_status(m.ROWID, {col("attributedBody")}, {col("text")})),
+            m.ROWID
         FROM src.message m
         LEFT JOIN bulk_joins j ON j.message_id = m.ROWID
         LEFT JOIN bulk_chats c ON c.src = j.chat_rowid
         LEFT JOIN bulk_handles h ON h.src = m.handle_id
         LEFT JOIN bulk_handles o ON o.src = NULLIF(COALESCE({col("other_handle")}, 0), 0)
-        WHERE m.ROWID > :a AND m.ROWID <= :u AND NOT {tapback}
+        WHERE {rows_where}
         ORDER BY m.ROWID
     """
-    # The table is empty (race mode): SQLite numbers the rows 1, 2, … in ROWID order, as
-    # the Python path does.
-    assert first == 1, "the SQL load is only for an empty messages table"
     conn.execute(sql, {"a": after, "u": upto})
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-    ingest.next_id = max(first, last + 1)
+    if last != first + len(rowids) - 1:  # cannot happen within one snapshot; never guess
+        raise RuntimeError(f"bulk load wrote ids up to {last}, expected {len(rowids)} rows")
+    ingest.next_id = first + len(rowids)
     ingest.new_ids.extend(range(first, ingest.next_id))
-    points = ingest.new_points
-    for mid, chat_id, date_ns in conn.execute(
-        "SELECT id, chat_id, date_ns FROM messages WHERE id >= :f AND chat_id IS NOT NULL",
-        {"f": first},
-    ):
-        points[chat_id].append(Point(date_ns, mid))
     if reader.has_attachments:  # only messages with attachments need their ROWID mapped
+        with_attachments = {
+            r[0]
+            for r in conn.execute(
+                "SELECT message_id FROM src.message_attachment_join"
+                " WHERE message_id > :a AND message_id <= :u",
+                {"a": after, "u": upto},
+            )
+        }
         ingest.by_rowid.update(
-            conn.execute(
-                "SELECT source_rowid, id FROM messages WHERE id >= :f AND source_rowid IN"
-                " (SELECT message_id FROM src.message_attachment_join)",
-                {"f": first},
-            ).fetchall()
+            (rowid, first + k) for k, rowid in enumerate(rowids) if rowid in with_attachments
         )
     c = ingest.counters
     row = conn.execute(
@@ -213,3 +278,4 @@ def load_messages(ingest: Ingest, reader: chatdb.Reader, after: int, upto: int) 
     if tapback != "0":
         rows = reader.tapback_rows(after, upto, TAPBACK_SQL)
         ingest.prepare_rows(rows)
+    return decoded.marks

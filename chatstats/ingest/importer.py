@@ -32,6 +32,7 @@ from chatstats import log
 from chatstats.imessage import chatdb
 from chatstats.ingest import bulk
 from chatstats.ingest.batch import Counters, Ingest
+from chatstats.ingest.decode import Decoder
 
 logger = log.get(__name__)
 
@@ -42,6 +43,9 @@ Progress = Callable[[str, int, int], None]
 # The first import builds message rows in SQL (chatstats/ingest/bulk.py); tests turn this off
 # to check that the Python path, which live sync uses, produces the very same rows.
 SQL_LOAD = True
+# ...with message bodies decoded ahead by a helper process on another core (decode.py);
+# tests turn it off to check that the result does not depend on it.
+DECODE_AHEAD = True
 
 _RACE_TABLES = ("messages", "reactions", "attachments", "conversations", "handles", "chats")
 
@@ -164,14 +168,29 @@ def _import(
         conn.execute("PRAGMA cache_size=-200000")
         logger.info("import_race_mode", journal=journal)
     attached = False
+    decoder = None
     if race and SQL_LOAD:
+        if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
+            decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
         bulk.attach(conn, source.resolve())
         attached = True
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
             dropped = _drop_indexes(conn) if race else []
-            _load(conn, reader, people, summary, report, msg_wm, att_wm, source_id, race, now_ns)
+            _load(
+                conn,
+                reader,
+                people,
+                summary,
+                report,
+                msg_wm,
+                att_wm,
+                source_id,
+                race,
+                now_ns,
+                decoder,
+            )
             report("indexes", 0, len(dropped))
             for i, sql in enumerate(dropped):
                 conn.execute(sql)
@@ -190,6 +209,8 @@ def _import(
             )
             raise
     finally:
+        if decoder is not None:
+            decoder.close()
         if attached:
             bulk.detach(conn)
         if race:
@@ -221,6 +242,7 @@ def _load(
     source_id: int,
     race: bool,
     now_ns: int,
+    decoder: Decoder | None,
 ) -> None:
     # Marks first: a row changed while we read is then seen again by the next change scan.
     # Then the last ROWID this run imports, then handles and chats: every row up to it
@@ -229,8 +251,10 @@ def _load(
         # The rows will come from chat.db ATTACHed to this write transaction, whose snapshot
         # of it dates from BEGIN: the marks and the last ROWID must come from it too, or a
         # row committed in between would be covered by the watermark and never imported.
-        marks = reader.change_marks(conn, "src.message")
         upto = conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM src.message").fetchone()[0]
+        if decoder is not None:
+            decoder.import_snapshot_taken()
+        marks = None  # read after the load, from this same snapshot, unless the helper did
     else:
         marks = reader.change_marks()
         upto = reader.max_message_rowid()
@@ -242,12 +266,15 @@ def _load(
     summary.chats = len(ingest.chat_map)
     report("contacts", 1, 1)
 
-    total = reader.count_messages_after(msg_wm, upto)
-    report("messages", 0, total)
-    if race and SQL_LOAD:
-        bulk.load_messages(ingest, reader, msg_wm, upto)
-        report("messages", total, total)
+    if race and SQL_LOAD:  # one statement: no progress to report within it
+        report("messages", 0, 1)
+        marks = bulk.load_messages(ingest, reader, msg_wm, upto, decoder)
+        if marks is None:
+            marks = reader.change_marks(conn, "src.message")
+        report("messages", 1, 1)
     else:
+        total = reader.count_messages_after(msg_wm, upto)
+        report("messages", 0, total)
         # (Reading and decoding in a second thread was measured: no faster. executemany
         # hands the GIL back and forth on every row, so the two threads mostly take turns.)
         done = 0

@@ -1,0 +1,261 @@
+"""Message bodies: attributedBody → text, and a helper process that decodes ahead of the import.
+
+`decode_body` is the one rule for a row's text, used by every path (live sync, re-imports,
+the first import): the decoded attributedBody first, the `text` column when the blob is
+unreadable (counted as 'corrupt'), nothing when both are missing.
+
+The first import of a whole history spends most of its Python time decoding blobs, in SQL
+functions called by one `INSERT … SELECT`, on one core. `Decoder` runs
+`python -m chatstats.ingest.decode` beside it: the helper reads chat.db itself, in one
+read transaction, and streams back per row the CRC-32 of the blob it decoded and the text.
+
+What the import writes never depends on the helper. If no commit reached chat.db between
+a moment before the helper started and a moment after both it and the import had taken
+their snapshots (`PRAGMA data_version` on a connection of our own did not move), the two
+snapshots are the same database and the helper's texts are used as they are. Otherwise
+each text is used only when the blob in the import's snapshot has the same CRC-32, and
+anything else is decoded in the import, as it would be without a helper. A helper that is
+slow, dies or saw other rows costs time, never correctness. It writes nothing and prints
+no message content anywhere but its stdout pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from array import array
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import msgspec
+
+from chatstats.imessage import chatdb
+from chatstats.imessage.typedstream import TypedStreamError, extract_text
+
+_FFFC, _FFFD = "\ufffc", "\ufffd"
+_FRAME = struct.Struct("<I")
+_CHUNK = 5000
+
+
+class Body(NamedTuple):
+    text: str
+    status: str  # ok | none | corrupt
+
+
+def clean(text: str) -> str:
+    """Drop attachment (U+FFFC) and balloon (U+FFFD) placeholders; `in` is far cheaper than
+    `translate`, and most texts have neither."""
+    if _FFFC in text:
+        text = text.replace(_FFFC, "")
+    if _FFFD in text:
+        text = text.replace(_FFFD, "")
+    return text
+
+
+def decode_blob(blob: bytes) -> str | None:
+    """The text of a non-empty attributedBody, or None when it cannot be read."""
+    try:
+        return clean(extract_text(blob))
+    except TypedStreamError:
+        return None
+
+
+def decode_body(blob: bytes | None, column: str | None) -> Body:
+    """Decoded attributedBody first, the `text` column as fallback; never raises."""
+    if blob:
+        text = decode_blob(blob)
+        if text is None:
+            return Body(clean(column or ""), "corrupt")
+        return Body(text, "ok")
+    if column is not None:
+        return Body(clean(column), "ok")
+    return Body("", "none")
+
+
+# ------------------------------------------------------------------------------ the helper
+
+
+class Decoded(NamedTuple):
+    texts: dict[int, str | None]  # ROWID → text of its blob (None: unreadable)
+    # ROWID → CRC-32 of the blob decoded, to check each text against; None when the helper
+    # read the import's own snapshot, so every text can be used as it is.
+    crcs: dict[int, int] | None
+    marks: dict[str, int] | None = None  # chat.db's change marks, when crcs is None
+
+
+class _Rows(msgspec.Struct, array_like=True, tag=1):
+    rowids: list[int]
+    crcs: list[int]
+    texts: list[str | None]
+
+
+class _Marks(msgspec.Struct, array_like=True, tag=2):
+    marks: dict[str, int]
+
+
+class Decoder:
+    """The import's side of the helper process; every failure degrades to 'not decoded'."""
+
+    def __init__(self, source: Path, after: int) -> None:
+        # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`.
+        self._rowids = array("q")
+        self._crcs = array("L")
+        self._texts: list[str | None] = []
+        self.marks: dict[str, int] | None = None
+        self.error: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        # Snapshot check: data_version read before the helper starts, and again once both
+        # the helper (its first frame) and the import (`import_snapshot_taken`) have theirs.
+        self._lock = threading.Lock()
+        self._helper_started = self._import_started = False
+        self._same: bool | None = None
+        try:
+            self._watch = sqlite3.connect(
+                f"file:{source}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._version = self._data_version()
+        except sqlite3.Error as exc:
+            self.error = f"cannot watch the source: {exc}"
+            return
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "chatstats.ingest.decode", str(source), str(after)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # a traceback could quote a message
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+        except OSError as exc:
+            self.error = f"could not start: {exc.strerror}"
+            return
+        self._thread = threading.Thread(target=self._collect, name="decode-results", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def available() -> bool:
+        """Worth it only with a second core, and possible only with a Python to run."""
+        return (os.cpu_count() or 1) > 1 and not getattr(sys, "frozen", False)
+
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    def _started(self, who: str) -> None:
+        with self._lock:
+            if who == "helper":
+                self._helper_started = True
+            else:
+                self._import_started = True
+            if self._helper_started and self._import_started and self._same is None:
+                try:
+                    self._same = self._data_version() == self._version
+                except sqlite3.Error:
+                    self._same = False
+
+    def import_snapshot_taken(self) -> None:
+        """Called by the import once its own read of chat.db has begun."""
+        self._started("import")
+
+    def _collect(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        out = self._proc.stdout
+        decoder = msgspec.msgpack.Decoder(_Rows | _Marks)
+        try:
+            while True:
+                head = out.read(_FRAME.size)
+                if len(head) < _FRAME.size:
+                    break
+                payload = out.read(_FRAME.unpack(head)[0])
+                frame = decoder.decode(payload)
+                self._started("helper")  # its snapshot dates from before its first frame
+                if isinstance(frame, _Marks):
+                    self.marks = frame.marks
+                    continue
+                self._rowids.extend(frame.rowids)
+                self._crcs.extend(frame.crcs)
+                self._texts.extend(frame.texts)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            self.error = type(exc).__name__
+        code = self._proc.wait()
+        if code != 0 and self.error is None:
+            self.error = f"exited with {code}"
+
+    def wait(self, timeout: float) -> Decoded:
+        """What the helper decoded (everything, unless it failed or timed out)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.error = "timed out"
+                self.close()
+                self._thread.join(5)
+        with self._lock:
+            same = bool(self._same) and self.error is None and self.marks is not None
+        if len(self._texts) != len(self._rowids) or len(self._crcs) != len(self._rowids):
+            return Decoded({}, {})  # a frame cut short: use nothing
+        texts = dict(zip(self._rowids, self._texts, strict=True))
+        crcs = None if same else dict(zip(self._rowids, self._crcs, strict=True))
+        self._rowids, self._crcs, self._texts = array("q"), array("L"), []
+        return Decoded(texts, crcs, self.marks if same else None)
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            with contextlib.suppress(OSError):
+                self._proc.wait(5)
+        with self._lock, contextlib.suppress(AttributeError, sqlite3.Error):
+            self._watch.close()
+
+
+def _serve(source: str, after: int) -> None:
+    """Read every blob after `after`, in chunks within one snapshot, and write frames."""
+    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA query_only=1")
+    conn.execute("PRAGMA busy_timeout=10000")
+    encode = msgspec.msgpack.Encoder().encode
+    out = sys.stdout.buffer
+    crc32 = zlib.crc32
+    last = after
+    conn.execute("BEGIN")  # one snapshot for every chunk: the import checks it is its own
+    while True:
+        rows = conn.execute(
+            "SELECT ROWID, attributedBody FROM message WHERE ROWID > :after"
+            " AND attributedBody IS NOT NULL ORDER BY ROWID LIMIT :n",
+            {"after": last, "n": _CHUNK},
+        ).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        rowids: list[int] = []
+        crcs: list[int] = []
+        texts: list[str | None] = []
+        for rowid, blob in rows:
+            if type(blob) is not bytes or not blob:
+                continue  # the import treats these itself
+            try:
+                text = decode_blob(blob)
+            except Exception:  # a decoder bug: leave the row to the import
+                continue
+            rowids.append(rowid)
+            crcs.append(crc32(blob))
+            texts.append(text)
+        _write(out, encode(_Rows(rowids, crcs, texts)))
+    # The marks of this same snapshot: the import can skip its own scan for them.
+    _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
+    conn.execute("COMMIT")
+    out.flush()
+
+
+def _write(out: BinaryIO, payload: bytes) -> None:
+    out.write(_FRAME.pack(len(payload)))
+    out.write(payload)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):  # the import ended (or was killed) first
+        _serve(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,134 @@
+"""The first import's decoding helper (chatstats/ingest/decode.py): a second process that
+decodes message bodies ahead of the load. Whatever it does, the database must come out the
+same as without it; these tests take each way it can go wrong."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from chatstats.ingest import bulk, decode, importer
+from chatstats.sample.writer import MessagesWriter
+from tests.library_check import dump
+from tests.test_import import run_import
+
+pytestmark = pytest.mark.skipif(not decode.Decoder.available(), reason="needs two cores")
+
+
+class Spy(decode.Decoder):
+    """The real helper, with what it handed the import kept for the test to look at."""
+
+    last: Spy | None = None
+
+    def __init__(self, source: Path, after: int) -> None:
+        self.first_frame = threading.Event()
+        self.handed: decode.Decoded | None = None
+        Spy.last = self
+        super().__init__(source, after)
+
+    def _started(self, who: str) -> None:
+        super()._started(who)
+        if who == "helper":
+            self.first_frame.set()
+
+    def wait(self, timeout: float) -> decode.Decoded:
+        self.handed = super().wait(timeout)
+        return self.handed
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> type[Spy]:
+    monkeypatch.setattr(importer, "Decoder", Spy)
+    Spy.last = None
+    return Spy
+
+
+def without_helper(capsys, lib: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    with monkeypatch.context() as m:
+        m.setattr(importer, "DECODE_AHEAD", False)
+        run_import(capsys, lib, data)
+    return dump(data)
+
+
+@pytest.mark.parametrize("profile", ["sequoia", "sonoma"])
+def test_the_helper_changes_nothing_but_speed(
+    profile, libraries, tmp_path, capsys, spy, monkeypatch
+):
+    lib, _ = libraries[profile]
+    run_import(capsys, lib, tmp_path / "helped")
+    handed = spy.last.handed
+    assert handed is not None and handed.crcs is None, "expected the same-snapshot path"
+    assert len(handed.texts) > 1000 and handed.marks is not None
+    assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+
+
+def test_texts_are_checked_by_crc_when_the_snapshots_may_differ(
+    libraries, tmp_path, capsys, spy, monkeypatch
+):
+    """data_version moved: every text must match its blob's CRC, corrupt ones included."""
+    lib, _ = libraries["sequoia"]
+    versions = iter(range(1000))
+    monkeypatch.setattr(Spy, "_data_version", lambda self: next(versions))
+    run_import(capsys, lib, tmp_path / "helped")
+    handed = spy.last.handed
+    assert handed is not None and handed.crcs is not None and handed.marks is None
+    assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+
+
+def test_a_message_edited_after_the_helper_read_it_is_imported_as_edited(
+    libraries, tmp_path, capsys, spy, monkeypatch
+):
+    """Messages.app edits a message after the helper's snapshot and before the import's:
+    the helper's text is stale, and the import must notice and store the edit."""
+    src, _ = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    probe = sqlite3.connect(lib / "chat.db")
+    (rowid,) = probe.execute(
+        "SELECT ROWID FROM message WHERE attributedBody IS NOT NULL AND item_type = 0"
+        " AND associated_message_type = 0 AND COALESCE(date_retracted, 0) = 0"
+        " AND COALESCE(date_edited, 0) = 0 AND message_summary_info IS NULL"
+        " AND balloon_bundle_id IS NULL ORDER BY ROWID DESC LIMIT 1"
+    ).fetchone()
+    probe.close()
+    real_attach = bulk.attach
+
+    def edit_between_snapshots(conn, source):  # the import's snapshot is taken at BEGIN, next
+        assert spy.last is not None and spy.last.first_frame.wait(30)
+        w = MessagesWriter(lib / "chat.db", create=False)
+        w.edit(rowid, "edited while the helper was reading", time.time_ns())
+        w.close()
+        real_attach(conn, source)
+
+    monkeypatch.setattr(bulk, "attach", edit_between_snapshots)
+    run_import(capsys, lib, tmp_path / "data")
+    handed = spy.last.handed
+    assert handed is not None and handed.crcs is not None  # it saw the commit
+    conn = sqlite3.connect(tmp_path / "data" / "chatstats.db")
+    text, edited = conn.execute(
+        "SELECT text, edited FROM messages WHERE source_rowid = ?", (rowid,)
+    ).fetchone()
+    assert (text, edited) == ("edited while the helper was reading", 1)
+
+
+@pytest.mark.parametrize("helper", ["exits", "garbage"])
+def test_a_broken_helper_costs_time_not_data(helper, libraries, tmp_path, capsys, spy, monkeypatch):
+    lib, _ = libraries["sonoma"]
+    expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+    fake = tmp_path / "fake-python"
+    if helper == "exits":
+        fake.write_text("#!/bin/sh\nexit 3\n")
+    else:  # a frame header promising more than follows, then noise
+        fake.write_text("#!/bin/sh\nprintf '\\377\\377\\0\\0'\nhead -c 4000 /dev/urandom\n")
+    fake.chmod(0o700)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    run_import(capsys, lib, tmp_path / "helped")
+    assert spy.last.error is not None
+    assert spy.last.handed is not None and not spy.last.handed.texts
+    assert dump(tmp_path / "helped") == expected
