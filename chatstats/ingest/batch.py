@@ -11,6 +11,7 @@ import re
 import sqlite3
 import time
 from collections import defaultdict
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import msgspec
@@ -606,7 +607,7 @@ class Ingest:
                     self.now_ns if sealed else None,
                 )
             )
-            assign.extend((next_cid, mid) for mid in group.message_ids)
+            assign.extend(zip(repeat(next_cid), group.message_ids))  # C speed: 300k on a load
             if not sealed:
                 open_convs[next_cid] = (chat_id, group.end_ns)
             next_cid += 1
@@ -636,7 +637,7 @@ class Ingest:
                         " WHERE id = :id",
                         {"e": end_ns, "n": len(ids), "id": cid},
                     )
-                    assign.extend((cid, mid) for mid in ids)
+                    assign.extend(zip(repeat(cid), ids))
                     open_convs[cid] = (chat_id, end_ns)
                 for group in plan.create:
                     create(chat_id, group)
