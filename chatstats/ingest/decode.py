@@ -130,7 +130,6 @@ class Decoder:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # a traceback could quote a message
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
             )
         except OSError as exc:
             self.error = f"could not start: {exc.strerror}"
