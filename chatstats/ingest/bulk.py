@@ -53,6 +53,19 @@ def detach(conn: sqlite3.Connection) -> None:
         conn.execute("DETACH DATABASE src")
 
 
+_FUNCTIONS = (
+    ("cs_conversation", 1),
+    ("cs_ready_text", 1),
+    ("cs_ready_status", 1),
+    ("cs_body_text", 3),
+    ("cs_body_status", 3),
+    ("cs_edits", 3),
+    ("cs_reply_guid", 1),
+    ("cs_reply_part", 1),
+    ("cs_kind", 2),
+)
+
+
 def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> None:
     counters = ingest.counters
 
@@ -239,6 +252,12 @@ def load_messages(
         ORDER BY m.ROWID
     """
     conn.execute(sql, {"a": after, "u": upto})
+    # The connection holds its functions, and they hold 300k texts and ids: let them go
+    # before the index builds fill the page cache.
+    for name, args in _FUNCTIONS:
+        conn.create_function(name, args, None)
+    marks = decoded.marks
+    del decoded, conversation_of
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + len(rowids) - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {len(rowids)} rows")
@@ -279,4 +298,4 @@ def load_messages(
     if tapback != "0":
         rows = reader.tapback_rows(after, upto, TAPBACK_SQL)
         ingest.prepare_rows(rows)
-    return decoded.marks
+    return marks
