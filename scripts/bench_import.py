@@ -1,11 +1,18 @@
 """Import speed and memory against a bare copy of the same rows, measured side by side.
 
     .venv/bin/python scripts/bench_import.py [--messages 300000] [--runs 3] [--work DIR]
+                                             [--breakdown]
 
 The bare copy reads every message row (blobs included) from chat.db and writes the rows,
 less blobs, into one table with unsafe pragmas: no decoding, no contacts, no conversations,
 no indexes, no full-text. Target: import ≤ 2× that, peak RSS < 400 MB. Each measurement
 runs in a fresh child process (so peak RSS is its own); runs alternate and medians are shown.
+
+`--breakdown` adds one more import, in this process, that times every statement on the
+import's write connection (CPU time of this thread): where the SQLite work goes, and how
+much is Python between statements. User-defined SQL functions (the body decode) run inside
+the statements that call them; rows read by iterating a cursor count as "between"
+(stepping SQLite included).
 """
 
 from __future__ import annotations
@@ -72,11 +79,67 @@ def measure(mode: str, lib: Path, work: Path) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+BREAKDOWN = r"""
+import json, sqlite3, sys, time
+from pathlib import Path
+lib, out = Path(sys.argv[1]), Path(sys.argv[2])
+stats: dict[str, list[float]] = {}
+def note(sql, dt):
+    words = sql.split()
+    key = " ".join(words[:4]) if words[0] != "CREATE" else " ".join(words[:5])
+    s = stats.setdefault(key, [0, 0.0]); s[0] += 1; s[1] += dt
+class Timed(sqlite3.Connection):
+    def execute(self, sql, *a):
+        t = time.thread_time()
+        try:
+            return super().execute(sql, *a)
+        finally:
+            note(sql, time.thread_time() - t)
+    def executemany(self, sql, *a):
+        t = time.thread_time()
+        try:
+            return super().executemany(sql, *a)
+        finally:
+            note("MANY " + sql, time.thread_time() - t)
+real = sqlite3.connect
+def connect(*a, **k):
+    k.setdefault("factory", Timed)
+    return real(*a, **k)
+sqlite3.connect = connect
+from chatstats.ingest.importer import run_import
+t0 = time.thread_time()
+run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
+total = time.thread_time() - t0
+print(json.dumps({"total": total, "stats": stats}))
+"""
+
+
+def breakdown(lib: Path, work: Path) -> None:
+    out = work / "out-breakdown"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", BREAKDOWN, str(lib), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    total = found["total"]
+    in_sql = sum(t for _n, t in found["stats"].values())
+    print(f"breakdown of one import, CPU s of the importing thread: {total:.2f}")
+    for key, (n, t) in sorted(found["stats"].items(), key=lambda kv: -kv[1][1])[:14]:
+        print(f"  {t:6.2f}  x{n:<5} {key[:70]}")
+    print(f"  {in_sql:6.2f}  in statements (with the SQL functions they call)")
+    print(f"  {total - in_sql:6.2f}  Python between statements")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=300_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", default="/tmp/chatstats-bench")
+    ap.add_argument("--breakdown", action="store_true", help="time each statement once more")
     args = ap.parse_args()
     work = Path(args.work)
     lib = work / f"lib-{args.messages}"
@@ -113,6 +176,8 @@ def main() -> None:
     ]
     print(f"  ratio: import / bare copy = {imp / bare:.2f}x  (target <= 2x)")
     print(f"  ratio within each side-by-side pair: {', '.join(f'{p:.2f}x' for p in pairs)}")
+    if args.breakdown:
+        breakdown(lib, work)
 
 
 if __name__ == "__main__":
