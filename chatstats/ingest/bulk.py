@@ -22,7 +22,7 @@ from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
+from chatstats.ingest.decode import Body, Decoded, Decoder, Texts, decode_body
 
 logger = log.get(__name__)
 
@@ -77,12 +77,23 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
 
     # The helper's texts: used as they are when it read the import's own snapshot
     # (cs_ready_text / cs_ready_status take only the ROWID: no blob to copy), otherwise
-    # each one only for the very blob it came from (its CRC-32), in `body`.
-    texts, crcs = decoded.texts, decoded.crcs
-    ready: dict[int, str | None] = texts if crcs is None else {}
+    # each one only for the very blob it came from (its CRC-32), in `body`. None from
+    # either means: decode it here.
+    texts = decoded.texts
+    same = decoded.same_snapshot
+    ready: list[Any] = [None, None]  # (ROWID, its ready text): status follows text
+
+    def ready_text(rowid: int) -> str | None:
+        if not same:
+            return None
+        i = texts.index(rowid)
+        found = texts.text(i) if i >= 0 else None
+        ready[0], ready[1] = rowid, found
+        return found
 
     def ready_status(rowid: int) -> str | None:
-        return "ok" if ready.get(rowid) is not None else None
+        found = ready[1] if ready[0] == rowid else ready_text(rowid)
+        return "ok" if found is not None else None
 
     crc32 = zlib.crc32
     last: list[Any] = [None, Body("", "none")]  # (ROWID, its Body): one statement, one snapshot
@@ -91,8 +102,10 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
         if rowid == last[0]:
             return last[1]
         found = None
-        if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
-            found = texts.get(rowid)  # the helper decoded this very blob
+        if not same and blob and type(blob) is bytes:
+            i = texts.index(rowid)
+            if i >= 0 and texts.crcs[i] == crc32(blob):  # the helper decoded this very blob
+                found = texts.text(i)
         b = Body(found, "ok") if found is not None else decode_body(blob, text)
         last[0], last[1] = rowid, b
         return b
@@ -103,7 +116,7 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
     def body_status(rowid: int, blob: bytes | None, text: str | None) -> str:
         return body(rowid, blob, text).status
 
-    conn.create_function("cs_ready_text", 1, ready.get, deterministic=True)
+    conn.create_function("cs_ready_text", 1, ready_text, deterministic=True)
     conn.create_function("cs_ready_status", 1, ready_status, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
@@ -165,7 +178,7 @@ def load_messages(
     def flag(name: str) -> str:
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
-    decoded = Decoded({}, {})
+    decoded = Decoded(Texts(), same_snapshot=False)
     conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
@@ -212,7 +225,9 @@ def load_messages(
     if decoder is not None:
         decoded = decoder.wait(timeout=120)
         if decoder.error:
-            logger.warning("import_decoder_failed", reason=decoder.error, decoded=len(decoded))
+            logger.warning(
+                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
+            )
     _functions(conn, ingest, decoded)
     sql = f"""
         INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
