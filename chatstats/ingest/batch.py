@@ -11,7 +11,6 @@ import re
 import sqlite3
 import time
 from collections import defaultdict
-from itertools import repeat
 from typing import Any, NamedTuple
 
 import msgspec
@@ -572,24 +571,27 @@ class Ingest:
             rows,
         )
 
-    def assign_conversations_early(self) -> list[tuple[int, int]]:
+    def assign_conversations_early(self) -> list[tuple[int, list[int]]]:
         """Plan conversations for `new_points` before their rows exist: creates the
-        conversations and seal timers and returns (conversation id, message id) pairs for
-        the caller to write with the rows. Only for a load whose points are final."""
+        conversations and seal timers and returns (conversation id, its message ids) for the
+        caller to write with the rows. Only for a load whose points are final."""
         timers, assign = self._plan_conversations()
         self._early_timers = timers
         return assign
 
     def _assign_conversations(self) -> bool:
         timers, assign = self._plan_conversations()
-        self.conn.executemany("UPDATE messages SET conversation_id = ? WHERE id = ?", assign)
+        self.conn.executemany(
+            "UPDATE messages SET conversation_id = ? WHERE id = ?",
+            ((cid, mid) for cid, ids in assign for mid in ids),
+        )
         return timers
 
-    def _plan_conversations(self) -> tuple[bool, list[tuple[int, int]]]:
+    def _plan_conversations(self) -> tuple[bool, list[tuple[int, list[int]]]]:
         conn = self.conn
         next_cid = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0]
         conv_rows: list[tuple[Any, ...]] = []
-        assign: list[tuple[int, int]] = []
+        assign: list[tuple[int, list[int]]] = []  # per conversation, not per message
         open_convs: dict[int, tuple[int, int]] = {}  # conversation id → (chat id, end_ns)
         sealed_before = self.now_ns - conv.GAP_NS
 
@@ -607,7 +609,7 @@ class Ingest:
                     self.now_ns if sealed else None,
                 )
             )
-            assign.extend(zip(repeat(next_cid), group.message_ids))  # C speed: 300k on a load
+            assign.append((next_cid, group.message_ids))
             if not sealed:
                 open_convs[next_cid] = (chat_id, group.end_ns)
             next_cid += 1
@@ -637,7 +639,7 @@ class Ingest:
                         " WHERE id = :id",
                         {"e": end_ns, "n": len(ids), "id": cid},
                     )
-                    assign.extend(zip(repeat(cid), ids))
+                    assign.append((cid, ids))
                     open_convs[cid] = (chat_id, end_ns)
                 for group in plan.create:
                     create(chat_id, group)

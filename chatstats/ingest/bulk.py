@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import zlib
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, Texts, decode_body
+from chatstats.ingest.decode import Body, Decoded, Decoder, RowidIndex, Texts, decode_body
 
 logger = log.get(__name__)
 
@@ -206,7 +207,7 @@ def load_messages(
     # once with its conversation id (updating 300k rows afterwards cost more than the
     # insert). This read and the insert see the same snapshot of chat.db (this write
     # transaction's), so the k-th row read here is the row that gets id first + k.
-    rowids: list[int] = []
+    rowids = array("q")  # k-th row → its ROWID; 8 bytes a row, as a million rows need
     chat_map, points = ingest.chat_map, ingest.new_points
     mid = first
     for rowid, chat_rowid, date in conn.execute(
@@ -220,8 +221,17 @@ def load_messages(
         if chat_id is not None:
             points[chat_id].append(Point(date, mid))
         mid += 1
-    conversation_of = {rowids[m - first]: cid for cid, m in ingest.assign_conversations_early()}
-    conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
+    conversation_of = array("q", bytes(8 * len(rowids)))  # k-th row → conversation, 0: none
+    for cid, ids in ingest.assign_conversations_early():
+        for m in ids:
+            conversation_of[m - first] = cid
+    find = RowidIndex(rowids).index
+
+    def conversation(rowid: int) -> int | None:
+        i = find(rowid)
+        return (conversation_of[i] or None) if i >= 0 else None
+
+    conn.create_function("cs_conversation", 1, conversation, deterministic=True)
     if decoder is not None:
         decoded = decoder.wait(timeout=120)
         if decoder.error:
@@ -272,7 +282,7 @@ def load_messages(
     for name, args in _FUNCTIONS:
         conn.create_function(name, args, None)
     marks = decoded.marks
-    del decoded, conversation_of
+    del decoded
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + len(rowids) - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {len(rowids)} rows")

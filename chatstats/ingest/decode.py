@@ -93,11 +93,32 @@ class _Marks(msgspec.Struct, array_like=True, tag=2):
     marks: dict[str, int]
 
 
+class RowidIndex:
+    """Positions in an ascending array of ROWIDs, for lookups that mostly come in ROWID
+    order (a load's scan): a moving cursor finds those in a step or two; anything else
+    falls back to a binary search. 8 bytes a row, where a dict costs over 100."""
+
+    def __init__(self, rowids: array[int]) -> None:
+        self.rowids = rowids
+        self._at = 0
+
+    def index(self, rowid: int) -> int:
+        """Position of `rowid`, or -1."""
+        rowids, i = self.rowids, self._at
+        n = len(rowids)
+        if i < n and rowids[i] != rowid:
+            i += 1
+            if i >= n or rowids[i] != rowid:
+                i = bisect_left(rowids, rowid)
+        if i < n and rowids[i] == rowid:
+            self._at = i
+            return i
+        return -1
+
+
 class Texts:
-    """The helper's texts by ROWID, compact enough for a million rows: ROWIDs ascending in
-    an array, the texts as UTF-8 one after another in one buffer, their ends in another.
-    Lookups come in ROWID order (the load's scan), so a moving cursor finds most of them
-    in one step; anything else falls back to a binary search."""
+    """The helper's texts by ROWID, compact enough for a million rows: ROWIDs in an array,
+    the texts as UTF-8 one after another in one buffer, their ends in another array."""
 
     def __init__(self) -> None:
         self.rowids = array("q")
@@ -105,7 +126,7 @@ class Texts:
         self.ends = array("q")  # the text of row i is data[ends[i-1]:ends[i]]
         self.data = bytearray()
         self.unreadable: set[int] = set()  # indexes whose blob could not be decoded
-        self._at = 0
+        self.index = RowidIndex(self.rowids).index
 
     def __len__(self) -> int:
         return len(self.rowids)
@@ -129,19 +150,6 @@ class Texts:
         self.rowids.extend(frame.rowids)
         self.crcs.extend(frame.crcs)
         self.data += frame.texts
-
-    def index(self, rowid: int) -> int:
-        """Position of `rowid`, or -1."""
-        rowids, i = self.rowids, self._at
-        n = len(rowids)
-        if i < n and rowids[i] != rowid:
-            i += 1
-            if i >= n or rowids[i] != rowid:
-                i = bisect_left(rowids, rowid)
-        if i < n and rowids[i] == rowid:
-            self._at = i
-            return i
-        return -1
 
     def text(self, i: int) -> str | None:
         """The text, or None when the import should decode the row itself."""
