@@ -1,0 +1,152 @@
+"""How close can an import get to the bare copy? The writer's own work, measured.
+
+    .venv/bin/python scripts/bench_import_floor.py [--messages 300000] [--runs 5]
+
+Runs, side by side and alternating, three things on the library `bench_import.py` uses:
+- the bare copy of `bench_import.py`;
+- a "floor" import: the real import (migrations, handles, chats, contacts, the message
+  INSERT … SELECT, attachments, search index, contact counts, index builds, commit), with
+  every Python step made free: no body decoding (the `text` column stands in), no
+  conversation split (ROWID / 8 stands in for the conversation id), no tapbacks, no
+  helper process. Nothing can import faster while doing the same writes on one connection.
+- the real import.
+
+This is a diagnostic, not a product path: the floor swaps `bulk.load_messages` for a
+stand-in whose INSERT is the real one (captured from a real run) with its SQL functions
+replaced by plain expressions. It fails loudly if that SQL no longer looks as expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_import import CHILD
+
+FLOOR = r"""
+import json, re, sys, time
+from pathlib import Path
+import chatstats.ingest.bulk as bulk
+import chatstats.ingest.importer as imp
+lib, out, sql_file, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+real_load = bulk.load_messages
+captured = {}
+
+def capture(ingest, reader, after, upto, decoder=None):
+    def keep(s):
+        if s.lstrip().startswith("INSERT INTO messages ("):
+            captured.setdefault("sql", s)
+    ingest.conn.set_trace_callback(keep)
+    try:
+        return real_load(ingest, reader, after, upto, decoder)
+    finally:
+        ingest.conn.set_trace_callback(None)
+
+def plain(sql):
+    swaps = [
+        (r"cs_conversation\(m\.ROWID\)", "m.ROWID / 8"),
+        (r"COALESCE\(cs_ready_text\(m\.ROWID\),\s*cs_body_text\([^)]*\)\)", "COALESCE(m.text, '')"),
+        (r"COALESCE\(cs_ready_status\(m\.ROWID\),\s*cs_body_status\([^)]*\)\)", "'ok'"),
+        (r"cs_kind\([^()]*\)", "'event'"),
+        (r"cs_edits\([^()]*\)", "0"),
+        (r"cs_reply_\w+\([^()]*\)", "NULL"),
+    ]
+    for pattern, value in swaps:
+        sql, n = re.subn(pattern, value, sql)
+        if not n:
+            raise SystemExit(f"the load's SQL changed: no match for {pattern}")
+    if "cs_" in sql:
+        raise SystemExit("the load's SQL calls a function this floor does not know")
+    return sql
+
+def floor(ingest, reader, after, upto, decoder=None):
+    conn = ingest.conn
+    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
+    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
+    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
+    conn.execute(
+        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
+        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
+        {"a": after, "u": upto},
+    )
+    conn.execute(plain(sql_file.read_text()), {"a": after, "u": upto})
+    last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+    ingest.next_id = last + 1
+    ingest.new_ids.extend(range(1, last + 1))
+    ingest.by_rowid.update(conn.execute(
+        "SELECT source_rowid, id FROM messages WHERE source_rowid IN"
+        " (SELECT message_id FROM src.message_attachment_join)").fetchall())
+    return None
+
+if mode == "capture":
+    bulk.load_messages = capture
+    imp.run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
+    sql_file.write_text(captured["sql"])
+else:
+    imp.DECODE_AHEAD = False
+    bulk.load_messages = floor
+    t0 = time.perf_counter()
+    imp.run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
+    print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+
+def run(cmd: list[str]) -> float:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr.strip().splitlines()[-1])
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=300_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--work", default="/tmp/chatstats-bench")
+    args = ap.parse_args()
+    work = Path(args.work)
+    lib = work / f"lib-{args.messages}"
+    if not (lib / "chat.db").exists():
+        raise SystemExit(f"no library at {lib}: run scripts/bench_import.py first")
+    sql_file = work / "floor-insert.sql"
+    out = work / "out-floor"
+
+    def fresh() -> Path:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        return out
+
+    subprocess.run(
+        [sys.executable, "-c", FLOOR, str(lib), str(fresh()), str(sql_file), "capture"],
+        capture_output=True,
+        check=True,
+    )
+    times: dict[str, list[float]] = {"bare": [], "floor": [], "import": []}
+    for _ in range(args.runs):
+        times["bare"].append(run([sys.executable, "-c", CHILD, "bare", str(lib), str(fresh())]))
+        times["floor"].append(
+            run([sys.executable, "-c", FLOOR, str(lib), str(fresh()), str(sql_file), "floor"])
+        )
+        times["import"].append(run([sys.executable, "-c", CHILD, "import", str(lib), str(fresh())]))
+    print(f"library: {lib} ({args.messages:,} messages), runs: {args.runs}")
+    for name, ts in times.items():
+        runs = ", ".join(f"{t:.2f}" for t in ts)
+        print(f"{name:>7}: median {statistics.median(ts):.2f} s  (runs: {runs})")
+    for name in ("floor", "import"):
+        pairs = [t / b for t, b in zip(times[name], times["bare"], strict=True)]
+        print(
+            f"  {name} / bare copy: median {statistics.median(pairs):.2f}x"
+            f"  (pairs: {', '.join(f'{p:.2f}x' for p in pairs)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
