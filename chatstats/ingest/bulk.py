@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import zlib
-from array import array
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, RowidIndex, Texts, decode_body
+from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
 
 logger = log.get(__name__)
 
@@ -78,23 +77,12 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
 
     # The helper's texts: used as they are when it read the import's own snapshot
     # (cs_ready_text / cs_ready_status take only the ROWID: no blob to copy), otherwise
-    # each one only for the very blob it came from (its CRC-32), in `body`. None from
-    # either means: decode it here.
-    texts = decoded.texts
-    same = decoded.same_snapshot
-    ready: list[Any] = [None, None]  # (ROWID, its ready text): status follows text
-
-    def ready_text(rowid: int) -> str | None:
-        if not same:
-            return None
-        i = texts.index(rowid)
-        found = texts.text(i) if i >= 0 else None
-        ready[0], ready[1] = rowid, found
-        return found
+    # each one only for the very blob it came from (its CRC-32), in `body`.
+    texts, crcs = decoded.texts, decoded.crcs
+    ready: dict[int, str | None] = texts if crcs is None else {}
 
     def ready_status(rowid: int) -> str | None:
-        found = ready[1] if ready[0] == rowid else ready_text(rowid)
-        return "ok" if found is not None else None
+        return "ok" if ready.get(rowid) is not None else None
 
     crc32 = zlib.crc32
     last: list[Any] = [None, Body("", "none")]  # (ROWID, its Body): one statement, one snapshot
@@ -103,10 +91,8 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
         if rowid == last[0]:
             return last[1]
         found = None
-        if not same and blob and type(blob) is bytes:
-            i = texts.index(rowid)
-            if i >= 0 and texts.crcs[i] == crc32(blob):  # the helper decoded this very blob
-                found = texts.text(i)
+        if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
+            found = texts.get(rowid)  # the helper decoded this very blob
         b = Body(found, "ok") if found is not None else decode_body(blob, text)
         last[0], last[1] = rowid, b
         return b
@@ -117,7 +103,7 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
     def body_status(rowid: int, blob: bytes | None, text: str | None) -> str:
         return body(rowid, blob, text).status
 
-    conn.create_function("cs_ready_text", 1, ready_text, deterministic=True)
+    conn.create_function("cs_ready_text", 1, ready.get, deterministic=True)
     conn.create_function("cs_ready_status", 1, ready_status, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
@@ -179,7 +165,7 @@ def load_messages(
     def flag(name: str) -> str:
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
-    decoded = Decoded(Texts(), same_snapshot=False)
+    decoded = Decoded({}, {})
     conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
@@ -207,7 +193,7 @@ def load_messages(
     # once with its conversation id (updating 300k rows afterwards cost more than the
     # insert). This read and the insert see the same snapshot of chat.db (this write
     # transaction's), so the k-th row read here is the row that gets id first + k.
-    rowids = array("q")  # k-th row → its ROWID; 8 bytes a row, as a million rows need
+    rowids: list[int] = []
     chat_map, points = ingest.chat_map, ingest.new_points
     mid = first
     for rowid, chat_rowid, date in conn.execute(
@@ -221,23 +207,14 @@ def load_messages(
         if chat_id is not None:
             points[chat_id].append(Point(date, mid))
         mid += 1
-    conversation_of = array("q", bytes(8 * len(rowids)))  # k-th row → conversation, 0: none
-    for cid, ids in ingest.assign_conversations_early():
-        for m in ids:
-            conversation_of[m - first] = cid
-    find = RowidIndex(rowids).index
-
-    def conversation(rowid: int) -> int | None:
-        i = find(rowid)
-        return (conversation_of[i] or None) if i >= 0 else None
-
-    conn.create_function("cs_conversation", 1, conversation, deterministic=True)
+    conversation_of = {
+        rowids[m - first]: cid for cid, ids in ingest.assign_conversations_early() for m in ids
+    }
+    conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
     if decoder is not None:
         decoded = decoder.wait(timeout=120)
         if decoder.error:
-            logger.warning(
-                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
-            )
+            logger.warning("import_decoder_failed", reason=decoder.error, decoded=len(decoded))
     _functions(conn, ingest, decoded)
     sql = f"""
         INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
@@ -282,7 +259,7 @@ def load_messages(
     for name, args in _FUNCTIONS:
         conn.create_function(name, args, None)
     marks = decoded.marks
-    del decoded
+    del decoded, conversation_of
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + len(rowids) - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {len(rowids)} rows")

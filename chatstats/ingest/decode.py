@@ -30,7 +30,6 @@ import sys
 import threading
 import zlib
 from array import array
-from bisect import bisect_left
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -82,98 +81,32 @@ def decode_body(blob: bytes | None, column: str | None) -> Body:
 # ------------------------------------------------------------------------------ the helper
 
 
+class Decoded(NamedTuple):
+    texts: dict[int, str | None]  # ROWID → text of its blob (None: unreadable)
+    # ROWID → CRC-32 of the blob decoded, to check each text against; None when the helper
+    # read the import's own snapshot, so every text can be used as it is.
+    crcs: dict[int, int] | None
+    marks: dict[str, int] | None = None  # chat.db's change marks, when crcs is None
+
+
 class _Rows(msgspec.Struct, array_like=True, tag=1):
     rowids: list[int]
     crcs: list[int]
-    lengths: list[int]  # of each text in UTF-8; -1: the blob could not be decoded
-    texts: bytes  # the texts, UTF-8, one after another
+    texts: list[str | None]
 
 
 class _Marks(msgspec.Struct, array_like=True, tag=2):
     marks: dict[str, int]
 
 
-class RowidIndex:
-    """Positions in an ascending array of ROWIDs, for lookups that mostly come in ROWID
-    order (a load's scan): a moving cursor finds those in a step or two; anything else
-    falls back to a binary search. 8 bytes a row, where a dict costs over 100."""
-
-    def __init__(self, rowids: array[int]) -> None:
-        self.rowids = rowids
-        self._at = 0
-
-    def index(self, rowid: int) -> int:
-        """Position of `rowid`, or -1."""
-        rowids, i = self.rowids, self._at
-        n = len(rowids)
-        if i < n and rowids[i] != rowid:
-            i += 1
-            if i >= n or rowids[i] != rowid:
-                i = bisect_left(rowids, rowid)
-        if i < n and rowids[i] == rowid:
-            self._at = i
-            return i
-        return -1
-
-
-class Texts:
-    """The helper's texts by ROWID, compact enough for a million rows: ROWIDs in an array,
-    the texts as UTF-8 one after another in one buffer, their ends in another array."""
-
-    def __init__(self) -> None:
-        self.rowids = array("q")
-        self.crcs = array("L")  # CRC-32 of the blob each text was decoded from
-        self.ends = array("q")  # the text of row i is data[ends[i-1]:ends[i]]
-        self.data = bytearray()
-        self.unreadable: set[int] = set()  # indexes whose blob could not be decoded
-        self.index = RowidIndex(self.rowids).index
-
-    def __len__(self) -> int:
-        return len(self.rowids)
-
-    def add(self, frame: _Rows) -> None:
-        n = len(frame.rowids)
-        if len(frame.crcs) != n or len(frame.lengths) != n:
-            raise ValueError("frame columns differ in length")
-        if sum(x for x in frame.lengths if x > 0) != len(frame.texts):
-            raise ValueError("frame texts do not add up")
-        if frame.rowids and self.rowids and frame.rowids[0] <= self.rowids[-1]:
-            raise ValueError("frame out of order")
-        base = len(self.rowids)
-        end = self.ends[-1] if self.ends else 0
-        for i, n in enumerate(frame.lengths):
-            if n < 0:
-                self.unreadable.add(base + i)
-                n = 0
-            end += n
-            self.ends.append(end)
-        self.rowids.extend(frame.rowids)
-        self.crcs.extend(frame.crcs)
-        self.data += frame.texts
-
-    def text(self, i: int) -> str | None:
-        """The text, or None when the import should decode the row itself."""
-        if i in self.unreadable:
-            return None
-        try:
-            return self.data[self.ends[i - 1] if i else 0 : self.ends[i]].decode()
-        except UnicodeDecodeError:
-            return None
-
-
-class Decoded(NamedTuple):
-    texts: Texts
-    # True when the helper read the import's own snapshot, so every text can be used as it
-    # is; otherwise each one only for a blob with the same CRC-32.
-    same_snapshot: bool
-    marks: dict[str, int] | None = None  # chat.db's change marks, when same_snapshot
-
-
 class Decoder:
     """The import's side of the helper process; every failure degrades to 'not decoded'."""
 
     def __init__(self, source: Path, after: int) -> None:
-        self._texts = Texts()
+        # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`.
+        self._rowids = array("q")
+        self._crcs = array("L")
+        self._texts: list[str | None] = []
         self.marks: dict[str, int] | None = None
         self.error: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -243,7 +176,9 @@ class Decoder:
                 if isinstance(frame, _Marks):
                     self.marks = frame.marks
                     continue
-                self._texts.add(frame)
+                self._rowids.extend(frame.rowids)
+                self._crcs.extend(frame.crcs)
+                self._texts.extend(frame.texts)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.error = type(exc).__name__
         code = self._proc.wait()
@@ -260,8 +195,12 @@ class Decoder:
                 self._thread.join(5)
         with self._lock:
             same = bool(self._same) and self.error is None and self.marks is not None
-        texts, self._texts = self._texts, Texts()
-        return Decoded(texts, same, self.marks if same else None)
+        if len(self._texts) != len(self._rowids) or len(self._crcs) != len(self._rowids):
+            return Decoded({}, {})  # a frame cut short: use nothing
+        texts = dict(zip(self._rowids, self._texts, strict=True))
+        crcs = None if same else dict(zip(self._rowids, self._crcs, strict=True))
+        self._rowids, self._crcs, self._texts = array("q"), array("L"), []
+        return Decoded(texts, crcs, self.marks if same else None)
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -293,8 +232,7 @@ def _serve(source: str, after: int) -> None:
         last = rows[-1][0]
         rowids: list[int] = []
         crcs: list[int] = []
-        lengths: list[int] = []
-        texts: list[bytes] = []
+        texts: list[str | None] = []
         for rowid, blob in rows:
             if type(blob) is not bytes or not blob:
                 continue  # the import treats these itself
@@ -304,13 +242,8 @@ def _serve(source: str, after: int) -> None:
                 continue
             rowids.append(rowid)
             crcs.append(crc32(blob))
-            if text is None:
-                lengths.append(-1)
-            else:
-                encoded = text.encode()
-                lengths.append(len(encoded))
-                texts.append(encoded)
-        _write(out, encode(_Rows(rowids, crcs, lengths, b"".join(texts))))
+            texts.append(text)
+        _write(out, encode(_Rows(rowids, crcs, texts)))
     # The marks of this same snapshot: the import can skip its own scan for them.
     _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
     conn.execute("COMMIT")
