@@ -4,6 +4,7 @@ same as without it; these tests take each way it can go wrong."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from chatstats import cli
 from chatstats.ingest import bulk, decode, importer
 from chatstats.sample.writer import MessagesWriter
 from tests.library_check import dump
@@ -128,7 +130,15 @@ def test_a_broken_helper_costs_time_not_data(helper, libraries, tmp_path, capsys
         fake.write_text("#!/bin/sh\nprintf '\\377\\377\\0\\0'\nhead -c 4000 /dev/urandom\n")
     fake.chmod(0o700)
     monkeypatch.setattr(sys, "executable", str(fake))
-    run_import(capsys, lib, tmp_path / "helped")
+    code = cli.main(
+        ["import", "--source", str(lib / "chat.db"), "--addressbook", str(lib / "AddressBook"),
+         "--data-dir", str(tmp_path / "helped"), "--json"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
     assert spy.last.error is not None
     assert spy.last.handed is not None and not spy.last.handed.texts
     assert dump(tmp_path / "helped") == expected
+    # Said, with a reason and a count, and nothing the helper printed.
+    warning = next(json.loads(line) for line in err.splitlines() if "import_decoder_failed" in line)
+    assert warning["reason"] == spy.last.error and warning["decoded"] == 0

@@ -214,7 +214,9 @@ def load_messages(
     if decoder is not None:
         decoded = decoder.wait(timeout=120)
         if decoder.error:
-            logger.warning("import_decoder_failed", reason=decoder.error, decoded=len(decoded))
+            logger.warning(
+                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
+            )
     _functions(conn, ingest, decoded)
     sql = f"""
         INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
