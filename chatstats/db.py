@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -66,7 +67,7 @@ def connect(path: Path, *, write: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     else:
-        uri = f"file:{path}?mode=ro"
+        uri = f"file:{quote(str(path))}?mode=ro"  # `?`, `#`, `%` in a folder name
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=10000")

@@ -242,3 +242,18 @@ def test_a_row_committed_while_the_import_runs_is_never_skipped(
     conn = sqlite3.connect(tmp_path / "data" / "chatstats.db")
     (count,) = conn.execute("SELECT count(*) FROM messages WHERE guid = ?", written).fetchone()
     assert count == 1
+
+
+def test_paths_with_uri_characters_import_and_read(libraries, tmp_path, capsys):
+    """SQLite URIs give `?`, `#` and `%` meanings of their own; folders may have them."""
+    from chatstats import db as appdb
+
+    src, truth = libraries["sequoia"]
+    lib = tmp_path / "Backups #1 ?old% copy"
+    shutil.copytree(src, lib)
+    data = tmp_path / "data #2 ?%"
+    summary = run_import(capsys, lib, data)
+    assert summary["messages_added"] + summary["system_events_added"] == len(truth.messages)
+    conn = appdb.connect(data / "chatstats.db", write=False)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == len(truth.messages)
+    conn.close()

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from chatstats.errors import SourceError
 
@@ -91,6 +92,12 @@ class Chat(NamedTuple):
     display_name: str | None
 
 
+def readonly_uri(path: Path | str) -> str:
+    """An SQLite URI opening `path` read-only. The path is percent-encoded: `?`, `#` and `%`
+    in a folder name would otherwise end the path or start an escape."""
+    return f"file:{quote(str(path))}?mode=ro"
+
+
 def open_source(path: Path) -> sqlite3.Connection:
     """Open chat.db read-only, or raise SourceError saying what is wrong and what to do."""
     if not path.exists():
@@ -108,7 +115,7 @@ def open_source(path: Path) -> sqlite3.Connection:
         raise SourceError(f"{path} is not an SQLite database (encrypted or damaged?)")
     try:
         conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA query_only=1")
         conn.execute("PRAGMA busy_timeout=5000")

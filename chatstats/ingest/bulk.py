@@ -44,7 +44,7 @@ TAPBACK_SQL = (
 
 def attach(conn: sqlite3.Connection, source: Path) -> None:
     """ATTACH chat.db read-only (outside any transaction, as SQLite requires)."""
-    conn.execute("ATTACH DATABASE :uri AS src", {"uri": f"file:{source}?mode=ro"})
+    conn.execute("ATTACH DATABASE :uri AS src", {"uri": chatdb.readonly_uri(source)})
     conn.execute("SELECT count(*) FROM src.sqlite_master").fetchone()
 
 

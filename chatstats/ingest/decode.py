@@ -118,7 +118,7 @@ class Decoder:
         self._same: bool | None = None
         try:
             self._watch = sqlite3.connect(
-                f"file:{source}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                chatdb.readonly_uri(source), uri=True, isolation_level=None, check_same_thread=False
             )
             self._version = self._data_version()
         except sqlite3.Error as exc:
@@ -213,7 +213,7 @@ class Decoder:
 
 def _serve(source: str, after: int) -> None:
     """Read every blob after `after`, in chunks within one snapshot, and write frames."""
-    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True, isolation_level=None)
+    conn = sqlite3.connect(chatdb.readonly_uri(source), uri=True, isolation_level=None)
     conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=10000")
     encode = msgspec.msgpack.Encoder().encode
