@@ -257,3 +257,42 @@ def test_paths_with_uri_characters_import_and_read(libraries, tmp_path, capsys):
     conn = appdb.connect(data / "chatstats.db", write=False)
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == len(truth.messages)
     conn.close()
+
+
+@pytest.mark.parametrize("sql_load", [True, False])
+def test_a_text_column_stored_as_a_blob_or_number_is_read_as_text(
+    sql_load, libraries, tmp_path, capsys, monkeypatch
+):
+    """SQLite lets any writer store any type; one odd row must not stop an import."""
+    from chatstats.ingest import importer
+
+    src, _ = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    conn = sqlite3.connect(lib / "chat.db")
+    blob_row, number_row = (
+        r[0]
+        for r in conn.execute(
+            "SELECT ROWID FROM message WHERE associated_message_type = 0 AND item_type = 0"
+            " ORDER BY ROWID LIMIT 2"
+        )
+    )
+    conn.execute(
+        "UPDATE message SET attributedBody = NULL, text = CAST(:t AS BLOB) WHERE ROWID = :r",
+        {"t": "caf\u00e9 \ufffc", "r": blob_row},
+    )
+    conn.execute(
+        "UPDATE message SET attributedBody = NULL, text = 42 WHERE ROWID = :r", {"r": number_row}
+    )
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(importer, "SQL_LOAD", sql_load)
+    run_import(capsys, lib, tmp_path / "data")
+    db = sqlite3.connect(tmp_path / "data" / "chatstats.db")
+    texts = dict(
+        db.execute(
+            "SELECT source_rowid, text FROM messages WHERE source_rowid IN (?, ?)",
+            (blob_row, number_row),
+        ).fetchall()
+    )
+    assert texts == {blob_row: "caf\u00e9 ", number_row: "42"}
