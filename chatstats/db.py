@@ -24,6 +24,7 @@ import anyio.to_thread
 
 from chatstats import log
 from chatstats.errors import MigrationError
+from chatstats.imessage.chatdb import LENIENT_TEXT
 
 T = TypeVar("T")
 logger = log.get(__name__)
@@ -74,6 +75,7 @@ def connect(path: Path, *, write: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-32000")
     conn.row_factory = sqlite3.Row
+    conn.text_factory = LENIENT_TEXT  # rows copied verbatim from a damaged chat.db
     return conn
 
 

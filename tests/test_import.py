@@ -260,21 +260,23 @@ def test_paths_with_uri_characters_import_and_read(libraries, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("sql_load", [True, False])
-def test_a_text_column_stored_as_a_blob_or_number_is_read_as_text(
+def test_text_columns_holding_blobs_numbers_or_invalid_utf8_are_read_as_text(
     sql_load, libraries, tmp_path, capsys, monkeypatch
 ):
-    """SQLite lets any writer store any type; one odd row must not stop an import."""
+    """SQLite lets any writer store any type, and a damaged row can hold invalid UTF-8: one
+    odd row must not stop an import, and every row must read back through the app."""
+    from chatstats import db as appdb
     from chatstats.ingest import importer
 
     src, _ = libraries["sequoia"]
     lib = tmp_path / "lib"
     shutil.copytree(src, lib)
     conn = sqlite3.connect(lib / "chat.db")
-    blob_row, number_row = (
+    blob_row, number_row, bad_row, bad_reply_row = (
         r[0]
         for r in conn.execute(
             "SELECT ROWID FROM message WHERE associated_message_type = 0 AND item_type = 0"
-            " ORDER BY ROWID LIMIT 2"
+            " ORDER BY ROWID LIMIT 4"
         )
     )
     conn.execute(
@@ -284,15 +286,32 @@ def test_a_text_column_stored_as_a_blob_or_number_is_read_as_text(
     conn.execute(
         "UPDATE message SET attributedBody = NULL, text = 42 WHERE ROWID = :r", {"r": number_row}
     )
+    conn.execute(  # invalid UTF-8 stored as TEXT, in the body and in a copied column
+        "UPDATE message SET attributedBody = NULL, text = CAST(X'66C328FF' AS TEXT),"
+        " subject = CAST(X'C328' AS TEXT) WHERE ROWID = :r",
+        {"r": bad_row},
+    )
+    conn.execute(
+        "UPDATE message SET thread_originator_guid = CAST(X'C3' AS TEXT),"
+        " thread_originator_part = 7 WHERE ROWID = :r",
+        {"r": bad_reply_row},
+    )
     conn.commit()
     conn.close()
     monkeypatch.setattr(importer, "SQL_LOAD", sql_load)
     run_import(capsys, lib, tmp_path / "data")
-    db = sqlite3.connect(tmp_path / "data" / "chatstats.db")
-    texts = dict(
-        db.execute(
-            "SELECT source_rowid, text FROM messages WHERE source_rowid IN (?, ?)",
-            (blob_row, number_row),
-        ).fetchall()
-    )
-    assert texts == {blob_row: "caf\u00e9 ", number_row: "42"}
+    db = appdb.connect(tmp_path / "data" / "chatstats.db", write=False)
+    rows = {
+        r["source_rowid"]: r
+        for r in db.execute(
+            "SELECT * FROM messages WHERE source_rowid IN (?, ?, ?, ?)",
+            (blob_row, number_row, bad_row, bad_reply_row),
+        )
+    }
+    db.close()
+    assert rows[blob_row]["text"] == "caf\u00e9 "
+    assert rows[number_row]["text"] == "42"
+    assert rows[bad_row]["text"] == "f("  # U+FFFD is dropped from bodies, as for balloons
+    assert rows[bad_row]["subject"] == "\ufffd("
+    assert rows[bad_reply_row]["reply_to_guid"] == "\ufffd"
+    assert rows[bad_reply_row]["reply_to_part"] == 7

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from chatstats.imessage.chatdb import LENIENT_TEXT
 from chatstats.imessage.identifiers import match_keys, normalize
 
 __all__ = [
@@ -204,7 +205,7 @@ def _open(path: Path) -> Iterator[sqlite3.Connection]:
         raise AddressBookError(path, _sqlite_reason(exc)) from exc
     with closing(conn):
         try:
-            conn.text_factory = _decode
+            conn.text_factory = LENIENT_TEXT  # one bad byte in a note must not lose a store
             conn.execute("PRAGMA query_only = 1")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("BEGIN")
@@ -215,11 +216,6 @@ def _open(path: Path) -> Iterator[sqlite3.Connection]:
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-
-
-def _decode(raw: bytes) -> str:
-    # A stray invalid byte in one note must not make the whole store unreadable.
-    return raw.decode("utf-8", "replace")
 
 
 def _sqlite_reason(exc: sqlite3.Error) -> str:

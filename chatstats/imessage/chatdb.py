@@ -14,6 +14,7 @@ import plistlib
 import re
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -92,6 +93,12 @@ class Chat(NamedTuple):
     display_name: str | None
 
 
+# text_factory for every connection that reads Apple's files or the rows copied from them:
+# a stray invalid UTF-8 byte (a damaged row) reads as U+FFFD instead of failing the query,
+# so one bad row can never stop an import, a live sync or a page of the API. (C-level call.)
+LENIENT_TEXT = partial(str, encoding="utf-8", errors="replace")
+
+
 def readonly_uri(path: Path | str) -> str:
     """An SQLite URI opening `path` read-only. The path is percent-encoded: `?`, `#` and `%`
     in a folder name would otherwise end the path or start an escape."""
@@ -117,6 +124,7 @@ def open_source(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(
             readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
         )
+        conn.text_factory = LENIENT_TEXT
         conn.execute("PRAGMA query_only=1")
         conn.execute("PRAGMA busy_timeout=5000")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -410,19 +418,31 @@ def tapback_target(assoc_guid: str | None) -> tuple[str, int] | None:
     return guid, part
 
 
-def reply_part(thread_originator_part: str | None) -> int | None:
+def text_value(value: object) -> str | None:
+    """A TEXT column's value as text even where a writer stored a BLOB (invalid UTF-8 read
+    leniently) or a number: SQLite lets any row hold any type."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return LENIENT_TEXT(value)
+    return str(value)
+
+
+def reply_part(thread_originator_part: object) -> int | None:
     """The first colon-separated field of `thread_originator_part` is the target part."""
-    if not thread_originator_part:
+    part = text_value(thread_originator_part)
+    if not part:
         return None
-    head = thread_originator_part.split(":", 1)[0]
+    head = part.split(":", 1)[0]
     return int(head) if head.isdigit() else None
 
 
-def reply_guid(thread_originator_guid: str | None) -> str | None:
+def reply_guid(thread_originator_guid: object) -> str | None:
     """Some writers put `p:N/` in front of the GUID; strip it."""
-    if not thread_originator_guid:
+    guid = text_value(thread_originator_guid)
+    if not guid:
         return None
-    target = tapback_target(thread_originator_guid)
+    target = tapback_target(guid)
     return target[0] if target else None
 
 

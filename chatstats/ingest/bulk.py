@@ -187,6 +187,9 @@ def load_messages(
         " ELSE 0 END)"
     )
     from_me = flag("is_from_me")
+    # Text that reaches Python goes as bytes, read leniently there: a damaged row's invalid
+    # UTF-8 would otherwise make the SQL function call, and with it the whole load, fail.
+    text_arg = f"CAST({col('text')} AS BLOB)"
     date_ns = _date("date", have, required=True)
     rows_where = f"m.ROWID > :a AND m.ROWID <= :u AND NOT {tapback}"
     # Conversations first, from the rows' chats and dates alone, so each row is written
@@ -229,23 +232,23 @@ def load_messages(
             {from_me}, {date_ns},
             CASE WHEN {code} % 2 = 1 THEN ''
                  ELSE COALESCE(cs_ready_text(m.ROWID),
-                               cs_body_text(m.ROWID, {col("attributedBody")}, {col("text")}))
+                               cs_body_text(m.ROWID, {col("attributedBody")}, {text_arg}))
                  END,
             {col("subject")}, {col("service")},
             CASE WHEN COALESCE({col("item_type")}, 0) = 0 THEN 'message'
                  ELSE cs_kind({col("item_type")}, {col("group_action_type")}) END,
             {col("group_title")}, o.id,
             CASE WHEN {col("thread_originator_guid")} IS NULL THEN NULL
-                 ELSE cs_reply_guid({col("thread_originator_guid")}) END,
+                 ELSE cs_reply_guid(CAST({col("thread_originator_guid")} AS BLOB)) END,
             CASE WHEN {col("thread_originator_guid")} IS NULL THEN NULL
-                 ELSE cs_reply_part({col("thread_originator_part")}) END,
+                 ELSE cs_reply_part(CAST({col("thread_originator_part")} AS BLOB)) END,
             {code} / 2, {code} % 2, {_date("date_edited", have)},
             {flag("is_read")}, {_date("date_read", have)},
             {flag("is_delivered")}, {_date("date_delivered", have)},
             {flag("is_sent")}, {col("balloon_bundle_id")}, {col("expressive_send_style_id")},
             {flag("is_audio_message")},
             COALESCE(cs_ready_status(m.ROWID),
-                     cs_body_status(m.ROWID, {col("attributedBody")}, {col("text")})),
+                     cs_body_status(m.ROWID, {col("attributedBody")}, {text_arg})),
             m.ROWID
         FROM src.message m
         LEFT JOIN bulk_joins j ON j.message_id = m.ROWID

@@ -36,6 +36,7 @@ from typing import BinaryIO, NamedTuple
 import msgspec
 
 from chatstats.imessage import chatdb
+from chatstats.imessage.chatdb import text_value
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
 
 _FFFC, _FFFD = "\ufffc", "\ufffd"
@@ -66,18 +67,9 @@ def decode_blob(blob: bytes) -> str | None:
         return None
 
 
-def _as_text(value: object) -> str | None:
-    """The `text` column as text even where a writer stored it as a BLOB or a number."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def decode_body(blob: bytes | None, column: str | None) -> Body:
     """Decoded attributedBody first, the `text` column as fallback; never raises."""
-    column = _as_text(column)
+    column = text_value(column)
     if blob:
         text = decode_blob(blob)
         if text is None:
