@@ -49,13 +49,14 @@ def capture(ingest, reader, after, upto, decoder=None):
         ingest.conn.set_trace_callback(None)
 
 def plain(sql):
+    args = r"\((?:[^()]|\([^()]*\))*\)"  # a call's arguments, one level of nesting
     swaps = [
         (r"cs_conversation\(m\.ROWID\)", "m.ROWID / 8"),
-        (r"COALESCE\(cs_ready_text\(m\.ROWID\),\s*cs_body_text\([^)]*\)\)", "COALESCE(m.text, '')"),
-        (r"COALESCE\(cs_ready_status\(m\.ROWID\),\s*cs_body_status\([^)]*\)\)", "'ok'"),
-        (r"cs_kind\([^()]*\)", "'event'"),
-        (r"cs_edits\([^()]*\)", "0"),
-        (r"cs_reply_\w+\([^()]*\)", "NULL"),
+        (r"COALESCE\(cs_ready_text\(m\.ROWID\),\s*cs_body_text" + args + r"\)", "COALESCE(m.text, '')"),
+        (r"COALESCE\(cs_ready_status\(m\.ROWID\),\s*cs_body_status" + args + r"\)", "'ok'"),
+        (r"cs_kind" + args, "'event'"),
+        (r"cs_edits" + args, "0"),
+        (r"cs_reply_\w+" + args, "NULL"),
     ]
     for pattern, value in swaps:
         sql, n = re.subn(pattern, value, sql)
@@ -67,16 +68,7 @@ def plain(sql):
 
 def floor(ingest, reader, after, upto, decoder=None):
     conn = ingest.conn
-    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
-    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
-    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
-    conn.execute(
-        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
-        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
-        {"a": after, "u": upto},
-    )
+    bulk.create_lookup_tables(ingest, after, upto)
     conn.execute(plain(sql_file.read_text()), {"a": after, "u": upto})
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     ingest.next_id = last + 1

@@ -139,6 +139,24 @@ def _date(col: str, present: set[str], *, required: bool = False) -> str:
     )
 
 
+def create_lookup_tables(ingest: Ingest, after: int, upto: int) -> None:
+    """The temp tables the load joins: chat.db's handle and chat ROWIDs to app ids, and each
+    message's chat (the lowest, for the rare message in several)."""
+    conn = ingest.conn
+    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
+    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
+    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
+    # appends, and lookups by rowid, where a separate unique index cost twice as much.
+    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
+    conn.execute(
+        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
+        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
+        {"a": after, "u": upto},
+    )
+
+
 def load_messages(
     ingest: Ingest,
     reader: chatdb.Reader,
@@ -166,18 +184,7 @@ def load_messages(
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
     decoded = Decoded({}, {})
-    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
-    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
-    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
-    # appends, and lookups by rowid, where a separate unique index cost twice as much.
-    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
-    conn.execute(
-        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
-        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
-        {"a": after, "u": upto},
-    )
+    create_lookup_tables(ingest, after, upto)
     tapback = TAPBACK_SQL if {"associated_message_type", "associated_message_guid"} <= have else "0"
     code = (
         f"(CASE WHEN COALESCE({col('date_edited')}, 0) <> 0"
