@@ -76,6 +76,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     llm_max_attempts: Annotated[
         int, _help("Attempts per analysis job (retries included) before it is dead.")
     ] = 5
+    llm_provider: Annotated[
+        str | None,
+        _help(
+            "LiteLLM provider name (e.g. openai for any OpenAI-compatible server); unset: inferred."
+        ),
+    ] = None
+    llm_input_cost_per_token: Annotated[
+        float | None,
+        _help("Price of one prompt token in USD, for models LiteLLM has no price for."),
+    ] = None
+    llm_output_cost_per_token: Annotated[
+        float | None,
+        _help("Price of one completion token in USD, for models LiteLLM has no price for."),
+    ] = None
+    llm_max_output_tokens: Annotated[
+        int | None, _help("Cap on completion tokens per LLM call; unset: the model's own.")
+    ] = None
 
     @property
     def db_path(self) -> Path:
@@ -116,4 +133,14 @@ def setting_docs() -> dict[str, str]:
             else ""
         )
         out[ENV_PREFIX + field.name.upper()] = desc
+    return out
+
+
+def setting_defaults() -> dict[str, object]:
+    """Name of each environment variable → its default, or NODEFAULT where the default is
+    computed at run time (paths that depend on the platform). The README's table is checked
+    against this, so documented defaults cannot drift from the code."""
+    out: dict[str, object] = {}
+    for field in msgspec.inspect.type_info(Settings).fields:  # type: ignore[attr-defined]
+        out[ENV_PREFIX + field.name.upper()] = field.default
     return out

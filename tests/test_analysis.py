@@ -625,7 +625,10 @@ async def test_sealed_and_live_events_queue_their_passes(db, db_path, fake):
         db, EventBus(db, poll_seconds=0.1), None, config=llm_config(fake), **FAST
     )
     async with running(svc2):
-        await anyio.sleep(0.5)
+        # Wait until the new consumer has read past an event appended after it started (a
+        # fixed sleep would pass even if it never ran).
+        marker = await svc2.bus.publish("test", "test_marker", {})
+        await wait_until(lambda: (svc2.consumer_cursor or 0) >= marker)
     assert rows(db_path, "SELECT count(*) FROM analysis_jobs")[0][0] == 4
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatstats import cli
+from chatstats.imessage import chatdb
 from chatstats.sample.writer import MessagesWriter
 from tests.conftest import PROFILES
 from tests.library_check import check_all, dump
@@ -122,7 +123,11 @@ def test_a_sqlite_file_that_is_not_messages_is_a_clear_error(tmp_path, capsys):
     assert code == 1 and "not a Messages database" in err
 
 
-def test_a_locked_source_is_a_clear_error_and_loses_nothing(libraries, tmp_path, capsys):
+def test_a_locked_source_is_a_clear_error_and_loses_nothing(
+    libraries, tmp_path, capsys, monkeypatch
+):
+    # The lock is held for the whole attempt: no need to wait out the default 5 s.
+    monkeypatch.setattr(chatdb, "BUSY_TIMEOUT_MS", 200)
     src, _ = libraries["legacy"]
     lib = tmp_path / "lib"
     shutil.copytree(src, lib)

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Literal
 
 import anyio
@@ -22,7 +21,9 @@ import msgspec
 import pytest
 import structlog
 
+from chatstats import config as config_mod
 from chatstats.analysis import llm
+from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.testing.fake_llm import (
     BadJSONBody,
@@ -525,21 +526,24 @@ def test_parse_retry_after():
 
 
 def test_configured_reads_llm_settings():
-    assert llm.configured(SimpleNamespace()) is None
-    assert llm.configured(SimpleNamespace(llm_model="")) is None
-    cfg = llm.configured(
-        SimpleNamespace(
-            llm_model="openai/gpt-4o-mini",
-            llm_api_base="",
-            llm_timeout_s="12.5",
-            llm_input_cost_per_token="1e-7",
-            llm_max_output_tokens=800,
-        )
-    )
+    assert llm.configured(None) is None
+    assert llm.configured(Settings(llm_model="")) is None
+    env = {
+        "CHATSTATS_LLM_MODEL": "openai/gpt-4o-mini",
+        "CHATSTATS_LLM_API_BASE": "",
+        "CHATSTATS_LLM_TIMEOUT_S": "12.5",
+        "CHATSTATS_LLM_INPUT_COST_PER_TOKEN": "1e-7",
+        "CHATSTATS_LLM_OUTPUT_COST_PER_TOKEN": "2e-7",
+        "CHATSTATS_LLM_MAX_OUTPUT_TOKENS": "800",
+        "CHATSTATS_LLM_PROVIDER": "openai",
+    }
+    cfg = llm.configured(config_mod.load(environ=env))
     assert cfg == llm.LLMConfig(
         model="openai/gpt-4o-mini",
+        provider="openai",
         timeout_s=12.5,
         input_cost_per_token=1e-7,
+        output_cost_per_token=2e-7,
         max_output_tokens=800,
     )
 

@@ -36,6 +36,7 @@ import anyio.to_thread
 import msgspec
 
 from chatstats import log
+from chatstats.config import Settings
 from chatstats.errors import ChatStatsError
 
 logger = log.get(__name__)
@@ -69,33 +70,20 @@ class LLMConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_output_tokens: int | None = None
 
 
-def configured(settings: Any) -> LLMConfig | None:
-    """The LLM config from settings, or None when no model is set (analysis stays off).
-
-    Reads `llm_*` attributes with getattr so it works whatever subset Settings declares.
-    """
-    model = getattr(settings, "llm_model", None)
-    if not model:
+def configured(settings: Settings | None) -> LLMConfig | None:
+    """The LLM config from settings, or None when no model is set (analysis stays off)."""
+    if settings is None or not settings.llm_model:
         return None
-
-    def opt(name: str) -> Any:
-        value = getattr(settings, name, None)
-        return None if value in (None, "") else value
-
     return LLMConfig(
-        model=str(model),
-        api_base=opt("llm_api_base"),
-        api_key=opt("llm_api_key"),
-        provider=opt("llm_provider"),
-        timeout_s=float(opt("llm_timeout_s") or 60.0),
-        input_cost_per_token=_float_or_none(opt("llm_input_cost_per_token")),
-        output_cost_per_token=_float_or_none(opt("llm_output_cost_per_token")),
-        max_output_tokens=int(opt("llm_max_output_tokens") or 0) or None,
+        model=settings.llm_model,
+        api_base=settings.llm_api_base or None,
+        api_key=settings.llm_api_key or None,
+        provider=settings.llm_provider or None,
+        timeout_s=settings.llm_timeout_s,
+        input_cost_per_token=settings.llm_input_cost_per_token,
+        output_cost_per_token=settings.llm_output_cost_per_token,
+        max_output_tokens=settings.llm_max_output_tokens or None,
     )
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # --- results and accounting -----------------------------------------------------------------

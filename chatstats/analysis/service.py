@@ -31,6 +31,7 @@ from chatstats.analysis import passes as passes_mod
 from chatstats.analysis import runs, store
 from chatstats.analysis.passes import Pass, PassSet
 from chatstats.analysis.queue import LIVE_DEBOUNCE_SECONDS, Engine
+from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.errors import BadRequest, NotFound
 from chatstats.events.bus import DEFAULT_STREAM, EventBus
@@ -57,7 +58,7 @@ class AnalysisService:
         self,
         db: Database,
         bus: EventBus | None = None,
-        settings: Any = None,
+        settings: Settings | None = None,
         *,
         passes: PassSet | None = None,
         prompts: Path | None = None,
@@ -73,11 +74,11 @@ class AnalysisService:
         if config == "settings":
             config = _config_from(settings)
         self.config = config
-        self.max_attempts = int(getattr(settings, "llm_max_attempts", 0) or 0) or 5
+        defaults = settings or Settings()
         options = {
-            "concurrency": int(getattr(settings, "llm_concurrency", 0) or 0) or 4,
-            "workers": int(getattr(settings, "analysis_workers", 0) or 0),
-            "max_attempts": self.max_attempts,
+            "concurrency": defaults.llm_concurrency,
+            "workers": defaults.analysis_workers,
+            "max_attempts": defaults.llm_max_attempts,
             **engine_options,
         }
         self.max_attempts = options["max_attempts"]
@@ -466,8 +467,8 @@ class AnalysisService:
         return done
 
 
-def _config_from(settings: Any) -> Any:
-    if settings is None or not getattr(settings, "llm_model", None):
+def _config_from(settings: Settings | None) -> Any:
+    if settings is None or not settings.llm_model:
         return None
     from chatstats.analysis import llm
 

@@ -105,8 +105,18 @@ def readonly_uri(path: Path | str) -> str:
     return f"file:{quote(str(path))}?mode=ro"
 
 
-def open_source(path: Path) -> sqlite3.Connection:
-    """Open chat.db read-only, or raise SourceError saying what is wrong and what to do."""
+# How long a read waits for Messages.app to release a write lock before the import gives up
+# with a clear "locked" error. Messages.app holds its locks for milliseconds; a lock held
+# for seconds is a backup tool or a crash, worth telling the user about.
+BUSY_TIMEOUT_MS = 5000
+
+
+def open_source(path: Path, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+    """Open chat.db read-only, or raise SourceError saying what is wrong and what to do.
+
+    `busy_timeout_ms` defaults to BUSY_TIMEOUT_MS, read at call time so tests can shorten it.
+    """
+    timeout = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
     if not path.exists():
         raise SourceError(f"Messages database not found: {path}")
     if path.is_dir():
@@ -126,7 +136,7 @@ def open_source(path: Path) -> sqlite3.Connection:
         )
         conn.text_factory = LENIENT_TEXT
         conn.execute("PRAGMA query_only=1")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(timeout)}")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
         raise SourceError(f"cannot read {path}: {exc}") from None
