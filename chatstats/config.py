@@ -113,9 +113,9 @@ def load(
         value = env.get(ENV_PREFIX + name.upper())
         if value is not None and value != "":
             raw[name] = value
-    for name, value in (overrides or {}).items():
-        if value is not None:
-            raw[name] = value
+    for name, override in (overrides or {}).items():
+        if override is not None:
+            raw[name] = override
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -62,3 +62,40 @@ def test_every_command_is_documented():
     sub = next(a for a in parser._actions if a.dest == "command")
     missing = [name for name in sub.choices if f"`chatstats {name}" not in README]
     assert not missing
+
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK_URL = re.compile(r"^https?://(127\.0\.0\.1|localhost|\[::1\])([:/]|$)")
+
+
+def _doc_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_docs_exist():
+    names = {p.name for p in _doc_files()}
+    assert {"README.md", "api.md", "design.md"} <= names
+
+
+def test_no_link_leaves_the_repository():
+    """The repo stands alone: every link resolves to a file inside it, no text points at a
+    path outside it, and the only URLs are the daemon's own loopback address."""
+    outside = []
+    for doc in _doc_files():
+        text = doc.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.split("#", 1)[0]
+            if not path:
+                continue  # an anchor on the same page
+            if re.match(r"^[a-z][a-z0-9+.-]*:", path):
+                outside.append((doc.name, target))
+                continue
+            resolved = (doc.parent / path).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                outside.append((doc.name, target))
+        for url in re.findall(r"[a-z][a-z0-9+.-]*://[^\s)`'\"<>]+", text):
+            if not LOOPBACK_URL.match(url):
+                outside.append((doc.name, url))
+        if "../" in text:
+            outside.append((doc.name, "../"))
+    assert not outside

@@ -201,7 +201,7 @@ class MessageHub:
     def stats(self) -> dict[str, Any]:
         """Ids and counts only: topics name chat ids, never titles or content."""
         by_kind: dict[Kind, int] = dict.fromkeys(_KINDS, 0)
-        queues = []
+        queues: list[dict[str, Any]] = []
         for subs in self._topics.values():
             for sub in subs:
                 by_kind[sub.kind] += 1

@@ -255,13 +255,15 @@ class Reader:
         return self._q("SELECT chat_id, handle_id FROM chat_handle_join")
 
     def max_message_rowid(self) -> int:
-        return self._q("SELECT COALESCE(MAX(ROWID), 0) FROM message")[0][0]
+        return int(self._q("SELECT COALESCE(MAX(ROWID), 0) FROM message")[0][0])
 
     def count_messages_after(self, after: int, upto: int | None = None) -> int:
-        return self._q(
-            "SELECT count(*) FROM message WHERE ROWID > :after AND ROWID <= :upto",
-            {"after": after, "upto": upto if upto is not None else 2**63 - 1},
-        )[0][0]
+        return int(
+            self._q(
+                "SELECT count(*) FROM message WHERE ROWID > :after AND ROWID <= :upto",
+                {"after": after, "upto": upto if upto is not None else 2**63 - 1},
+            )[0][0]
+        )
 
     def message_chunks(
         self, after: int, limit: int = 5000, upto: int | None = None

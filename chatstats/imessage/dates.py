@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-APPLE_EPOCH_UNIX_S = 978_307_200  # 2001-01-01T00:00:00Z
+# The one definition of Apple's epoch (2001-01-01T00:00:00Z, also Core Data's): everything
+# that converts Apple dates (readers, the sample writer, ingest) imports it from here.
+APPLE_EPOCH_UNIX_S = 978_307_200
 _NS = 1_000_000_000
-_EPOCH_NS = APPLE_EPOCH_UNIX_S * _NS
+APPLE_EPOCH_NS = APPLE_EPOCH_UNIX_S * _NS
+_EPOCH_NS = APPLE_EPOCH_NS
 # Below this a value can only be seconds: 1e11 ns after 2001 is 100 s, no real message date.
 _SECONDS_LIMIT = 100_000_000_000
 

@@ -170,7 +170,7 @@ def _min_size(spec: object) -> int:
         return 0 if spec == "!" else 1  # "!" is an ignored field with no bytes
     if spec[0] == "[":  # type: ignore[index]
         return spec[1] * _min_size(spec[2])  # type: ignore[index]
-    return sum(_min_size(f) for f in spec[1])  # type: ignore[index]
+    return sum(_min_size(f) for f in spec[1])  # type: ignore[index,misc]
 
 
 def _parse_one(s: str, pos: int, depth: int) -> tuple[object, int]:
@@ -355,7 +355,7 @@ class _Parser:
         if head == _NIL:
             self.pos += 1
             return None
-        value = self.objects[self._ref()]
+        value = self.objects[self._ref()]  # type: ignore[assignment]
         if type(value) is not _CStr:
             raise TypedStreamError("C string reference to a non-string")
         return value
@@ -434,7 +434,7 @@ class _Parser:
             elif head == _END:
                 break
             else:
-                raw = self._shared()
+                raw = self._shared()  # type: ignore[assignment]
                 if raw is None:
                     raise TypedStreamError("nil type encoding")
             specs = _TYPE_CACHE.get(raw) or _type_specs(raw)
@@ -478,6 +478,8 @@ class _Parser:
                 return None
             return self._shared()  # ":" selector or "%" atom
         if spec[0] == "[":  # type: ignore[index]
+            count: int
+            elem: object
             _, count, elem = spec  # type: ignore[misc]
             if elem == "c" or elem == "C":
                 return self._bytes(count)
@@ -573,7 +575,7 @@ def _decode_url(chain, groups):
     if not all(type(p) in (str, URL) for p in parts):
         raise TypedStreamError("NSURL parts are not strings")
     if len(parts) == 2:
-        return URL(urljoin(parts[0], parts[1]))  # type: ignore[arg-type]
+        return URL(urljoin(parts[0], parts[1]))  # type: ignore[type-var]
     return URL(parts[0])
 
 
@@ -597,7 +599,7 @@ def _decode_attributed(chain, groups) -> AttributedString:
     text = groups[0][1][0]
     if type(text) is not str:
         raise TypedStreamError("attributed string backing is not a string")
-    dicts: dict[int, dict] = {}
+    dicts: dict[int, dict[object, object]] = {}
     lengths: list[int] = []
     numbers: list[int] = []
     i = 1
@@ -616,15 +618,15 @@ def _decode_attributed(chain, groups) -> AttributedString:
                 attrs = {}
             elif type(attrs) is not dict:
                 raise TypedStreamError("attributes are not a dictionary")
-            dicts[number] = attrs  # type: ignore[index]
+            dicts[number] = attrs
             i += 1
-        numbers.append(number)  # type: ignore[arg-type]
-        lengths.append(length)  # type: ignore[arg-type]
+        numbers.append(number)
+        lengths.append(length)
     bounds = _python_bounds(text, lengths)
     runs = []
     start = 0
     for number, end in zip(numbers, bounds, strict=True):
-        runs.append(Run(start, end, dict(dicts[number])))
+        runs.append(Run(start, end, dict(dicts[number])))  # type: ignore[arg-type]
         start = end
     return AttributedString(text, runs)
 

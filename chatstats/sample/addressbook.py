@@ -28,6 +28,8 @@ from pathlib import Path
 
 import msgspec
 
+from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
+
 __all__ = [
     "FixturePerson",
     "backup_file_id",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 MACOS_STORE_NAME = "AddressBook-v22.abcddb"
-_CORE_DATA_EPOCH = 978_307_200  # 2001-01-01T00:00:00Z in Unix seconds
+_CORE_DATA_EPOCH = APPLE_EPOCH_UNIX_S  # Core Data counts from the same 2001 epoch
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatstats.imessage.dates import APPLE_EPOCH_NS
 from chatstats.imessage.typedstream_writer import encode_attributed_string, utf16_len
 from chatstats.sample import chatdb_schema
 
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
-APPLE_EPOCH_NS = 978_307_200 * NS
 
 PART_KEY = "__kIMMessagePartAttributeName"
 FILE_GUID_KEY = "__kIMFileTransferGUIDAttributeName"
