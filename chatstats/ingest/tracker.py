@@ -175,13 +175,15 @@ def force_seal(conn: sqlite3.Connection, chat_id: int, now_ns: int) -> Sealed | 
 
 
 def finalize(conn: sqlite3.Connection, conversation_id: int) -> tuple[int, int, int] | None:
-    """Recompute start, end and count from the messages themselves; None when it has none.
+    """Recompute start, end and count from the messages themselves (system events inside
+    the span are not messages of it); None when it has none.
 
     Incremental appends keep these up to date as they go; this is the seeds' second ETL
     pass, which makes the sealed record exact whatever happened in between.
     """
     start_ns, end_ns, count = conn.execute(
-        "SELECT min(date_ns), max(date_ns), count(*) FROM messages WHERE conversation_id = :id",
+        "SELECT min(date_ns), max(date_ns), count(*) FROM messages"
+        " WHERE conversation_id = :id AND kind = 'message'",
         {"id": conversation_id},
     ).fetchone()
     if not count:
@@ -206,7 +208,8 @@ def _seal(
         return None
     chat_id = row[0]
     first_ns, last_ns, count = conn.execute(
-        "SELECT min(date_ns), max(date_ns), count(*) FROM messages WHERE conversation_id = :id",
+        "SELECT min(date_ns), max(date_ns), count(*) FROM messages"
+        " WHERE conversation_id = :id AND kind = 'message'",
         {"id": conversation_id},
     ).fetchone()
     if not count:
