@@ -48,6 +48,7 @@ class Counters(msgspec.Struct, kw_only=True):
     contacts_merged: int = 0
     conversations_created: int = 0
     conversations_removed: int = 0
+    conversations_reopened: int = 0
     bodies_corrupt: int = 0
     bodies_empty: int = 0
     summaries_unreadable: int = 0
@@ -654,6 +655,8 @@ class Ingest:
                         " WHERE id = :id",
                         {"e": end_ns, "n": len(ids), "id": cid},
                     )
+                    if plan.reopen:
+                        self._reopen(cid, chat_id)
                     assign.append((cid, ids))
                     open_convs[cid] = (chat_id, end_ns)
                     spans[chat_id].append((last[1], end_ns, cid))
@@ -694,6 +697,19 @@ class Ingest:
                 self.counters.conversations_removed += len(plan_r.delete)
             for cid, group in plan_r.keep:
                 spans[chat_id].append((group.start_ns, group.end_ns, cid))
+            for cid, group in plan_r.grow:
+                # Older messages reached into it (or merged others into it): same id, new
+                # span; open again, with a timer, even if it was sealed.
+                conn.execute(
+                    "UPDATE conversations SET start_ns = :s, end_ns = :e, message_count = :n"
+                    " WHERE id = :id",
+                    {"s": group.start_ns, "e": group.end_ns, "n": len(group.message_ids), "id": cid},
+                )
+                self._reopen(cid, chat_id)
+                assign.append((cid, group.message_ids))
+                open_convs[cid] = (chat_id, group.end_ns)
+                spans[chat_id].append((group.start_ns, group.end_ns, cid))
+                covered.append((chat_id, cid, group.start_ns - 1, group.end_ns))
             for group in plan_r.create:
                 create(chat_id, group)
         conn.executemany(
@@ -705,6 +721,12 @@ class Ingest:
             tracker.schedule(conn, cid, chat_id, end_ns)
         assign.extend(self._place_events(spans, covered))
         return bool(open_convs), assign
+
+    def _reopen(self, conversation_id: int, chat_id: int) -> None:
+        """A message within 90 minutes of a sealed conversation joined it: reopen it (its
+        timer is set with the other open conversations')."""
+        if tracker.reopen(self.conn, conversation_id, chat_id) is not None:
+            self.counters.conversations_reopened += 1
 
     def _place_events(
         self,
