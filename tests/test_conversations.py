@@ -66,9 +66,7 @@ def test_a_sealed_conversation_within_the_gap_is_reopened_beyond_it_is_not():
 
 @given(dates, st.lists(st.integers(min_value=0, max_value=10_000 * MIN), max_size=20))
 @settings(max_examples=200)
-def test_fresh_split_keeps_unchanged_conversations_and_grows_those_older_messages_reach(
-    ds, extra
-):
+def test_fresh_split_keeps_unchanged_conversations_and_grows_those_older_messages_reach(ds, extra):
     old = points_of(ds)
     existing = {100 + i: frozenset(g.message_ids) for i, g in enumerate(split(old))}
     new = sorted(old + [Point(d, 10_000 + i) for i, d in enumerate(extra)])

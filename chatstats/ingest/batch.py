@@ -703,7 +703,12 @@ class Ingest:
                 conn.execute(
                     "UPDATE conversations SET start_ns = :s, end_ns = :e, message_count = :n"
                     " WHERE id = :id",
-                    {"s": group.start_ns, "e": group.end_ns, "n": len(group.message_ids), "id": cid},
+                    {
+                        "s": group.start_ns,
+                        "e": group.end_ns,
+                        "n": len(group.message_ids),
+                        "id": cid,
+                    },
                 )
                 self._reopen(cid, chat_id)
                 assign.append((cid, group.message_ids))
