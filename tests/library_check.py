@@ -109,13 +109,20 @@ def check_contacts(conn: sqlite3.Connection, truth: Truth) -> None:
 
 
 def check_conversations(conn: sqlite3.Connection, truth: Truth) -> None:
-    """Each chat's conversations are exactly the 90-minute split of its messages."""
+    """Each chat's conversations are exactly the 90-minute split of its messages; a system
+    event (rename, membership) belongs to the conversation whose span holds it, or to none,
+    and counts in none."""
     got: dict[str, set[frozenset[str]]] = defaultdict(set)
     members: dict[int, set[str]] = defaultdict(set)
     chat_of: dict[int, str] = {}
-    for guid, cid, chat_guid in conn.execute(
-        "SELECT m.guid, m.conversation_id, c.guid FROM messages m JOIN chats c ON c.id = m.chat_id"
+    events: list[tuple[str, int | None, str, int]] = []
+    for guid, cid, chat_guid, kind, date_ns in conn.execute(
+        "SELECT m.guid, m.conversation_id, c.guid, m.kind, m.date_ns FROM messages m"
+        " JOIN chats c ON c.id = m.chat_id"
     ):
+        if kind != "message":
+            events.append((guid, cid, chat_guid, date_ns))
+            continue
         assert cid is not None, guid
         members[cid].add(guid)
         chat_of[cid] = chat_guid
@@ -123,17 +130,26 @@ def check_conversations(conn: sqlite3.Connection, truth: Truth) -> None:
         got[chat_of[cid]].add(frozenset(guids))
     by_chat: dict[str, list] = defaultdict(list)
     for t in truth.messages:
-        if t.chat_guid is not None:
+        if t.chat_guid is not None and t.kind == "message":
             by_chat[t.chat_guid].append(t)
     for chat_guid, msgs in by_chat.items():
         index = {i: m.guid for i, m in enumerate(msgs)}
         groups = split(sorted(Point(m.date_ns, i) for i, m in enumerate(msgs)))
         want = {frozenset(index[i] for i in g.message_ids) for g in groups}
         assert got[chat_guid] == want, chat_guid
+    spans: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for cid, chat_guid, start_ns, end_ns in conn.execute(
+        "SELECT c.id, h.guid, c.start_ns, c.end_ns FROM conversations c"
+        " JOIN chats h ON h.id = c.chat_id"
+    ):
+        spans[chat_guid].append((start_ns, end_ns, cid))
+    for guid, cid, chat_guid, date_ns in events:
+        holders = [c for s, e, c in spans[chat_guid] if s <= date_ns <= e]
+        assert cid == (holders[0] if holders else None), guid
     counts = dict(
         conn.execute(
             "SELECT c.id, c.message_count - (SELECT count(*) FROM messages m"
-            " WHERE m.conversation_id = c.id) FROM conversations c"
+            " WHERE m.conversation_id = c.id AND m.kind = 'message') FROM conversations c"
         ).fetchall()
     )
     assert set(counts.values()) <= {0}

@@ -481,6 +481,7 @@ class Engine:
             model=getattr(result, "model", None),
             llm_call_id=call_id if call_id is not None else getattr(result, "call_id", None),
             now_ns=now_ns,
+            sealed_pass=p.trigger == "sealed",
         )
         if p.stores == "commitments":
             self._store_commitments(conn, job, p, analysis_id, normalised, now_ns)

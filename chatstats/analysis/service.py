@@ -8,7 +8,9 @@ the engine (dispatcher and workers) and the consumer.
 The consumer turns the ingest side's facts into jobs: `conversation_ready_for_analysis`
 (a conversation sealed and finalised) queues the sealed passes; `messages_synced` with new
 messages queues the live passes of the open conversations they landed in, after a short
-debounce so a burst of messages costs one call. It reads the event log from a cursor kept in
+debounce so a burst of messages costs one call; `conversation_reopened` (a late message
+joined a sealed conversation) marks its results stale, so the sealed passes run again when
+it is sealed again, and coverage counts it as missing meanwhile. It reads the event log from a cursor kept in
 `event_cursors`, and the jobs and the cursor's advance commit together, so a restart neither
 skips an event nor queues its jobs twice.
 
@@ -41,6 +43,7 @@ logger = log.get(__name__)
 CONSUMER = "analysis"
 READY = "conversation_ready_for_analysis"
 SYNCED = "messages_synced"
+REOPENED = "conversation_reopened"
 NO_MODEL = "no model configured (set CHATSTATS_LLM_MODEL)"
 JOB_STATES = store.STATES
 COMMITMENT_STATUSES = ("open", "done", "cancelled", "unknown")
@@ -118,7 +121,7 @@ class AnalysisService:
             while True:
                 try:
                     events = await self.bus.read(cursor, stream=DEFAULT_STREAM, limit=500)
-                    wanted = [e for e in events if e.type in (READY, SYNCED)]
+                    wanted = [e for e in events if e.type in (READY, SYNCED, REOPENED)]
                     last = events[-1].id
                     if wanted or last - saved >= CURSOR_LAZY_EVENTS:
                         queued = await self.bus.write(self._handle_tx, wanted, last, time.time_ns())
@@ -146,7 +149,13 @@ class AnalysisService:
         live = [_ref(p) for p in self.passes.enabled("live")]
         for e in events:
             data = e.data if isinstance(e.data, dict) else {}
-            if e.type == READY and sealed:
+            if e.type == REOPENED:
+                cid = data.get("conversation_id")
+                if isinstance(cid, int):
+                    marked = store.mark_stale(conn, cid)
+                    if marked:
+                        logger.info("analyses_marked_stale", conversation_id=cid, count=marked)
+            elif e.type == READY and sealed:
                 cid = data.get("conversation_id")
                 if not isinstance(cid, int):
                     continue
@@ -390,6 +399,9 @@ class AnalysisService:
                 "created_ns": r["created_ns"],
                 "job_id": r["job_id"],
                 "run_id": r["run_id"],
+                # Left from before a late message reopened the conversation; replaced when
+                # the pass runs again.
+                "stale": bool(r["stale"]),
             }
             for r in rows
         ]

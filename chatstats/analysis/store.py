@@ -108,14 +108,17 @@ def enqueue(
     """Queue one job; its id, or None when a live job already covers it.
 
     A live job that is already running gets `rerun` set instead: it read the conversation
-    before the newest messages, so it is queued again when it finishes.
+    before the newest messages, so it is queued again when it finishes. With
+    `skip_if_analysed` a current (not stale) result is enough and nothing is queued; a
+    running job without one is still asked to rerun, as it may have read the conversation
+    before a late message reopened it.
     """
     cur = conn.execute(
         "INSERT INTO analysis_jobs (run_id, conversation_id, chat_id, pass, pass_version,"
         " priority, state, attempts, max_attempts, not_before_ns, created_ns, updated_ns)"
         " SELECT :run, :cid, :chat, :pass, :ver, :prio, 'pending', 0, :max, :nb, :now, :now"
         " WHERE NOT :skip OR NOT EXISTS (SELECT 1 FROM analyses WHERE conversation_id = :cid"
-        "  AND pass = :pass AND pass_version = :ver)"
+        "  AND pass = :pass AND pass_version = :ver AND stale = 0)"
         " ON CONFLICT DO NOTHING",
         {
             "run": run_id,
@@ -134,7 +137,9 @@ def enqueue(
         return cur.lastrowid
     conn.execute(
         "UPDATE analysis_jobs SET rerun = 1, updated_ns = :now WHERE conversation_id = :cid"
-        " AND pass = :pass AND pass_version = :ver AND state = 'running' AND NOT :skip",
+        " AND pass = :pass AND pass_version = :ver AND state = 'running' AND (NOT :skip"
+        " OR NOT EXISTS (SELECT 1 FROM analyses WHERE conversation_id = :cid"
+        "  AND pass = :pass AND pass_version = :ver AND stale = 0))",
         {
             "cid": conversation_id,
             "pass": p.name,
@@ -147,15 +152,16 @@ def enqueue(
 
 
 def _missing_where(trigger: str, chat_ids: list[int] | None, force: bool) -> str:
-    """Conversations a pass could run on, lacking its result (unless `force`), without a live
-    or dead job. Dead jobs are left for `retry`, so a backfill never piles up duplicates."""
+    """Conversations a pass could run on, lacking its current result (unless `force`; a
+    stale one counts as lacking), without a live or dead job. Dead jobs are left for
+    `retry`, so a backfill never piles up duplicates."""
     where = ["c.sealed = :sealed"]
     if chat_ids is not None:
         where.append("c.chat_id IN (SELECT value FROM json_each(:chats))")
     if not force:
         where.append(
             "NOT EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = c.id"
-            " AND a.pass = :pass AND a.pass_version = :ver)"
+            " AND a.pass = :pass AND a.pass_version = :ver AND a.stale = 0)"
         )
     where.append(
         "NOT EXISTS (SELECT 1 FROM analysis_jobs j WHERE j.conversation_id = c.id"
@@ -482,17 +488,23 @@ def upsert_analysis(
     model: str | None,
     llm_call_id: int | None,
     now_ns: int,
+    sealed_pass: bool = False,
 ) -> int:
     """Store the result: one row per conversation, pass and version, replaced in place (so
-    its id, which commitments point at, stays the same)."""
+    its id, which commitments point at, stays the same).
+
+    A new result is current, except a sealed pass's stored while its conversation is open:
+    a late message reopened it while the call ran, so the result is stale at once and the
+    pass runs again after the next seal."""
     row = conn.execute(
         "INSERT INTO analyses (conversation_id, chat_id, pass, pass_version, result, model,"
-        " llm_call_id, job_id, run_id, created_ns)"
-        " VALUES (:cid, :chat, :pass, :ver, :result, :model, :call, :job, :run, :now)"
+        " llm_call_id, job_id, run_id, created_ns, stale)"
+        " VALUES (:cid, :chat, :pass, :ver, :result, :model, :call, :job, :run, :now,"
+        "  :sealed_pass AND EXISTS (SELECT 1 FROM conversations WHERE id = :cid AND sealed = 0))"
         " ON CONFLICT (conversation_id, pass, pass_version) DO UPDATE SET"
         " chat_id = excluded.chat_id, result = excluded.result, model = excluded.model,"
         " llm_call_id = excluded.llm_call_id, job_id = excluded.job_id,"
-        " run_id = excluded.run_id, created_ns = excluded.created_ns"
+        " run_id = excluded.run_id, created_ns = excluded.created_ns, stale = excluded.stale"
         " RETURNING id",
         {
             "cid": job.conversation_id,
@@ -505,9 +517,19 @@ def upsert_analysis(
             "job": job.id,
             "run": job.run_id,
             "now": now_ns,
+            "sealed_pass": int(sealed_pass),
         },
     ).fetchone()
     return row[0]
+
+
+def mark_stale(conn: sqlite3.Connection, conversation_id: int) -> int:
+    """The conversation was reopened: every result it has describes fewer messages than it
+    now has. Returns how many results were marked."""
+    return conn.execute(
+        "UPDATE analyses SET stale = 1 WHERE conversation_id = :cid AND stale = 0",
+        {"cid": conversation_id},
+    ).rowcount
 
 
 def has_analysis(
@@ -562,7 +584,7 @@ def conversation_analyses(conn: sqlite3.Connection, conversation_id: int) -> lis
     """Results with the usage of the call that made each one."""
     return conn.execute(
         "SELECT a.id, a.pass, a.pass_version, a.result, a.model, a.created_ns,"
-        " l.prompt_tokens, l.completion_tokens, l.cost, a.job_id, a.run_id"
+        " l.prompt_tokens, l.completion_tokens, l.cost, a.job_id, a.run_id, a.stale"
         " FROM analyses a LEFT JOIN llm_calls l ON l.id = a.llm_call_id"
         " WHERE a.conversation_id = :cid ORDER BY a.pass, a.pass_version DESC",
         {"cid": conversation_id},
@@ -631,19 +653,21 @@ def conversation_chat(conn: sqlite3.Connection, conversation_id: int) -> int | N
 
 
 def coverage(conn: sqlite3.Connection, p: PassRef, chat_id: int | None) -> dict[str, int]:
-    """For one pass: conversations it applies to, how many have its current result, and the
-    state of the jobs of those that do not."""
+    """For one pass: conversations it applies to, how many have its current result (a stale
+    one, left from before a reopen, is not current), and the state of the jobs of those
+    that do not."""
     sealed = 1 if p.trigger == "sealed" else 0
     chat_clause = "" if chat_id is None else " AND c.chat_id = :chat"
     params = {"sealed": sealed, "pass": p.name, "ver": p.version, "chat": chat_id}
     eligible = conn.execute(
         f"SELECT count(*) FROM conversations c WHERE c.sealed = :sealed{chat_clause}", params
     ).fetchone()[0]
-    analysed = conn.execute(
-        "SELECT count(*) FROM analyses a JOIN conversations c ON c.id = a.conversation_id"
+    analysed, stale = conn.execute(
+        "SELECT count(*) FILTER (WHERE NOT a.stale), count(*) FILTER (WHERE a.stale)"
+        " FROM analyses a JOIN conversations c ON c.id = a.conversation_id"
         f" WHERE a.pass = :pass AND a.pass_version = :ver AND c.sealed = :sealed{chat_clause}",
         params,
-    ).fetchone()[0]
+    ).fetchone()
     jobs = dict.fromkeys(STATES, 0)
     for state, n in conn.execute(
         "SELECT j.state, count(DISTINCT j.conversation_id) FROM analysis_jobs j"
@@ -651,7 +675,7 @@ def coverage(conn: sqlite3.Connection, p: PassRef, chat_id: int | None) -> dict[
         f" WHERE j.pass = :pass AND j.pass_version = :ver AND c.sealed = :sealed{chat_clause}"
         " AND j.state IN ('pending', 'running', 'dead')"
         " AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = j.conversation_id"
-        "  AND a.pass = j.pass AND a.pass_version = j.pass_version)"
+        "  AND a.pass = j.pass AND a.pass_version = j.pass_version AND a.stale = 0)"
         " GROUP BY j.state",
         params,
     ):
@@ -668,6 +692,7 @@ def coverage(conn: sqlite3.Connection, p: PassRef, chat_id: int | None) -> dict[
         "conversations": eligible,
         "analysed": analysed,
         "missing": max(0, eligible - analysed),
+        "stale": stale,
         "queued": jobs[PENDING] + jobs[RUNNING],
         "dead": jobs[DEAD],
         "older_version_only": older,
@@ -677,8 +702,8 @@ def coverage(conn: sqlite3.Connection, p: PassRef, chat_id: int | None) -> dict[
 def missing(
     conn: sqlite3.Connection, p: PassRef, chat_id: int | None, limit: int
 ) -> list[sqlite3.Row]:
-    """Conversations the pass applies to that lack its current result, newest first, with
-    the state of their newest job for it (None: never queued)."""
+    """Conversations the pass applies to that lack its current result (or have a stale one),
+    newest first, with the state of their newest job for it (None: never queued)."""
     chat_clause = "" if chat_id is None else " AND c.chat_id = :chat"
     return conn.execute(
         "SELECT c.id, c.chat_id, c.start_ns, c.end_ns, c.message_count,"
@@ -686,7 +711,7 @@ def missing(
         "  AND j.pass = :pass AND j.pass_version = :ver ORDER BY j.id DESC LIMIT 1) AS job_state"
         f" FROM conversations c WHERE c.sealed = :sealed{chat_clause}"
         " AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.conversation_id = c.id"
-        "  AND a.pass = :pass AND a.pass_version = :ver)"
+        "  AND a.pass = :pass AND a.pass_version = :ver AND a.stale = 0)"
         " ORDER BY c.start_ns DESC, c.id DESC LIMIT :lim",
         {
             "sealed": 1 if p.trigger == "sealed" else 0,

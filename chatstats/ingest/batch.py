@@ -7,6 +7,7 @@ outside it; the caller commits the rows together with the source's new watermark
 
 from __future__ import annotations
 
+import bisect
 import re
 import sqlite3
 import time
@@ -47,6 +48,7 @@ class Counters(msgspec.Struct, kw_only=True):
     contacts_merged: int = 0
     conversations_created: int = 0
     conversations_removed: int = 0
+    conversations_reopened: int = 0
     bodies_corrupt: int = 0
     bodies_empty: int = 0
     summaries_unreadable: int = 0
@@ -116,7 +118,10 @@ class Ingest:
             self.handle_map, self.chat_map = dict(maps[0]), dict(maps[1])
         self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()[0]
         self.first_new_id = self.next_id
+        # Per chat: this batch's messages, which make conversations, and its system events
+        # (renames, membership), which only join the conversation whose span holds them.
         self.new_points: dict[int, list[conv.Point]] = defaultdict(list)
+        self.new_events: dict[int, list[conv.Point]] = defaultdict(list)
         self.tapbacks: list[Tapback] = []
         self.new_ids: list[int] = []
         self.changed_ids: list[int] = []
@@ -262,6 +267,7 @@ class Ingest:
         handle_map, chat_map = self.handle_map, self.chat_map
         to_ns = apple_to_unix_ns
         new_ids, new_points, by_rowid = self.new_ids, self.new_points, self.by_rowid
+        new_events = self.new_events
         i_rowid, i_guid, i_from_me, i_handle, i_date = (
             M["ROWID"],
             M["guid"],
@@ -347,9 +353,11 @@ class Ingest:
                 c.system_events_added += 1
                 if chat_id is not None:
                     self.reload_chats = True  # a rename or membership change: re-read chats
+                points = new_events
             else:
                 kind = "message"
                 c.messages_added += 1
+                points = new_points
             other = r[i_other]
             tog = r[i_tog]
             append(
@@ -386,7 +394,7 @@ class Ingest:
             new_ids.append(mid)
             by_rowid[r[i_rowid]] = mid
             if chat_id is not None:
-                new_points[chat_id].append(conv.Point(date_ns, mid))
+                points[chat_id].append(conv.Point(date_ns, mid))
             mid += 1
         self.next_id = mid
         return rows
@@ -519,7 +527,7 @@ class Ingest:
                 " WHERE id >= :first AND text <> ''",
                 {"first": self.first_new_id},
             )
-        chats = set(self.new_points) | self.touched_chats
+        chats = set(self.new_points) | set(self.new_events) | self.touched_chats
         reacted: list[int] = []
         # Which older messages' reactions changed matters only to live publishing; a first
         # load has no older messages (and no GUID index yet to find them quickly).
@@ -558,7 +566,8 @@ class Ingest:
         """Per-chat counts and latest message from this batch's own points: O(new rows),
         and correct without indexes (a race-mode load drops them)."""
         rows = []
-        for chat_id, points in self.new_points.items():
+        for chat_id in set(self.new_points) | set(self.new_events):
+            points = self.new_points.get(chat_id, []) + self.new_events.get(chat_id, [])
             last_ns, last_id = max(points)
             rows.append({"n": len(points), "d": last_ns, "m": last_id, "id": chat_id})
         self.conn.executemany(
@@ -593,6 +602,11 @@ class Ingest:
         conv_rows: list[tuple[Any, ...]] = []
         assign: list[tuple[int, list[int]]] = []  # per conversation, not per message
         open_convs: dict[int, tuple[int, int]] = {}  # conversation id → (chat id, end_ns)
+        # For placing system events: per chat, the spans (start, end, id) this plan created,
+        # extended or kept, and the stretches of time (chat, id, after, up to) it newly
+        # covered, where events ingested earlier may now lie inside a conversation.
+        spans: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        covered: list[tuple[int, int, int, int]] = []
         sealed_before = self.now_ns - conv.GAP_NS
 
         def create(chat_id: int, group: conv.Group) -> None:
@@ -610,6 +624,8 @@ class Ingest:
                 )
             )
             assign.append((next_cid, group.message_ids))
+            spans[chat_id].append((group.start_ns, group.end_ns, next_cid))
+            covered.append((chat_id, next_cid, group.start_ns - 1, group.end_ns))
             if not sealed:
                 open_convs[next_cid] = (chat_id, group.end_ns)
             next_cid += 1
@@ -639,14 +655,19 @@ class Ingest:
                         " WHERE id = :id",
                         {"e": end_ns, "n": len(ids), "id": cid},
                     )
+                    if plan.reopen:
+                        self._reopen(cid, chat_id)
                     assign.append((cid, ids))
                     open_convs[cid] = (chat_id, end_ns)
+                    spans[chat_id].append((last[1], end_ns, cid))
+                    covered.append((chat_id, cid, last[2], end_ns))
                 for group in plan.create:
                     create(chat_id, group)
                 continue
             # Older messages arrived: fresh split of the whole chat, keeping unchanged ids.
             rows = conn.execute(
-                "SELECT date_ns, id, conversation_id FROM messages WHERE chat_id = :c",
+                "SELECT date_ns, id, conversation_id FROM messages"
+                " WHERE chat_id = :c AND kind = 'message'",
                 {"c": chat_id},
             ).fetchall()
             existing: dict[int, set[int]] = defaultdict(set)
@@ -674,6 +695,26 @@ class Ingest:
                     {"ids": ids_json},
                 )
                 self.counters.conversations_removed += len(plan_r.delete)
+            for cid, group in plan_r.keep:
+                spans[chat_id].append((group.start_ns, group.end_ns, cid))
+            for cid, group in plan_r.grow:
+                # Older messages reached into it (or merged others into it): same id, new
+                # span; open again, with a timer, even if it was sealed.
+                conn.execute(
+                    "UPDATE conversations SET start_ns = :s, end_ns = :e, message_count = :n"
+                    " WHERE id = :id",
+                    {
+                        "s": group.start_ns,
+                        "e": group.end_ns,
+                        "n": len(group.message_ids),
+                        "id": cid,
+                    },
+                )
+                self._reopen(cid, chat_id)
+                assign.append((cid, group.message_ids))
+                open_convs[cid] = (chat_id, group.end_ns)
+                spans[chat_id].append((group.start_ns, group.end_ns, cid))
+                covered.append((chat_id, cid, group.start_ns - 1, group.end_ns))
             for group in plan_r.create:
                 create(chat_id, group)
         conn.executemany(
@@ -683,7 +724,64 @@ class Ingest:
         )
         for cid, (chat_id, end_ns) in open_convs.items():
             tracker.schedule(conn, cid, chat_id, end_ns)
+        assign.extend(self._place_events(spans, covered))
         return bool(open_convs), assign
+
+    def _reopen(self, conversation_id: int, chat_id: int) -> None:
+        """A message within 90 minutes of a sealed conversation joined it: reopen it (its
+        timer is set with the other open conversations')."""
+        if tracker.reopen(self.conn, conversation_id, chat_id) is not None:
+            self.counters.conversations_reopened += 1
+
+    def _place_events(
+        self,
+        spans: dict[int, list[tuple[int, int, int]]],
+        covered: list[tuple[int, int, int, int]],
+    ) -> list[tuple[int, list[int]]]:
+        """System events belong to the conversation whose span holds them, or to none: they
+        never open, extend or count in one. Runs once the plan's conversations exist.
+
+        Returns (conversation id, event ids) for this batch's events; events ingested earlier
+        that a conversation's span now reaches are attached here. A first load (nothing
+        before it, and no indexes) needs only the spans it just made.
+        """
+        conn = self.conn
+        earlier = self.first_new_id > 1
+        if earlier:
+            for chat_id, cid, after_ns, upto_ns in covered:
+                conn.execute(
+                    "UPDATE messages SET conversation_id = :cid WHERE chat_id = :c"
+                    " AND date_ns > :a AND date_ns <= :u AND kind <> 'message' AND id < :first",
+                    {
+                        "cid": cid,
+                        "c": chat_id,
+                        "a": after_ns,
+                        "u": upto_ns,
+                        "first": self.first_new_id,
+                    },
+                )
+        out: list[tuple[int, list[int]]] = []
+        for chat_id, events in self.new_events.items():
+            known = sorted(spans.get(chat_id, ()))
+            starts = [k[0] for k in known]
+            members: dict[int, list[int]] = defaultdict(list)
+            for date_ns, mid in events:
+                i = bisect.bisect_right(starts, date_ns) - 1
+                if i >= 0 and known[i][1] >= date_ns:
+                    members[known[i][2]].append(mid)
+                    continue
+                if not earlier:
+                    continue
+                # Spans do not overlap: only the latest one starting at or before it can hold it.
+                row = conn.execute(
+                    "SELECT id, end_ns FROM conversations WHERE chat_id = :c AND start_ns <= :d"
+                    " ORDER BY start_ns DESC, id DESC LIMIT 1",
+                    {"c": chat_id, "d": date_ns},
+                ).fetchone()
+                if row is not None and row[1] >= date_ns:
+                    members[row[0]].append(mid)
+            out.extend(members.items())
+        return out
 
     def _refresh_contact_counts(self) -> set[int]:
         """Recompute counts only for the contacts this batch touched (all, on a big load)."""

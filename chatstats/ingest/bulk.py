@@ -204,10 +204,12 @@ def load_messages(
     # insert). This read and the insert see the same snapshot of chat.db (this write
     # transaction's), so the k-th row read here is the row that gets id first + k.
     rowids: list[int] = []
-    chat_map, points = ingest.chat_map, ingest.new_points
+    chat_map, points, events = ingest.chat_map, ingest.new_points, ingest.new_events
+    # System events (item_type <> 0, as `kind` is derived) only join a conversation.
+    event = f"COALESCE({col('item_type')}, 0) <> 0"
     mid = first
-    for rowid, chat_rowid, date in conn.execute(
-        f"SELECT m.ROWID, j.chat_rowid, {date_ns} FROM src.message m"
+    for rowid, chat_rowid, date, is_event in conn.execute(
+        f"SELECT m.ROWID, j.chat_rowid, {date_ns}, {event} FROM src.message m"
         f" LEFT JOIN bulk_joins j ON j.message_id = m.ROWID WHERE {rows_where}"
         " ORDER BY m.ROWID",
         {"a": after, "u": upto},
@@ -215,7 +217,7 @@ def load_messages(
         rowids.append(rowid)
         chat_id = chat_map.get(chat_rowid)
         if chat_id is not None:
-            points[chat_id].append(Point(date, mid))
+            (events if is_event else points)[chat_id].append(Point(date, mid))
         mid += 1
     conversation_of = {
         rowids[m - first]: cid for cid, ids in ingest.assign_conversations_early() for m in ids

@@ -14,9 +14,17 @@ conversation open however late ingest sees it.
 Sealing one conversation is a single transaction: mark it sealed, drop its timer, append
 `conversation_sealed`, finalise its stats from its messages (the seeds' "ETL runs again"),
 append `conversation_ready_for_analysis`. A crash leaves all of that or none of it, and a
-sealed conversation is never sealed again, so every step is safe to retry.
+sealed conversation is not sealed again (unless reopened, below), so every step is safe to
+retry.
 
-Both events go on scope `chat:{chat_id}` only, stream `task_events:analysis` (the seeds'
+A message can still arrive after the seal dated within 90 minutes of the end (a phone that
+was offline, another device syncing late). Ingest decides by message times, as a fresh split
+would, so it joins the conversation, which is reopened (`reopen`): unsealed, its timer set
+again from its new end, and `conversation_reopened` appended. The analysis side marks the
+conversation's results stale on that event; the next seal announces
+`conversation_ready_for_analysis` again and the sealed passes run again.
+
+All three events go on scope `chat:{chat_id}` only, stream `task_events:analysis` (the seeds'
 catalogue puts per-chat facts there; `global` carries run progress). The analysis engine
 consumes `conversation_ready_for_analysis` by type; a second copy on `global` would make
 every consumer de-duplicate.
@@ -46,6 +54,7 @@ logger = log.get(__name__)
 
 SEALED = "conversation_sealed"
 READY = "conversation_ready_for_analysis"
+REOPENED = "conversation_reopened"
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -109,6 +118,38 @@ def schedule(
         {"cid": conversation_id, "chat": chat_id, "due": due_ns},
     )
     return due_ns
+
+
+def reopen(conn: sqlite3.Connection, conversation_id: int, chat_id: int) -> int | None:
+    """Unseal a conversation a late message joined; returns the `conversation_reopened`
+    event's id, or None when it was not sealed. The caller has already written the new
+    span and count, and sets the timer (`schedule`) from the new end."""
+    row = conn.execute(
+        "UPDATE conversations SET sealed = 0, sealed_at_ns = NULL WHERE id = :id AND sealed = 1"
+        " RETURNING end_ns, message_count",
+        {"id": conversation_id},
+    ).fetchone()
+    if row is None:
+        return None
+    end_ns, count = row
+    event = events.append(
+        conn,
+        scope=f"chat:{chat_id}",
+        type=REOPENED,
+        data={
+            "chat_id": chat_id,
+            "conversation_id": conversation_id,
+            "last_message_time": iso_time(end_ns),
+            "message_count": count,
+        },
+    )
+    logger.info(
+        "conversation_reopened",
+        chat_id=chat_id,
+        conversation_id=conversation_id,
+        message_count=count,
+    )
+    return event
 
 
 def ensure_timers(conn: sqlite3.Connection, *, gap_ns: int = GAP_NS) -> int:
@@ -175,13 +216,15 @@ def force_seal(conn: sqlite3.Connection, chat_id: int, now_ns: int) -> Sealed | 
 
 
 def finalize(conn: sqlite3.Connection, conversation_id: int) -> tuple[int, int, int] | None:
-    """Recompute start, end and count from the messages themselves; None when it has none.
+    """Recompute start, end and count from the messages themselves (system events inside
+    the span are not messages of it); None when it has none.
 
     Incremental appends keep these up to date as they go; this is the seeds' second ETL
     pass, which makes the sealed record exact whatever happened in between.
     """
     start_ns, end_ns, count = conn.execute(
-        "SELECT min(date_ns), max(date_ns), count(*) FROM messages WHERE conversation_id = :id",
+        "SELECT min(date_ns), max(date_ns), count(*) FROM messages"
+        " WHERE conversation_id = :id AND kind = 'message'",
         {"id": conversation_id},
     ).fetchone()
     if not count:
@@ -206,7 +249,8 @@ def _seal(
         return None
     chat_id = row[0]
     first_ns, last_ns, count = conn.execute(
-        "SELECT min(date_ns), max(date_ns), count(*) FROM messages WHERE conversation_id = :id",
+        "SELECT min(date_ns), max(date_ns), count(*) FROM messages"
+        " WHERE conversation_id = :id AND kind = 'message'",
         {"id": conversation_id},
     ).fetchone()
     if not count:
