@@ -780,9 +780,9 @@ def test_match_expression_quotes_every_term():
 async def test_limit_defaults_to_50(client, monkeypatch):
     seen: list[int] = []
 
-    async def spy(self, chat_id, limit, before_id):
+    async def spy(self, chat_id, limit, before_id, cursor):
         seen.append(limit)
-        return []
+        return service.Page([], None)
 
     monkeypatch.setattr(service.Library, "chat_messages", spy)
     await get(client, "/api/chats/1/messages")

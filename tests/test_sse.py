@@ -261,7 +261,7 @@ async def test_chat_stream_sends_a_bounded_initial_then_ready_updates_and_heartb
             assert (ready["event"], ready["data"]) == ("ready", {"chat_id": 1})
 
             await db.write(add_message, 61, 1, T0 + 61 * S)
-            (new,) = await Library(db).chat_messages(1, 1, None)
+            (new,) = (await Library(db).chat_messages(1, 1)).items
             assert app_state.hub.publish_messages(1, [new]) == 1
             app_state.hub.publish_messages(2, [{"id": 1003}])  # another chat: not here
             update = await events.next()
@@ -732,11 +732,11 @@ async def test_updates_already_covered_by_initial_are_dropped_but_changes_pass()
     hub = MessageHub()
     initial_items = [{"id": 5, "text": "five"}, {"id": 4, "text": "four"}]
 
-    async def initial() -> list[dict[str, Any]]:
+    async def initial() -> tuple[list[dict[str, Any]], str | None]:
         # Published between the subscription and the end of the read: id 5 is in `initial`
         # (so a repeat, even in another shape), id 6 is new.
         hub.publish_chats([{"id": 5, "text": "five", "shape": "other"}, {"id": 6, "text": "six"}])
-        return initial_items
+        return initial_items, None
 
     gen = live._follow(hub.subscribe_chats, initial, "chats", live.Chat, live.chat_json, {})
     with anyio.fail_after(5):
@@ -755,8 +755,8 @@ async def test_updates_already_covered_by_initial_are_dropped_but_changes_pass()
 async def test_a_client_whose_inbox_overflowed_gets_lagged_and_is_closed():
     hub = MessageHub(queue_size=2)
 
-    async def initial() -> list[dict[str, Any]]:
-        return []
+    async def initial() -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
 
     gen = live._follow(
         hub.subscribe_contacts, initial, "contacts", live.Contact, live.contact_json, {}

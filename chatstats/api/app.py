@@ -162,7 +162,11 @@ def _is_open(scope: Scope) -> bool:
 
 def _json_route(path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> Route:
     async def endpoint(request: Request) -> Response:
-        return json_response(await handler(request))
+        result = await handler(request)
+        if isinstance(result, imessage.Paged):
+            link = None if result.next_url is None else {"Link": f'<{result.next_url}>; rel="next"'}
+            return json_response(result.items, headers=link)
+        return json_response(result)
 
     return Route(path, endpoint, methods=list(methods), name=handler.__name__)
 

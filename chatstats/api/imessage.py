@@ -6,8 +6,11 @@ anything else is a 400 rather than a guess. An empty parameter counts as absent.
 
 Lists are newest first and page with `limit` (default 50, at most 500) and `before_id`, the id
 of the last item of the previous page, except a conversation's messages, which read oldest
-first like a transcript (see `conversation_messages`). Times are ISO 8601 UTC with six
-fractional digits and a `Z`.
+first like a transcript (see `conversation_messages`). A full page of a newest-first list
+also carries `Link: <…&cursor=…>; rel="next"`: following it walks the list as its first page
+saw it, each item exactly once even while live sync moves chats to the top (`before_id`
+reads where the named item stands now, so a moving item can be skipped or repeated; see
+`library.paging`). Times are ISO 8601 UTC with six fractional digits and a `Z`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +28,7 @@ from starlette.requests import Request
 from chatstats import __version__
 from chatstats.api import state
 from chatstats.errors import BadRequest, NotFound
-from chatstats.library.service import Chat, Contact, Conversation, Library, Message
+from chatstats.library.service import Chat, Contact, Conversation, Library, Message, Page
 from chatstats.library.store import MAX_ID
 
 DEFAULT_LIMIT = 50
@@ -68,8 +72,29 @@ def _path_id(request: Request) -> int:
     return value
 
 
+def _cursor(request: Request) -> str | None:
+    """The opaque `cursor` of a `Link: rel="next"` (checked by the library)."""
+    return request.query_params.get("cursor") or None
+
+
 def _library(request: Request) -> Library:
     return Library(state.of(request).db)
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """A page's JSON body and the relative URL of the page after it, for the `Link` header."""
+
+    items: list[dict[str, Any]]
+    next_url: str | None
+
+
+def _paged(request: Request, page: Page[Any], items: list[dict[str, Any]]) -> Paged:
+    """The same request with `cursor` in place of `before_id` (limit and filters kept)."""
+    if page.next is None:
+        return Paged(items, None)
+    url = request.url.remove_query_params("before_id").include_query_params(cursor=page.next)
+    return Paged(items, f"{url.path}?{url.query}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,36 +194,43 @@ def _sealer_status(sealer: Any) -> dict[str, Any] | None:
     }
 
 
-async def list_chats(request: Request) -> list[dict[str, Any]]:
+async def list_chats(request: Request) -> Paged:
     """Newest activity first; chats without messages last (by id, descending)."""
-    chats = await _library(request).chats(_limit(request), _query_int(request, "before_id"))
-    return [chat_json(c) for c in chats]
+    page = await _library(request).chats(
+        _limit(request), _query_int(request, "before_id"), _cursor(request)
+    )
+    return _paged(request, page, [chat_json(c) for c in page.items])
 
 
 async def get_chat(request: Request) -> dict[str, Any]:
     return chat_json(await _library(request).chat(_path_id(request)))
 
 
-async def chat_messages(request: Request) -> list[dict[str, Any]]:
+async def chat_messages(request: Request) -> Paged:
     """Newest first by (time, id)."""
-    messages = await _library(request).chat_messages(
-        _path_id(request), _limit(request), _query_int(request, "before_id")
+    page = await _library(request).chat_messages(
+        _path_id(request), _limit(request), _query_int(request, "before_id"), _cursor(request)
     )
-    return [message_json(m) for m in messages]
+    return _paged(request, page, [message_json(m) for m in page.items])
 
 
-async def list_contacts(request: Request) -> list[dict[str, Any]]:
+async def list_contacts(request: Request) -> Paged:
     """Most recently heard from first; contacts never messaged last (by id, descending)."""
-    contacts = await _library(request).contacts(_limit(request), _query_int(request, "before_id"))
-    return [contact_json(c) for c in contacts]
-
-
-async def list_conversations(request: Request) -> list[dict[str, Any]]:
-    """Newest start first, of one chat (`chat_id`) or of all."""
-    conversations = await _library(request).conversations(
-        _query_int(request, "chat_id"), _limit(request), _query_int(request, "before_id")
+    page = await _library(request).contacts(
+        _limit(request), _query_int(request, "before_id"), _cursor(request)
     )
-    return [conversation_json(c) for c in conversations]
+    return _paged(request, page, [contact_json(c) for c in page.items])
+
+
+async def list_conversations(request: Request) -> Paged:
+    """Newest start first, of one chat (`chat_id`) or of all."""
+    page = await _library(request).conversations(
+        _query_int(request, "chat_id"),
+        _limit(request),
+        _query_int(request, "before_id"),
+        _cursor(request),
+    )
+    return _paged(request, page, [conversation_json(c) for c in page.items])
 
 
 async def get_conversation(request: Request) -> dict[str, Any]:
@@ -218,16 +250,17 @@ async def conversation_messages(request: Request) -> list[dict[str, Any]]:
     return [message_json(m) for m in messages]
 
 
-async def search(request: Request) -> list[dict[str, Any]]:
+async def search(request: Request) -> Paged:
     """Messages containing every word of `q` (each taken literally), newest first; optional
-    `chat_id`, and `before_id` to read on."""
-    messages = await _library(request).search(
+    `chat_id`, and `before_id` (or the `Link` header's `cursor`) to read on."""
+    page = await _library(request).search(
         request.query_params.get("q", ""),
         _query_int(request, "chat_id"),
         _limit(request),
         _query_int(request, "before_id"),
+        _cursor(request),
     )
-    return [message_json(m) for m in messages]
+    return _paged(request, page, [message_json(m) for m in page.items])
 
 
 ROUTES = [

@@ -3,8 +3,9 @@
 Each stream subscribes to message_hub *before* reading its `initial` page, so nothing
 committed in between can fall into a gap; the price is that an update may repeat what
 `initial` already showed, and those repeats are dropped here (see `_Covered`). Unlike the
-seeds, `initial` is a bounded page, newest first (`limit`, `complete`): older history is
-paged over REST with `before_id`, and a chat of 100k messages no longer means a 50 MB event.
+seeds, `initial` is a bounded page, newest first (`limit`, `complete`, `next_cursor`): older
+history is paged over REST with `before_id` or, stable while the list moves, with
+`?cursor=<next_cursor>`, and a chat of 100k messages no longer means a 50 MB event.
 
 Events: `initial`, `ready`, then `update` per hub payload, `heartbeat` on the interval, and
 `error` (`{"code", "message"}`) before closing when something fails. A client that falls so
@@ -116,7 +117,7 @@ def _items(
 
 async def _follow(
     subscribe: Callable[[], Subscription],
-    initial: Callable[[], Awaitable[list[dict[str, Any]]]],
+    initial: Callable[[], Awaitable[tuple[list[dict[str, Any]], str | None]]],
     key: str,
     struct: type[msgspec.Struct],
     shape: Callable[[Any], dict[str, Any]],
@@ -124,9 +125,14 @@ async def _follow(
 ) -> AsyncIterator[ServerSentEvent]:
     ids = itertools.count(1)
     with subscribe() as sub:  # first, so nothing committed during the read is missed
-        items = await initial()
+        items, next_cursor = await initial()
         covered = _Covered(items, sub.enqueued)
-        page = {key: items, "limit": INITIAL_LIMIT, "complete": len(items) < INITIAL_LIMIT}
+        page = {
+            key: items,
+            "limit": INITIAL_LIMIT,
+            "complete": len(items) < INITIAL_LIMIT,
+            "next_cursor": next_cursor,
+        }
         yield ServerSentEvent(id=next(ids), event="initial", data={**extra, **page})
         yield ServerSentEvent(id=next(ids), event="ready", data=extra)
         async for payload in sub:
@@ -151,8 +157,9 @@ async def chat_messages(request: Request) -> EventSourceResponse:
     library = Library(app_state.db)
     await library.chat(chat_id)  # NotFound → 404
 
-    async def newest() -> list[dict[str, Any]]:
-        return [message_json(m) for m in await library.chat_messages(chat_id, INITIAL_LIMIT, None)]
+    async def newest() -> tuple[list[dict[str, Any]], str | None]:
+        page = await library.chat_messages(chat_id, INITIAL_LIMIT)
+        return [message_json(m) for m in page.items], page.next
 
     return event_stream(
         request,
@@ -172,8 +179,9 @@ async def chats(request: Request) -> EventSourceResponse:
     app_state = state.of(request)
     library = Library(app_state.db)
 
-    async def first_page() -> list[dict[str, Any]]:
-        return [chat_json(c) for c in await library.chats(INITIAL_LIMIT, None)]
+    async def first_page() -> tuple[list[dict[str, Any]], str | None]:
+        page = await library.chats(INITIAL_LIMIT)
+        return [chat_json(c) for c in page.items], page.next
 
     return event_stream(
         request,
@@ -186,8 +194,9 @@ async def contacts(request: Request) -> EventSourceResponse:
     app_state = state.of(request)
     library = Library(app_state.db)
 
-    async def first_page() -> list[dict[str, Any]]:
-        return [contact_json(c) for c in await library.contacts(INITIAL_LIMIT, None)]
+    async def first_page() -> tuple[list[dict[str, Any]], str | None]:
+        page = await library.contacts(INITIAL_LIMIT)
+        return [contact_json(c) for c in page.items], page.next
 
     return event_stream(
         request,

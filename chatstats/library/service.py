@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from chatstats.db import Database
 from chatstats.errors import BadRequest, NotFound
-from chatstats.library import store
+from chatstats.library import paging, store
+from chatstats.library.paging import Keyset, Snapshot
+
+T = TypeVar("T")
 
 # Longest search text accepted: far beyond anything typed, short enough that the FTS5
 # expression built from it stays small.
@@ -90,6 +94,15 @@ class Conversation(msgspec.Struct, frozen=True):
     sealed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list and the cursor of the page after it (None: this one was not full,
+    so nothing follows)."""
+
+    items: list[T]
+    next: str | None
+
+
 class Counts(msgspec.Struct, frozen=True):
     chats: int
     messages: int
@@ -138,22 +151,38 @@ class Library:
     async def last_import_summary(self) -> Any:
         return await self._db.read(_last_import_summary)
 
-    async def chats(self, limit: int, before_id: int | None) -> list[Chat]:
-        return await self._db.read(_chats, limit, before_id)
+    async def chats(
+        self, limit: int, before_id: int | None = None, cursor: str | None = None
+    ) -> Page[Chat]:
+        """Newest activity first. `before_id` continues after a chat where it stands now;
+        `cursor` (a page's `next`) continues the walk where its first page saw the list."""
+        after = _position(before_id, cursor, "chats")
+        return await self._db.read(_chats, limit, before_id, after)
 
     async def chat(self, chat_id: int) -> Chat:
         return await self._db.read(_chat, chat_id)
 
-    async def chat_messages(self, chat_id: int, limit: int, before_id: int | None) -> list[Message]:
-        return await self._db.read(_chat_messages, chat_id, limit, before_id)
+    async def chat_messages(
+        self, chat_id: int, limit: int, before_id: int | None = None, cursor: str | None = None
+    ) -> Page[Message]:
+        after = _position(before_id, cursor, f"chat:{chat_id}:messages")
+        return await self._db.read(_chat_messages, chat_id, limit, before_id, after)
 
-    async def contacts(self, limit: int, before_id: int | None) -> list[Contact]:
-        return await self._db.read(_contacts, limit, before_id)
+    async def contacts(
+        self, limit: int, before_id: int | None = None, cursor: str | None = None
+    ) -> Page[Contact]:
+        after = _position(before_id, cursor, "contacts")
+        return await self._db.read(_contacts, limit, before_id, after)
 
     async def conversations(
-        self, chat_id: int | None, limit: int, before_id: int | None
-    ) -> list[Conversation]:
-        return await self._db.read(_conversations, chat_id, limit, before_id)
+        self,
+        chat_id: int | None,
+        limit: int,
+        before_id: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Conversation]:
+        after = _position(before_id, cursor, _conversations_list(chat_id))
+        return await self._db.read(_conversations, chat_id, limit, before_id, after)
 
     async def conversation(self, conversation_id: int) -> Conversation:
         return await self._db.read(_conversation, conversation_id)
@@ -181,15 +210,47 @@ class Library:
         return await self._db.read(_changes, message_ids, chat_ids, contact_ids)
 
     async def search(
-        self, text: str, chat_id: int | None, limit: int, before_id: int | None
-    ) -> list[Message]:
+        self,
+        text: str,
+        chat_id: int | None,
+        limit: int,
+        before_id: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Message]:
         """Messages containing every word of `text`, newest first."""
         match = store.match_expression(search_terms(text))
-        return await self._db.read(_search, match, chat_id, limit, before_id)
+        after = _position(before_id, cursor, "search")
+        return await self._db.read(_search, match, chat_id, limit, before_id, after)
+
+
+def _position(before_id: int | None, cursor: str | None, list_name: str) -> Keyset | None:
+    if cursor is None:
+        return None
+    if before_id is not None:
+        raise BadRequest("give before_id or cursor, not both")
+    return paging.decode(cursor, list_name)
+
+
+def _conversations_list(chat_id: int | None) -> str:
+    return "conversations" if chat_id is None else f"chat:{chat_id}:conversations"
+
+
+def _next(
+    items: list[Any],
+    limit: int,
+    list_name: str,
+    last_ns: int | None,
+    snapshot: Snapshot | None = None,
+) -> str | None:
+    """The cursor after a full page's last item (`last_ns`: its sort time as served)."""
+    if not items or len(items) < limit:
+        return None
+    return paging.encode(Keyset(list_name, last_ns, items[-1].id, snapshot))
 
 
 # ---------------------------------------------------------------------------------------------
-# Units of read work, each run on a reader connection in a worker thread.
+# Units of read work, each run on a reader connection in a worker thread. Those that run
+# several statements for one answer open one read transaction, so all see the same commit.
 
 
 def _counts(conn: sqlite3.Connection) -> Counts:
@@ -234,14 +295,30 @@ def _build_chats(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Chat
     return chats
 
 
-def _chats(conn: sqlite3.Connection, limit: int, before_id: int | None) -> list[Chat]:
-    cursor = None
+def _chats(
+    conn: sqlite3.Connection, limit: int, before_id: int | None, after: Keyset | None
+) -> Page[Chat]:
+    conn.execute("BEGIN")
+    snapshot, cursor = _snapshot_and_cursor(conn, "chats", after)
     if before_id is not None:
         row = store.chat(conn, before_id)
         if row is None:
             raise BadRequest("before_id does not name a chat")
         cursor = (row["last_message_ns"], row["id"])
-    return _build_chats(conn, store.recent_chats(conn, limit, cursor))
+    keyed = store.recent_chats(conn, limit, cursor, (snapshot.messages, snapshot.rows))
+    chats = _build_chats(conn, [row for _ns, row in keyed])
+    return Page(chats, _next(chats, limit, "chats", keyed[-1][0] if keyed else None, snapshot))
+
+
+def _snapshot_and_cursor(
+    conn: sqlite3.Connection, table: str, after: Keyset | None
+) -> tuple[Snapshot, tuple[int | None, int] | None]:
+    """The walk's snapshot (taken now on its first page) and where this page starts."""
+    if after is None:
+        return Snapshot(*store.snapshot(conn, table)), None
+    if after.snapshot is None:
+        raise BadRequest("cursor is not one this list handed out")
+    return after.snapshot, (after.ns, after.id)
 
 
 def _chat(conn: sqlite3.Connection, chat_id: int) -> Chat:
@@ -312,25 +389,47 @@ def _message_cursor(
     return (row["date_ns"], row["id"])
 
 
+def _dated_cursor(after: Keyset | None) -> tuple[int, int] | None:
+    """(time, id) of a cursor on a list whose items always have a time."""
+    if after is None:
+        return None
+    if after.ns is None:
+        raise BadRequest("cursor is not one this list handed out")
+    return (after.ns, after.id)
+
+
 def _chat_messages(
-    conn: sqlite3.Connection, chat_id: int, limit: int, before_id: int | None
-) -> list[Message]:
+    conn: sqlite3.Connection,
+    chat_id: int,
+    limit: int,
+    before_id: int | None,
+    after: Keyset | None,
+) -> Page[Message]:
+    conn.execute("BEGIN")
     if not store.chat_exists(conn, chat_id):
         raise NotFound(f"no chat {chat_id}")
-    cursor = None
+    cursor = _dated_cursor(after)
     if before_id is not None:
         cursor = _message_cursor(conn, before_id, "chat_id", chat_id, "before_id")
-    return _build_messages(conn, store.chat_messages(conn, chat_id, limit, cursor))
+    messages = _build_messages(conn, store.chat_messages(conn, chat_id, limit, cursor))
+    last_ns = messages[-1].date_ns if messages else None
+    return Page(messages, _next(messages, limit, f"chat:{chat_id}:messages", last_ns))
 
 
-def _contacts(conn: sqlite3.Connection, limit: int, before_id: int | None) -> list[Contact]:
-    cursor = None
+def _contacts(
+    conn: sqlite3.Connection, limit: int, before_id: int | None, after: Keyset | None
+) -> Page[Contact]:
+    conn.execute("BEGIN")
+    snapshot, cursor = _snapshot_and_cursor(conn, "contacts", after)
     if before_id is not None:
         row = store.contact_cursor(conn, before_id)
         if row is None:
             raise BadRequest("before_id does not name a contact")
         cursor = (row["last_message_ns"], row["id"])
-    return _build_contacts(conn, store.recent_contacts(conn, limit, cursor))
+    keyed = store.recent_contacts(conn, limit, cursor, (snapshot.messages, snapshot.rows))
+    contacts = _build_contacts(conn, [row for _ns, row in keyed])
+    last_ns = keyed[-1][0] if keyed else None
+    return Page(contacts, _next(contacts, limit, "contacts", last_ns, snapshot))
 
 
 def _build_contacts(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Contact]:
@@ -374,17 +473,25 @@ def _to_conversation(r: sqlite3.Row) -> Conversation:
 
 
 def _conversations(
-    conn: sqlite3.Connection, chat_id: int | None, limit: int, before_id: int | None
-) -> list[Conversation]:
+    conn: sqlite3.Connection,
+    chat_id: int | None,
+    limit: int,
+    before_id: int | None,
+    after: Keyset | None,
+) -> Page[Conversation]:
+    conn.execute("BEGIN")
     if chat_id is not None and not store.chat_exists(conn, chat_id):
         raise NotFound(f"no chat {chat_id}")
-    cursor = None
+    cursor = _dated_cursor(after)
     if before_id is not None:
         row = store.conversation(conn, before_id)
         if row is None or (chat_id is not None and row["chat_id"] != chat_id):
             raise BadRequest("before_id does not name a conversation of this list")
         cursor = (row["start_ns"], row["id"])
-    return [_to_conversation(r) for r in store.recent_conversations(conn, chat_id, limit, cursor)]
+    rows = store.recent_conversations(conn, chat_id, limit, cursor)
+    found = [_to_conversation(r) for r in rows]
+    last_ns = found[-1].start_ns if found else None
+    return Page(found, _next(found, limit, _conversations_list(chat_id), last_ns))
 
 
 def _conversation(conn: sqlite3.Connection, conversation_id: int) -> Conversation:
@@ -417,14 +524,22 @@ def _conversation_messages(
 
 
 def _search(
-    conn: sqlite3.Connection, match: str, chat_id: int | None, limit: int, before_id: int | None
-) -> list[Message]:
+    conn: sqlite3.Connection,
+    match: str,
+    chat_id: int | None,
+    limit: int,
+    before_id: int | None,
+    after: Keyset | None,
+) -> Page[Message]:
+    conn.execute("BEGIN")
     if chat_id is not None and not store.chat_exists(conn, chat_id):
         raise NotFound(f"no chat {chat_id}")
-    cursor = None
+    cursor = _dated_cursor(after)
     if before_id is not None:
         row = store.message_position(conn, before_id)
         if row is None:
             raise BadRequest("before_id does not name a message")
         cursor = (row["date_ns"], row["id"])
-    return _build_messages(conn, store.search_messages(conn, match, chat_id, limit, cursor))
+    found = _build_messages(conn, store.search_messages(conn, match, chat_id, limit, cursor))
+    last_ns = found[-1].date_ns if found else None
+    return Page(found, _next(found, limit, "search", last_ns))

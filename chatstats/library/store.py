@@ -67,41 +67,106 @@ def last_import_summary(conn: sqlite3.Connection) -> str | None:
 # Rows with a time come first, newest first, then rows without one by id descending. The two
 # parts are separate statements so each can walk its index; a cursor on a dated row continues
 # in the dated part and spills into the undated part when that runs out.
+#
+# A page read as of a snapshot (see library.paging) leaves out rows created since (id above
+# the snapshot's) and rows whose time moved since ("moved": touched by a message newer than
+# the snapshot's); each moved row is merged back in at the time it had then. Moved rows are
+# the few touched between two pages, so this costs a handful of indexed lookups.
 
 
 class _NewestFirst:
-    def __init__(self, columns: str, table: str) -> None:
+    def __init__(self, columns: str, table: str, moved_sql: str) -> None:
+        """`moved_sql` gives (id, time, ...) of the rows a message newer than the snapshot
+        touched; the row's time then is the latest of the times (NULL: none)."""
         order = "ORDER BY last_message_ns DESC, id DESC LIMIT :limit"
+        # `+id`: the bound is a filter, never a reason to walk the primary key instead.
+        kept = "+id <= :rows AND id NOT IN (SELECT value FROM json_each(:moved))"
         self.dated_first = (
-            f"SELECT {columns} FROM {table} WHERE last_message_ns IS NOT NULL {order}"
+            f"SELECT {columns} FROM {table} WHERE last_message_ns IS NOT NULL AND {kept} {order}"
         )
         self.dated_after = (
             f"SELECT {columns} FROM {table} WHERE last_message_ns IS NOT NULL"
-            f" AND (last_message_ns, id) < (:ns, :id) {order}"
+            f" AND (last_message_ns, id) < (:ns, :id) AND {kept} {order}"
         )
         self.undated = (
             f"SELECT {columns} FROM {table} WHERE last_message_ns IS NULL AND id < :id"
-            " ORDER BY id DESC LIMIT :limit"
+            f" AND {kept} ORDER BY id DESC LIMIT :limit"
         )
+        self.by_ids = (
+            f"SELECT {columns} FROM {table} WHERE id IN (SELECT value FROM json_each(:ids))"
+        )
+        self.moved_sql = moved_sql
 
     def page(
         self,
         conn: sqlite3.Connection,
         limit: int,
         cursor: tuple[int | None, int] | None,
-    ) -> list[sqlite3.Row]:
-        """`cursor` is (last_message_ns, id) of the previous page's last row, or None."""
-        rows: list[sqlite3.Row] = []
+        snapshot: tuple[int, int] | None = None,
+    ) -> list[tuple[int | None, sqlite3.Row]]:
+        """(sort time, row) of one page, the time being the one the row had in `snapshot`.
+
+        `cursor` is (time, id) of the previous page's last row, or None; `snapshot` is
+        (newest message id, newest row id) as the walk's first page saw them, or None for the
+        list as it is now.
+        """
+        then: dict[int, int | None] = {}
+        rows_max = MAX_ID
+        if snapshot is not None:
+            rows_max = snapshot[1]
+            params = {"messages": snapshot[0], "rows": rows_max}
+            for row_id, *times in _all(conn, self.moved_sql, params):
+                known = [t for t in times if t is not None]
+                then[row_id] = max(known) if known else None
+        moved: list[sqlite3.Row] = []
+        if then:
+            moved = _all(conn, self.by_ids, {"ids": _ids(then)})
+        kept = {"rows": rows_max, "moved": _ids(then), "limit": limit}
+
+        def before(ns: int | None, row_id: int) -> bool:
+            """Whether (ns, id) sorts after the cursor (dated before undated, newest first)."""
+            if cursor is None:
+                return True
+            if cursor[0] is None:
+                return ns is None and row_id < cursor[1]
+            return ns is None or (ns, row_id) < (cursor[0], cursor[1])
+
+        extra = [(then[r["id"]], r) for r in moved if before(then[r["id"]], r["id"])]
+        out: list[tuple[int | None, sqlite3.Row]] = []
         undated_below = MAX_ID
-        if cursor is None:
-            rows = _all(conn, self.dated_first, {"limit": limit})
-        elif cursor[0] is not None:
-            rows = _all(conn, self.dated_after, {"ns": cursor[0], "id": cursor[1], "limit": limit})
+        if cursor is None or cursor[0] is not None:
+            if cursor is None:
+                rows = _all(conn, self.dated_first, kept)
+            else:
+                rows = _all(conn, self.dated_after, {**kept, "ns": cursor[0], "id": cursor[1]})
+            dated = [(r["last_message_ns"], r) for r in rows]
+            dated += [(ns, r) for ns, r in extra if ns is not None]
+            dated.sort(key=lambda pair: (pair[0], pair[1]["id"]), reverse=True)
+            out = dated[:limit]
         else:
             undated_below = cursor[1]
-        if len(rows) < limit:
-            rows += _all(conn, self.undated, {"id": undated_below, "limit": limit - len(rows)})
-        return rows
+        if len(out) < limit:
+            rows = _all(
+                conn, self.undated, {**kept, "id": undated_below, "limit": limit - len(out)}
+            )
+            undated = [(None, r) for r in rows] + [(ns, r) for ns, r in extra if ns is None]
+            undated.sort(key=lambda pair: pair[1]["id"], reverse=True)
+            out += undated[: limit - len(out)]
+        return out
+
+
+_SNAPSHOT = {
+    table: "SELECT (SELECT coalesce(max(id), 0) FROM messages),"
+    f" (SELECT coalesce(max(id), 0) FROM {table})"
+    for table in ("chats", "contacts")
+}
+
+
+def snapshot(conn: sqlite3.Connection, table: str) -> tuple[int, int]:
+    """(newest message id, newest row id of `table`): what a walk's first page saw."""
+    row = _one(conn, _SNAPSHOT[table], {})
+    assert row is not None
+    return (row[0], row[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,13 +175,24 @@ class _NewestFirst:
 _CHAT_COLUMNS = (
     "id, guid, chat_identifier, service, display_name, is_group, message_count, last_message_ns"
 )
-_CHATS = _NewestFirst(_CHAT_COLUMNS, "chats")
+# Chats a message newer than the snapshot touched, with the time of their newest message then
+# (the index on (chat_id, date_ns, id) is walked from the top until an old enough id).
+_CHATS_MOVED = (
+    "SELECT c.id, (SELECT m.date_ns FROM messages m WHERE m.chat_id = c.id AND m.id <= :messages"
+    " ORDER BY m.date_ns DESC, m.id DESC LIMIT 1) AS ns"
+    " FROM chats c WHERE c.id <= :rows"
+    " AND c.id IN (SELECT chat_id FROM messages WHERE id > :messages)"
+)
+_CHATS = _NewestFirst(_CHAT_COLUMNS, "chats", _CHATS_MOVED)
 
 
 def recent_chats(
-    conn: sqlite3.Connection, limit: int, cursor: tuple[int | None, int] | None
-) -> list[sqlite3.Row]:
-    return _CHATS.page(conn, limit, cursor)
+    conn: sqlite3.Connection,
+    limit: int,
+    cursor: tuple[int | None, int] | None,
+    snapshot: tuple[int, int] | None = None,
+) -> list[tuple[int | None, sqlite3.Row]]:
+    return _CHATS.page(conn, limit, cursor, snapshot)
 
 
 def chat(conn: sqlite3.Connection, chat_id: int) -> sqlite3.Row | None:
@@ -313,13 +389,41 @@ def search_messages(
 # Contacts
 
 _CONTACT_COLUMNS = "id, name, message_count, last_message_ns"
-_CONTACTS = _NewestFirst(_CONTACT_COLUMNS, "contacts")
+# Contacts a message newer than the snapshot touched (theirs, or mine in a 1:1 chat with
+# them: what `ingest.batch.refresh_contacts` counts), with their latest such time then.
+_CONTACT_LAST_THEIRS = (
+    "SELECT max((SELECT m.date_ns FROM messages m WHERE m.handle_id = h.id"
+    " AND m.is_from_me = 0 AND m.chat_id IS NOT NULL AND m.id <= :messages"
+    " ORDER BY m.date_ns DESC LIMIT 1)) FROM handles h WHERE h.contact_id = k.id"
+)
+# Per 1:1 chat, the index on (chat_id, date_ns, id) is walked from the top to my newest.
+_CONTACT_LAST_MINE = (
+    "SELECT max((SELECT m.date_ns FROM messages m WHERE m.chat_id = c.id AND m.is_from_me = 1"
+    " AND m.id <= :messages ORDER BY m.date_ns DESC, m.id DESC LIMIT 1))"
+    " FROM handles h JOIN chat_participants p ON p.handle_id = h.id"
+    " JOIN chats c ON c.id = p.chat_id AND c.is_group = 0 WHERE h.contact_id = k.id"
+)
+_CONTACTS_MOVED = (
+    "WITH moved(id) AS ("
+    " SELECT h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+    " WHERE m.id > :messages AND m.is_from_me = 0 AND m.chat_id IS NOT NULL"
+    " UNION SELECT h.contact_id FROM messages m"
+    " JOIN chats c ON c.id = m.chat_id AND c.is_group = 0"
+    " JOIN chat_participants p ON p.chat_id = c.id JOIN handles h ON h.id = p.handle_id"
+    " WHERE m.id > :messages AND m.is_from_me = 1)"
+    f" SELECT k.id, ({_CONTACT_LAST_THEIRS}), ({_CONTACT_LAST_MINE})"
+    " FROM contacts k WHERE k.id <= :rows AND k.id IN (SELECT id FROM moved)"
+)
+_CONTACTS = _NewestFirst(_CONTACT_COLUMNS, "contacts", _CONTACTS_MOVED)
 
 
 def recent_contacts(
-    conn: sqlite3.Connection, limit: int, cursor: tuple[int | None, int] | None
-) -> list[sqlite3.Row]:
-    return _CONTACTS.page(conn, limit, cursor)
+    conn: sqlite3.Connection,
+    limit: int,
+    cursor: tuple[int | None, int] | None,
+    snapshot: tuple[int, int] | None = None,
+) -> list[tuple[int | None, sqlite3.Row]]:
+    return _CONTACTS.page(conn, limit, cursor, snapshot)
 
 
 def contact_cursor(conn: sqlite3.Connection, contact_id: int) -> sqlite3.Row | None:
