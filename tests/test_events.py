@@ -14,7 +14,7 @@ import pytest
 
 from chatstats.db import Database, connect
 from chatstats.events import bus as bus_module
-from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus, append, trim
+from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus, Reset, append, trim
 
 pytestmark = pytest.mark.anyio
 
@@ -246,6 +246,38 @@ async def test_trim_keeps_the_newest(db, bus):
     assert await bus.first_id() == ids[-4]
     # Ids keep growing after a trim (AUTOINCREMENT never reuses one).
     assert await bus.publish("global", "e", {}) == ids[-1] + 1
+
+
+async def test_a_follower_that_falls_behind_a_trim_is_told_then_goes_on_from_the_start(db, bus):
+    ids = [await bus.publish("global", "e", {"n": n}) for n in range(10)]
+    got: list[Any] = []
+    with anyio.fail_after(5):
+        follower = bus.follow(0, limit=2)
+        got += [await anext(follower), await anext(follower)]
+        await db.write(trim, 3)  # while the follower is at ids[1]
+        got += [await anext(follower) for _ in range(4)]
+        await follower.aclose()
+    assert [e.id for e in got[:2]] == ids[:2]
+    assert got[2] == Reset(requested_id=ids[1], first_id=ids[-3])
+    assert [e.id for e in got[3:]] == ids[-3:]
+
+
+async def test_follow_resets_a_position_past_every_id_given_even_on_an_empty_log(db, bus):
+    with anyio.fail_after(5):
+        follower = bus.follow(7)
+        assert await anext(follower) == Reset(requested_id=7, first_id=1)
+        first = await bus.publish("global", "e", {})
+        assert (await anext(follower)).id == first == 1
+        await follower.aclose()
+    await db.write(trim, 0)  # everything trimmed: the log will start at the next id
+    with anyio.fail_after(5):
+        follower = bus.follow(1)
+        later = await bus.publish("global", "e", {})
+        assert (await anext(follower)).id == later  # nothing lost: 1 was the last one
+        await follower.aclose()
+        follower = bus.follow(0)
+        assert (await anext(follower)).id == later
+        await follower.aclose()
 
 
 async def test_append_trims_every_so_often(db, bus, monkeypatch):

@@ -26,6 +26,7 @@ from chatstats.config import Settings
 from chatstats.daemon import http_server, open_listener
 from chatstats.db import Database
 from chatstats.errors import NotFound
+from chatstats.events import bus as bus_module
 from chatstats.events.bus import EventBus
 from chatstats.events.hub import MessageHub
 from chatstats.library.service import Library
@@ -504,6 +505,83 @@ async def test_a_named_stream_starts_from_the_oldest_kept_event(app_state):
                 d = await events.next()
     assert [int(e["id"]) for e in (a, b, c, d)] == [first, second, second, third]
     assert (a["event"], b["event"]) == ("custom_a", "custom_b")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/analysis/streaming/queue/stream",
+        "/api/analysis/streaming/queue/stream?scope=chat:1",
+        "/api/analysis/streaming/redis_stream/task_events:analysis",
+    ],
+)
+async def test_a_client_resuming_after_a_trim_is_told_then_reads_from_the_start(app_state, url):
+    """The log was trimmed past the client's Last-Event-ID while it was away: it gets
+    `reset {requested_id, first_id}` first, then every kept event from the start, in order;
+    reconnecting with the reset's id resumes from there without a second reset."""
+    bus = app_state.bus
+    ids = [await bus.publish("chat:1", "tick", {"n": n}) for n in range(30)]
+    with anyio.fail_after(10):
+        async with serving(app_state) as client:
+            async with stream(client, f"{url}{'&' if '?' in url else '?'}start_id=0") as events:
+                seen = [int((await events.next())["id"]) for _ in range(5)]
+            assert seen == ids[:5]
+            await app_state.db.write(bus_module.trim, 10)
+            kept = ids[-10:]
+            async with stream(client, url, headers={"Last-Event-ID": str(seen[-1])}) as events:
+                reset = await events.next()
+                after = [await events.next() for _ in kept]
+                newer = await bus.publish("chat:1", "tick", {"n": 30})
+                latest = await events.next()
+            assert (reset["event"], reset["data"]) == (
+                "reset",
+                {"requested_id": ids[4], "first_id": kept[0]},
+            )
+            assert reset["id"] == str(kept[0] - 1)
+            for ev in after:
+                check_event_shape(ev)
+            assert [int(ev["id"]) for ev in after] == kept
+            assert int(latest["id"]) == newer
+            async with stream(client, url, headers={"Last-Event-ID": reset["id"]}) as events:
+                again = await events.next()
+    assert int(again["id"]) == kept[0] and again["event"] == "tick"
+
+
+async def test_a_position_this_log_never_gave_is_reset_to_its_start(app_state):
+    """A Last-Event-ID from another data directory: waiting for ids to reach it would skip
+    every event until then."""
+    bus = app_state.bus
+    ids = [await bus.publish("global", "tick", {"n": n}) for n in range(3)]
+    url = "/api/analysis/streaming/queue/stream"
+    with anyio.fail_after(10):
+        async with (
+            serving(app_state) as client,
+            stream(client, url, headers={"Last-Event-ID": str(ids[-1] + 500)}) as events,
+        ):
+            reset = await events.next()
+            rest = [int((await events.next())["id"]) for _ in ids]
+    assert (reset["event"], reset["data"]) == (
+        "reset",
+        {"requested_id": ids[-1] + 500, "first_id": ids[0]},
+    )
+    assert rest == ids
+
+
+async def test_a_current_position_is_never_reset(app_state):
+    bus = app_state.bus
+    ids = [await bus.publish("global", "tick", {"n": n}) for n in range(6)]
+    await app_state.db.write(bus_module.trim, 3)  # the log starts at ids[3]
+    url = "/api/analysis/streaming/queue/stream"
+    with anyio.fail_after(10):
+        async with serving(app_state) as client:
+            for start, expected in [("0", ids[3]), (str(ids[2]), ids[3]), (str(ids[3]), ids[4])]:
+                async with stream(client, f"{url}?start_id={start}") as events:
+                    first = await events.next()
+                assert (first["event"], int(first["id"])) == ("tick", expected), start
+            async with stream(client, f"{url}?start_id={ids[-1]}") as events:
+                await anyio.sleep(0.1)
+                newer = await bus.publish("global", "tick", {})
+                assert int((await events.next())["id"]) == newer
 
 
 async def test_bad_stream_parameters_are_400(app_state):

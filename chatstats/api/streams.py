@@ -4,7 +4,11 @@ EventBus streams are resumable: every event goes out with `id: <event id>` and
 `event: <type>`, and a client that reconnects with `Last-Event-ID` (or `start_id`) continues
 strictly after that id. Ids become visible in commit order (see `events.bus`), so the
 resumed stream has neither a gap nor a repeat. `Last-Event-ID` wins over `start_id`,
-because it is what the client last actually received.
+because it is what the client last actually received. When the log has been trimmed past
+that id (it keeps the newest 200k events), or the id is not one this log ever gave (a
+replaced data directory), the stream says so instead of skipping ahead: it sends
+`event: reset` with `{"requested_id", "first_id"}` (where the log now starts) and goes on
+from the oldest event kept. A reader that falls behind a trim mid-stream is told the same.
 
 Start points: the queue stream starts at "now" unless told otherwise (the seeds' `$`); the
 generic stream starts at the beginning of what is kept (the seeds' `0`). Filtering by scope
@@ -27,9 +31,10 @@ from chatstats.api.imessage import iso_time
 from chatstats.api.live import event_stream
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, open_streams, utc_now_iso
 from chatstats.errors import BadRequest
-from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus
+from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus, Reset
 from chatstats.library.store import MAX_ID
 
+RESET_EVENT = "reset"
 MAX_PARAM_CHARS = 200
 MAX_SCOPES = 50
 READ_BATCH = 500
@@ -121,14 +126,24 @@ async def follow_events(
     scopes: list[str] | None,
     run_id: str | None,
 ) -> AsyncIterator[ServerSentEvent]:
-    while True:
-        events = await bus.read(
-            after_id, stream=stream, scopes=scopes, run_id=run_id, limit=READ_BATCH
-        )
-        for e in events:
-            yield ServerSentEvent(id=e.id, event=e.type, data=event_json(e))
-        if events:
-            after_id = events[-1].id
+    """The log's events as SSE; a `reset` event where the position reached is gone."""
+    async for item in bus.follow(
+        after_id, stream=stream, scopes=scopes, run_id=run_id, limit=READ_BATCH
+    ):
+        if isinstance(item, Reset):
+            yield reset_event(item)
+        else:
+            yield ServerSentEvent(id=item.id, event=item.type, data=event_json(item))
+
+
+def reset_event(reset: Reset) -> ServerSentEvent:
+    """`reset {requested_id, first_id}`. Its `id:` is the position just before the log's
+    start, so a client that reconnects after it resumes there and is not told again."""
+    return ServerSentEvent(
+        id=reset.first_id - 1,
+        event=RESET_EVENT,
+        data={"requested_id": reset.requested_id, "first_id": reset.first_id},
+    )
 
 
 async def _bus_stream(

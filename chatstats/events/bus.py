@@ -10,6 +10,11 @@ Readers block on an in-process wake-up that the writer side sets after it commit
 (`notify`). A slow fallback poll also catches commits made by other processes (a CLI
 command appending events while the daemon runs), which no in-process signal can see.
 
+The log is trimmed to its newest MAX_EVENTS, so a reader that resumes after an id it was
+given long ago may find that the events after it are gone. `EventBus.follow` never skips
+such a hole silently: it yields a `Reset` (the position asked for and where the log now
+starts) and carries on from the start of what is kept.
+
 Events hold ids and counts only, never message text or names, so they are safe to keep.
 """
 
@@ -20,7 +25,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -49,6 +54,14 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str | None
     data: dict[str, Any]
     created_ns: int
+
+
+class Reset(msgspec.Struct, frozen=True, kw_only=True):
+    """The events after `requested_id` are no longer in the log (trimmed, or the position
+    was never one of this log's: a replaced data directory); it now starts at `first_id`."""
+
+    requested_id: int
+    first_id: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +153,23 @@ def _select_sql(by_stream: bool, by_scope: bool, by_run: bool) -> str:
     )
 
 
+def lost_position(conn: sqlite3.Connection, after_id: int) -> Reset | None:
+    """Whether a reader resuming after `after_id` has lost events: those after it were
+    trimmed, or `after_id` is past every id this log ever gave. 0 ("all that is kept") never
+    loses anything. Two index lookups: the oldest rowid and the AUTOINCREMENT counter."""
+    if after_id <= 0:
+        return None
+    row = conn.execute(
+        "SELECT (SELECT min(id) FROM events),"
+        " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
+    ).fetchone()
+    oldest, assigned = row[0], int(row[1])
+    first = int(oldest) if oldest is not None else assigned + 1
+    if after_id < first - 1 or after_id > assigned:
+        return Reset(requested_id=after_id, first_id=first)
+    return None
+
+
 def select_events(
     conn: sqlite3.Connection,
     after_id: int,
@@ -147,8 +177,10 @@ def select_events(
     scopes: list[str] | None,
     run_id: str | None,
     limit: int,
-) -> tuple[list[Event], int]:
-    """Matching events after `after_id`, and the newest id in the same snapshot.
+    check_position: bool = False,
+) -> tuple[list[Event], int, Reset | None]:
+    """Matching events after `after_id`, the newest id in the same snapshot, and (when asked)
+    whether the events after `after_id` are gone, in which case nothing is read.
 
     The second value lets a filtered reader that found nothing move its cursor past events
     that did not match, instead of scanning them again at every wake-up.
@@ -161,13 +193,16 @@ def select_events(
         "run_id": run_id,
         "limit": limit,
     }
-    conn.execute("BEGIN")  # one read snapshot for both statements
+    conn.execute("BEGIN")  # one read snapshot for every statement
     try:
+        reset = lost_position(conn, after_id) if check_position else None
+        if reset is not None:
+            return [], after_id, reset
         rows = conn.execute(sql, params).fetchall()
         horizon = last_event_id(conn) if not rows else rows[-1][0]
     finally:
         conn.execute("COMMIT")
-    return [_event(r) for r in rows], horizon
+    return [_event(r) for r in rows], horizon, None
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -273,6 +308,43 @@ class EventBus:
         returns [] after `timeout` seconds. `scopes` match exactly; several are OR-ed; an
         empty collection means no scope filter.
         """
+        events, _reset = await self._read(after_id, stream, scopes, run_id, limit, timeout, False)
+        return events
+
+    async def follow(
+        self,
+        after_id: int,
+        *,
+        stream: str | None = None,
+        scopes: str | Iterable[str] | None = None,
+        run_id: str | int | None = None,
+        limit: int = 500,
+    ) -> AsyncIterator[Event | Reset]:
+        """Every matching event after `after_id`, forever, in id order; a `Reset` whenever the
+        events after the position asked for (or reached: a reader can fall behind a trim)
+        are gone, after which it goes on from the oldest event kept."""
+        cursor = after_id
+        while True:
+            events, reset = await self._read(cursor, stream, scopes, run_id, limit, None, True)
+            if reset is not None:
+                yield reset
+                cursor = reset.first_id - 1
+                continue
+            for e in events:
+                yield e
+            if events:
+                cursor = events[-1].id
+
+    async def _read(
+        self,
+        after_id: int,
+        stream: str | None,
+        scopes: str | Iterable[str] | None,
+        run_id: str | int | None,
+        limit: int,
+        timeout: float | None,
+        check_position: bool,
+    ) -> tuple[list[Event], Reset | None]:
         self._loop = asyncio.get_running_loop()
         if isinstance(scopes, str):
             scope_list: list[str] | None = [scopes]
@@ -287,17 +359,17 @@ class EventBus:
         while True:
             changed = self._waiter()  # taken before the query, so no commit is missed
             # The query itself is never cut short by `timeout`: events it found are returned.
-            events, horizon = await self._db.read(
-                select_events, cursor, stream, scope_list, run, limit
+            events, horizon, reset = await self._db.read(
+                select_events, cursor, stream, scope_list, run, limit, check_position
             )
-            if events:
-                return events
+            if events or reset is not None:
+                return events, reset
             cursor = max(cursor, horizon)
             wait = self._poll_seconds
             if deadline is not None:
                 remaining = deadline - anyio.current_time()
                 if remaining <= 0:
-                    return []
+                    return [], None
                 wait = remaining if wait is None else min(wait, remaining)
             with anyio.move_on_after(wait):
                 await changed.wait()
