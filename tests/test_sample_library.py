@@ -24,6 +24,16 @@ from chatstats.sample.writer import AttachmentSpec, MessagesWriter
 
 PROFILES = chatdb_schema.PROFILES
 N = 600
+# What Messages writes before the backing string's length (shared/reference/typedstream.md §5).
+_MUTABLE = (
+    b"\x04\x0bstreamtyped\x81\xe8\x03\x84\x01@\x84\x84\x84\x19NSMutableAttributedString\x00"
+    b"\x84\x84\x12NSAttributedString\x00\x84\x84\x08NSObject\x00\x85\x92\x84\x84\x84\x0f"
+    b"NSMutableString\x01\x84\x84\x08NSString\x01\x95\x84\x01+"
+)
+_PLAIN = (
+    b"\x04\x0bstreamtyped\x81\xe8\x03\x84\x01@\x84\x84\x84\x12NSAttributedString\x00"
+    b"\x84\x84\x08NSObject\x00\x85\x92\x84\x84\x84\x08NSString\x01\x94\x84\x01+"
+)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +177,30 @@ def test_every_quirk_is_present(libs, profile: str) -> None:
         except TypedStreamError:
             corrupt += 1
     assert corrupt >= (2 if modern else 1)
+    # Bodies whose string length prefix runs past the text (the shape some Messages.app
+    # blobs have) are present, and decode to their text: the declared length, read here
+    # from the fixed prefix, is longer than the text's UTF-8.
+    overruns: list[bool] = []  # per overrunning blob: does the length run past the blob?
+    for blob in bodies:
+        prefix = next((x for x in (_MUTABLE, _PLAIN) if blob.startswith(x)), None)
+        if prefix is None:
+            continue
+        p = len(prefix)
+        head = blob[p]
+        declared = (
+            head
+            if head < 0x80
+            else int.from_bytes(blob[p + 1 : p + (3 if head == 0x81 else 5)], "little")
+        )
+        try:
+            text = extract_text(blob)
+        except TypedStreamError:
+            continue
+        start = p + (1 if head < 0x80 else 3 if head == 0x81 else 5)
+        if declared > len(text.encode()):
+            assert blob[start:].startswith(text.encode() + b"\x86")
+            overruns.append(start + declared > len(blob))
+    assert len(overruns) >= 4 and set(overruns) == {True, False}
     everything = texts + decoded
     lengths = {len(t.encode()) for t in everything}
     assert {127, 128, 129, 255, 256, 300} <= lengths
@@ -631,6 +665,42 @@ def test_deterministic_for_a_seed(tmp_path: Path, libs) -> None:
         assert _dump(store) == _dump(b / store.relative_to(a))
     assert (a / "truth.json").read_bytes() != (c / "truth.json").read_bytes()
     assert not (c / "AddressBook").exists()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_scenario_rows_are_what_the_budget_assumes(
+    tmp_path: Path, profile: str, monkeypatch
+) -> None:
+    """The filler budget subtracts SCENARIO_ROWS; a scenario that writes more rows than that
+    would overshoot `messages`, one that writes fewer wastes the top-up. Filler rows are
+    counted as they are written; the rest, less the live tail, are the scenarios'."""
+    from chatstats.sample import library
+
+    filler = 0
+    real = library._Builder.filler_row
+
+    def counted(self, *args, **kwargs):
+        nonlocal filler
+        before = self.rows
+        out = real(self, *args, **kwargs)
+        filler += self.rows - before
+        return out
+
+    monkeypatch.setattr(library._Builder, "filler_row", counted)
+    tail = 0
+    real_tail = library._Builder.tail
+
+    def counted_tail(self, *args, **kwargs):
+        nonlocal tail
+        before = self.rows
+        out = real_tail(self, *args, **kwargs)
+        tail += self.rows - before
+        return out
+
+    monkeypatch.setattr(library._Builder, "tail", counted_tail)
+    truth = make_library(tmp_path, messages=400, seed=3, profile=profile, addressbook=False)
+    assert truth.counts["message_rows"] == 400
+    assert 400 - filler - tail == library.SCENARIO_ROWS[profile]
 
 
 def test_truth_can_be_skipped(tmp_path: Path) -> None:

@@ -411,7 +411,8 @@ def test_fast_path_declines_odd_shapes_and_fallback_still_decodes():
         b"\x04\x0bstreamtyped",
         blob[: p + 6],  # truncated inside the text
         blob[: p + 7],  # truncated right after the text
-        blob[:p] + b"\x06" + blob[p + 1 :],  # length off by one: byte after is not END
+        blob[:p] + b"\x04" + blob[p + 1 :],  # length one short: byte after is not END
+        blob[:p] + b"\x06" + blob[p + 1 : p + 6] + blob[p + 7 :],  # overrun, END missing
         blob[:p] + b"\x90" + blob[p + 1 :],  # a tag where the length belongs
         blob.replace(b"hello", b"hell\xff"),  # invalid UTF-8
         bytearray(blob),
@@ -427,6 +428,126 @@ def test_fast_path_declines_odd_shapes_and_fallback_still_decodes():
         parse(blob[:-1])
     assert extract_text(bytearray(blob)) == "hello"  # type: ignore[arg-type]
     assert extract_text(memoryview(blob)) == "hello"  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- overrunning length
+
+
+def _declared(blob: bytes, mutable: bool = True) -> tuple[int, int]:
+    """(offset of the text, declared byte length) read from the backing string's prefix."""
+    p = len(ts._MUTABLE_PREFIX if mutable else ts._PLAIN_PREFIX)
+    head = blob[p]
+    if head < 0x80:
+        return p + 1, head
+    if head == 0x81:
+        return p + 3, struct.unpack_from("<H", blob, p + 1)[0]
+    assert head == 0x82
+    return p + 5, struct.unpack_from("<I", blob, p + 1)[0]
+
+
+def test_writer_overrun_changes_only_the_length():
+    honest = encode_attributed_string("Noter test")
+    blob = encode_attributed_string("Noter test", length_overrun=5)
+    assert blob == honest[:0x79] + b"\x0f" + honest[0x7A:]
+    assert _declared(blob) == (0x7A, 15)
+    wide = encode_attributed_string("x" * 120, length_overrun=10)  # 130 needs the 0x81 form
+    assert _declared(wide) == (len(ts._MUTABLE_PREFIX) + 3, 130)
+    assert wide[len(ts._MUTABLE_PREFIX) + 3 :].startswith(b"x" * 120 + b"\x86\x84\x02iI")
+    with pytest.raises(ValueError):
+        encode_attributed_string("x", length_overrun=-1)
+
+
+@pytest.mark.parametrize("mutable", [True, False])
+@pytest.mark.parametrize(
+    "text", ["Noter test", "", "Ɔ ᆄ\x02iI Ȅ", "😀 e\u0301", "x" * 127, "y" * 300]
+)
+def test_every_overrun_recovers_text_and_runs(text, mutable):
+    """Every overrun from one byte to past the end of the blob: the declared end lands in
+    the run group, on the dictionary's END bytes, on the last byte, and beyond."""
+    honest = encode_attributed_string(text, mutable=mutable)
+    expected = parse(honest)
+    for overrun in [*range(1, len(honest) + 8), 2**16, 2**31 - 1 - len(text.encode())]:
+        blob = encode_attributed_string(text, mutable=mutable, length_overrun=overrun)
+        start, declared = _declared(blob, mutable)
+        assert declared == len(text.encode()) + overrun
+        assert blob[start:].startswith(text.encode() + b"\x86")
+        assert _fast_text(blob) == text, overrun
+        assert extract_text(blob) == text, overrun
+        assert parse(blob) == expected, overrun
+
+
+def test_overrun_real_blob_with_2gib_lengths():
+    """The real blob with its length set to 2 GiB: the text and run come back, and nothing
+    is read (or allocated) past the blob."""
+    for length in (b"\x82\xff\xff\xff\x7f", b"\x82\xff\xff\xff\xff"):
+        blob = REAL_TEXT_ONLY[:0x79] + length + REAL_TEXT_ONLY[0x7A:]
+        assert _fast_text(blob) == "Noter test"
+        assert parse(blob) == AttributedString("Noter test", [Run(0, 10, {PART_KEY: 0})])
+
+
+def test_overrun_attachments_mentions_and_links_keep_their_runs():
+    uuid = "0A1B2C3D-0000-4000-8000-0123456789AB"
+    text = "\ufffc\ufffcHey Dad see https://example.com"
+    runs = [
+        (1, {PART_KEY: 0, FILE_TRANSFER_GUID_KEY: f"at_0_{uuid}", "w": 1139.0}),
+        (1, {PART_KEY: 1, FILE_TRANSFER_GUID_KEY: f"at_1_{uuid}"}),
+        (4, {PART_KEY: 2}),
+        (3, {PART_KEY: 2, "__kIMMentionConfirmedMention": "+15558675309"}),
+        (5, {PART_KEY: 2}),
+        (19, {PART_KEY: 2, "__kIMLinkAttributeName": URL("https://example.com")}),
+    ]
+    for mutable in (True, False):
+        honest = encode_attributed_string(text, runs, mutable=mutable, part_encoding="q")
+        for overrun in (1, 40, len(honest), 10**6):
+            blob = encode_attributed_string(
+                text, runs, mutable=mutable, part_encoding="q", length_overrun=overrun
+            )
+            assert parse(blob) == parse(honest)
+            assert extract_text(blob) == text
+            assert attachment_guids(blob) == [f"at_0_{uuid}", f"at_1_{uuid}"]
+
+
+def test_overrun_with_damaged_runs_keeps_the_text_for_extract_only():
+    """The text is bounded by its END, so it is recovered even when the runs after it do
+    not parse (as for an honest length); `parse` still reports the damage."""
+    blob = encode_attributed_string("hello there", length_overrun=30)
+    runs_damaged = blob.replace(b"\x84\x01i\x01", b"\x84\x01i\x02")  # dict count
+    truncated = blob[:-1]  # the closing END gone
+    for bad in (runs_damaged, truncated):
+        assert extract_text(bad) == "hello there"
+        with pytest.raises(TypedStreamError):
+            parse(bad)
+        with pytest.raises(TypedStreamError):
+            attachment_guids(bad)
+
+
+def test_overrun_in_a_nested_string_is_recovered_too():
+    """An attribute's NSString value with an overrunning length is bounded the same way."""
+
+    def write(w):
+        w.begin("NSString", "NSObject")
+        w.types("+")
+        w.uint(len(b"guid-1") + 9)
+        w.out += b"guid-1\x86"
+
+    blob = _blob_with_custom_value(write)
+    assert parse(blob).runs[0].attrs == {PART_KEY: 0, "thing": "guid-1"}
+
+
+def test_a_plus_payload_outside_nsstring_is_never_cut_at_an_end_byte():
+    """Only NSString payloads are bounded by their END: an unknown class's `+` bytes may
+    hold 0x86 and keep their declared length."""
+
+    def write(w):
+        w.begin("MyThing", "NSObject")
+        w.types("+")
+        w.uint(3)
+        w.out += b"a\x86b"
+        w.out.append(0x86)
+
+    blob = _blob_with_custom_value(write)
+    thing = parse(blob).runs[0].attrs["thing"]
+    assert thing == ts.ArchivedObject(("MyThing", "NSObject"), [("+", [b"a\x86b"])])
 
 
 # --------------------------------------------------------------------------- bad input
@@ -448,8 +569,11 @@ def _nested(depth: int) -> list:
         REAL_TEXT_ONLY[:100],
         b"\x04\x0btypedstream\x81\xe8\x03" + REAL_TEXT_ONLY[16:],
         REAL_TEXT_ONLY + b"\x00",
-        REAL_TEXT_ONLY[:0x79] + b"\x82\xff\xff\xff\x7f" + REAL_TEXT_ONLY[0x7A:],  # 2 GiB string
-        REAL_TEXT_ONLY[:0x79] + b"\x82\xff\xff\xff\xff" + REAL_TEXT_ONLY[0x7A:],
+        # 2 GiB lengths with the END after the text gone: nothing bounds the text
+        REAL_TEXT_ONLY[:0x79] + b"\x82\xff\xff\xff\x7f" + REAL_TEXT_ONLY[0x7A:0x84],
+        REAL_TEXT_ONLY[:0x79] + b"\x82\xff\xff\xff\xff" + REAL_TEXT_ONLY[0x7A:0x84] + b"\x00",
+        REAL_TEXT_ONLY[:0x79] + b"\x14" + REAL_TEXT_ONLY[0x7A:0x84] + REAL_TEXT_ONLY[0x85:],
+        REAL_TEXT_ONLY.replace(b"Noter test", b"Noter \xfftest"),  # not UTF-8 before the END
         REAL_TEXT_ONLY[:0x54] + b"\x81\x00\x80" + REAL_TEXT_ONLY[0x55:],  # negative reference
         REAL_TEXT_ONLY[:0x54] + b"\x7f" + REAL_TEXT_ONLY[0x55:],  # reference past the table
         REAL_TEXT_ONLY[:0x75] + b"\x92" + REAL_TEXT_ONLY[0x76:],  # class ref to an object
@@ -570,6 +694,24 @@ def test_property_runs_round_trip(text, data):
     ]
 
 
+@FAST
+@given(st.text(), st.integers(1, 2**32 - 1), st.booleans(), st.data())
+def test_property_overrun_round_trip(text, overrun, mutable, data):
+    """Any text, any overrun that fits the 32-bit length: text and runs round-trip."""
+    overrun = min(overrun, 2**32 - 1 - len(text.encode()))
+    runs = None
+    if text and data.draw(st.booleans()):
+        cut = data.draw(st.integers(1, len(text)))
+        runs = [(utf16_len(text[:cut]), {PART_KEY: 0})]
+        if cut < len(text):
+            runs.append((utf16_len(text[cut:]), {PART_KEY: 1, FILE_TRANSFER_GUID_KEY: "g"}))
+    honest = encode_attributed_string(text, runs, mutable=mutable)
+    blob = encode_attributed_string(text, runs, mutable=mutable, length_overrun=overrun)
+    assert _fast_text(blob) == text
+    assert extract_text(blob) == text
+    assert parse(blob) == parse(honest)
+
+
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(blob):
@@ -581,6 +723,10 @@ def test_fuzz_random_bytes(blob):
 def test_fuzz_random_bytes_after_valid_prefix(tail):
     _only_str_or_error(ts._MUTABLE_PREFIX + tail)
     _only_str_or_error(REAL_TEXT_ONLY[:0x85] + tail)
+    # an overrunning length: the text's end is searched for in random bytes
+    _only_str_or_error(ts._MUTABLE_PREFIX + b"\x82\xff\xff\xff\x7f" + tail)
+    _only_str_or_error(ts._PLAIN_PREFIX + b"\x7f" + tail)
+    _only_str_or_error(REAL_TEXT_ONLY[:0x79] + b"\x81\x00\x01" + REAL_TEXT_ONLY[0x7A:0x85] + tail)
 
 
 _SEEDS = [
@@ -603,6 +749,15 @@ _SEEDS = [
         ],
     ),
     encode_attributed_string("y" * 300),
+    # overrunning lengths: into the runs, onto an END inside them, past the blob's end
+    encode_attributed_string("Noter test", length_overrun=3),
+    encode_attributed_string("Ɔ ᆄ\x02iI 😀", mutable=False, part_encoding="q", length_overrun=60),
+    encode_attributed_string(
+        "\ufffcx",
+        [(1, {PART_KEY: 0, FILE_TRANSFER_GUID_KEY: "at_0_X", "d": b"\x86"}), (1, {PART_KEY: 1})],
+        length_overrun=10**6,
+    ),
+    encode_attributed_string("z" * 200, length_overrun=2**31 - 201),
 ]
 
 

@@ -148,14 +148,39 @@ def _fast_text(blob: bytes) -> str | None:
         end = start + int.from_bytes(blob[p + 1 : start], "little")
     else:
         return None
-    if end + 1 >= size or blob[end] != _END or blob[-1] != _END:
-        return None
-    if blob[end + 1 : end + 5] != _RUNS_START and end + 2 != size:
-        return None
+    if (
+        end + 1 < size
+        and blob[end] == _END
+        and blob[-1] == _END
+        and (blob[end + 1 : end + 5] == _RUNS_START or end + 2 == size)
+    ):
+        try:
+            return blob[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return _fast_overrun_text(blob, start, end)
+
+
+def _fast_overrun_text(blob: bytes, start: int, end: int) -> str | None:
+    """Text of a usual-shape blob whose length prefix overruns the string, or None.
+
+    Messages.app writes some bodies whose declared length runs past the text, into the
+    runs or past the blob. The END that closes the string is never valid UTF-8 where a
+    character may start, so the first byte a strict decoder rejects is where the text
+    ends; the same checks as for an honest length then vouch for what follows it.
+    """
+    size = len(blob)
     try:
-        return blob[start:end].decode("utf-8")
-    except UnicodeDecodeError:
+        blob[start:end].decode("utf-8")  # slicing stops at the blob's end: never past it
+    except UnicodeDecodeError as exc:
+        stop = start + exc.start
+    else:
+        return None  # no byte the text cannot hold: a length too short, or a truncation
+    if stop + 1 >= size or blob[stop] != _END or blob[-1] != _END:
         return None
+    if blob[stop + 1 : stop + 5] != _RUNS_START and stop + 2 != size:
+        return None
+    return blob[start:stop].decode("utf-8")
 
 
 # --------------------------------------------------------------------------- type encodings
@@ -330,6 +355,37 @@ class _Parser:
 
     # -- strings
 
+    def _text(self) -> str | None:
+        """An NSString's `+` payload as text, bounded by its END when the length overruns.
+
+        Messages.app writes some strings whose length prefix runs past the text (into the
+        runs, or past the blob). An honest length always yields valid UTF-8, and the END
+        (0x86) after the text can never start a UTF-8 character; so when the declared
+        bytes do not decode, the text ends at the first rejected byte if that byte is the
+        END, and the object reader goes on from there as it would after an honest length.
+        """
+        data = self.data
+        pos = self.pos
+        if data[pos] == _NIL:
+            self.pos = pos + 1
+            return None
+        n = self._uint()
+        start = self.pos
+        end = start + n
+        raw = data[start:end]  # slicing stops at the blob's end: never past it
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            stop = start + exc.start
+            if data[stop] != _END:
+                raise TypedStreamError(f"NSString at offset {start} is not UTF-8") from None
+            self.pos = stop
+            return raw[: exc.start].decode("utf-8")
+        if end > self.size:
+            raise TypedStreamError(f"length {n} at offset {start} runs past the end")
+        self.pos = end
+        return text
+
     def _shared(self) -> bytes | None:
         head = self.data[self.pos]
         if head == _NEW:
@@ -425,6 +481,7 @@ class _Parser:
         if self.depth > _MAX_DEPTH:
             raise TypedStreamError("objects nested too deeply")
         shared = self.shared
+        is_string = chain.decode is _decode_string
         groups: list[tuple[bytes, list[object]]] = []
         while True:
             head = data[self.pos]
@@ -437,6 +494,9 @@ class _Parser:
                 raw = self._shared()  # type: ignore[assignment]
                 if raw is None:
                     raise TypedStreamError("nil type encoding")
+            if is_string and raw == b"+":
+                groups.append((raw, [self._text()]))
+                continue
             specs = _TYPE_CACHE.get(raw) or _type_specs(raw)
             if len(specs) == 1:
                 groups.append((raw, [self._value(specs[0])]))
@@ -525,10 +585,10 @@ def _count(group: tuple[bytes, list[object]]) -> int:
 def _decode_string(chain, groups):
     if len(groups) != 1 or groups[0][0] != b"+" or len(groups[0][1]) != 1:
         raise TypedStreamError("unexpected NSString layout")
-    raw = groups[0][1][0]
-    if raw is None:
+    text = groups[0][1][0]
+    if text is None:
         raise TypedStreamError("nil NSString contents")
-    return raw.decode("utf-8")  # strict: invalid UTF-8 is a damaged blob, not text
+    return text  # decoded strictly by `_Parser._text`: invalid UTF-8 never becomes text
 
 
 def _decode_number(chain, groups):

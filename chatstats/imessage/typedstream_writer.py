@@ -176,14 +176,14 @@ class _Writer:
         else:
             raise TypeError(f"cannot archive {type(value).__name__}")
 
-    def string(self, text: str, *, mutable: bool) -> None:
+    def string(self, text: str, *, mutable: bool, overrun: int = 0) -> None:
         raw = text.encode("utf-8")  # lone surrogates raise: NSString cannot archive them either
         if mutable:
             self.begin("NSMutableString", "NSString", "NSObject")
         else:
             self.begin("NSString", "NSObject")
         self.types("+")
-        self.uint(len(raw))
+        self.uint(len(raw) + overrun)
         self.out += raw
         self.out.append(_END)
 
@@ -264,15 +264,23 @@ def encode_attributed_string(
     *,
     mutable: bool = True,
     part_encoding: str = "i",
+    length_overrun: int = 0,
 ) -> bytes:
     """Archive `text` as Messages does; `runs` are (UTF-16 length, attributes) pairs.
 
     Equal attribute dicts share one dictionary number and are written once. Without
     `runs`, one run with `{__kIMMessagePartAttributeName: 0}` covers the text (none if the
     text is empty). Run lengths must add up to the UTF-16 length of `text`.
+
+    `length_overrun` > 0 declares the text `length_overrun` bytes longer than it is, the
+    shape some real Messages.app bodies have: the declared length runs into the runs and
+    dictionaries that follow the text, or past the end of the blob. Every other byte is
+    the honest blob's (the length prefix widens when the larger value needs it).
     """
     if part_encoding not in ("i", "q", "s", "l"):
         raise ValueError(f"unsupported part encoding {part_encoding!r}")
+    if length_overrun < 0:
+        raise ValueError("length_overrun must not be negative")
     total = utf16_len(text)
     if runs is None:
         runs = [(total, {PART_KEY: 0})] if total else []
@@ -285,7 +293,7 @@ def encode_attributed_string(
     else:
         w.begin("NSAttributedString", "NSObject")
     w.types("@")
-    w.string(text, mutable=mutable)
+    w.string(text, mutable=mutable, overrun=length_overrun)
     numbers: dict[Any, int] = {}
     for length, attrs in runs:
         frozen = _freeze(attrs)

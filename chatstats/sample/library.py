@@ -70,6 +70,7 @@ QUIRKS = (
     "text_and_attributed",
     "byte_lengths",
     "tag_bytes_in_text",
+    "length_overrun",
     "attachments",
     "corrupt_body",
     "bodyless",
@@ -1363,6 +1364,36 @@ class _Builder:
         )
         for i, text in enumerate(texts):
             self.send(chat, text, from_me=i % 3 == 0, sender=h, date=t + i * 30 * SEC)
+        # Real Messages.app bodies whose string length prefix overruns the text: into the
+        # runs, across the one-byte/0x81 prefix boundary, past the blob's end, and before a
+        # caption's attachment run. The text is recoverable, so the truth keeps it.
+        body = "attributed" if self.profile != "legacy" else "both"
+        t = t + len(texts) * 30 * SEC
+        overruns = (
+            ("the length says more than this", 7),
+            ("Ɔ and ᆄ\x02iI right before the runs", 120),
+            ("past the end of the blob 🫠", 100_000),
+        )
+        for i, (text, extra) in enumerate(overruns):
+            self.send(
+                chat,
+                text,
+                from_me=i % 2 == 1,
+                sender=h,
+                date=t + i * 30 * SEC,
+                body=body,
+                length_overrun=extra,
+            )
+        self.send(
+            chat,
+            "caption under an overrunning length",
+            from_me=False,
+            sender=h,
+            date=t + 2 * MIN,
+            body=body,
+            attachments=(self.image(),),
+            length_overrun=40,
+        )
 
     def sc_attachments(self, t: int) -> Iterator[int]:
         chat, h = self.chat_of("twin_b")
@@ -1995,7 +2026,7 @@ def _url_payload(url: str, title: str) -> bytes:
 
 # Rows the scenarios write per profile (tapback rows included, the deleted one excluded);
 # the filler fills the rest so `messages` is exact. A test pins these numbers.
-SCENARIO_ROWS = {"sequoia": 127, "sonoma": 120, "legacy": 108}
+SCENARIO_ROWS = {"sequoia": 131, "sonoma": 124, "legacy": 112}
 
 
 def make_library(

@@ -482,13 +482,16 @@ class MessagesWriter:
             self._recent_guids.pop(old.guid, None)
 
     def _body(
-        self, parts: Sequence[Any], guid: str, mutable: bool = True
+        self, parts: Sequence[Any], guid: str, mutable: bool = True, length_overrun: int = 0
     ) -> tuple[str, bytes, list[tuple[str, AttachmentSpec]]]:
-        """(body string, attributedBody, [(attachment guid, spec)]) for parts in body order."""
+        """(body string, attributedBody, [(attachment guid, spec)]) for parts in body order.
+
+        `length_overrun` declares the text that many bytes longer than it is, as some real
+        Messages.app bodies do (see `encode_attributed_string`)."""
         # Some real bodies also carry the natural writing direction on text runs (NSNumber q
         # -1, §6 of typedstream.md); readers must not depend on the dictionary's shape.
         direction = self.rng.random() < self.DIRECTION_SHARE
-        if len(parts) == 1 and isinstance(parts[0], str) and mutable:
+        if len(parts) == 1 and isinstance(parts[0], str) and mutable and not length_overrun:
             text = parts[0]
             blob = self._blob_cache.get((text, direction))
             if blob is None:
@@ -521,7 +524,10 @@ class MessagesWriter:
                 runs.append((1, attrs))
         body = "".join(chunks)
         enc = "q" if atts else "i"
-        return body, encode_attributed_string(body, runs, mutable=mutable, part_encoding=enc), atts
+        blob = encode_attributed_string(
+            body, runs, mutable=mutable, part_encoding=enc, length_overrun=length_overrun
+        )
+        return body, blob, atts
 
     def _attachment_path(self, name: str | None) -> str:
         r = self.rng.getrandbits(16)
@@ -800,6 +806,7 @@ class MessagesWriter:
         date_read: int | None = None,
         handle_id: int | None = None,
         corrupt: bytes | None = None,
+        length_overrun: int = 0,
         guid: str | None = None,
     ) -> tuple[int, str]:
         """Insert one message (and its attachments and chat link); returns (ROWID, GUID).
@@ -809,7 +816,9 @@ class MessagesWriter:
         in 1:1 chats unless `handle_id` overrides it (some real rows carry 0, §3).
         `body`: "attributed" (text NULL, Ventura+ Macs), "text" (old rows), "both", "none".
         The body is the attachments' U+FFFC characters followed by `text`; `corrupt`
-        replaces the attributedBody bytes (a damaged blob). `sent=False` inserts an
+        replaces the attributedBody bytes (a damaged blob); `length_overrun` > 0 writes a
+        blob whose string length prefix runs that many bytes past the text, a shape real
+        Messages.app bodies have (the text is still recoverable). `sent=False` inserts an
         outgoing row not yet sent, as Messages does before the server acknowledges it.
         """
         if not from_me and sender is None and handle_id is None:
@@ -825,7 +834,7 @@ class MessagesWriter:
         p = self._p
         atts: list[tuple[str, AttachmentSpec]] = []
         if parts:
-            body_text, blob, atts = self._body(parts, guid)
+            body_text, blob, atts = self._body(parts, guid, length_overrun=length_overrun)
             if body in ("attributed", "both"):
                 row[p["attributedBody"]] = corrupt if corrupt is not None else blob
             if body in ("text", "both"):
