@@ -175,7 +175,7 @@ async def _run(
             state.analysis = AnalysisService(db, state.bus, settings, grace_seconds=0.5)
             tg.start_soon(state.analysis.run, stop)
             if settings.llm_model:  # import LiteLLM (~4 s) now, in a thread, not at first use
-                from chatstats.analysis import llm
+                from chatstats import llm
 
                 tg.start_soon(llm.warm_up)
             host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -27,8 +27,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatstats import log
-from chatstats.analysis import llm
+from chatstats import llm, log
 from chatstats.analysis.service import AnalysisService
 from chatstats.db import Database, connect, migrate
 from chatstats.events.bus import EventBus

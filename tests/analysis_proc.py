@@ -14,8 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from chatstats import log
-from chatstats.analysis import llm
+from chatstats import llm, log
 from chatstats.analysis.service import AnalysisService
 from chatstats.db import Database
 from chatstats.events.bus import EventBus

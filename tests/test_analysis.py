@@ -22,7 +22,8 @@ import httpx
 import msgspec
 import pytest
 
-from chatstats.analysis import llm, passes, store, transcript
+from chatstats import llm
+from chatstats.analysis import passes, store, transcript
 from chatstats.analysis.service import NO_MODEL, AnalysisService
 from chatstats.api import analysis as analysis_api
 from chatstats.api.app import _json_route, create_app

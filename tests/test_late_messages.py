@@ -29,7 +29,7 @@ import anyio
 import httpx
 import pytest
 
-from chatstats.analysis import llm as llm_mod
+from chatstats import llm as llm_mod
 from chatstats.analysis.service import AnalysisService
 from chatstats.db import Database
 from chatstats.events.bus import EventBus

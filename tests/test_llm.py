@@ -22,7 +22,7 @@ import pytest
 import structlog
 
 from chatstats import config as config_mod
-from chatstats.analysis import llm
+from chatstats import llm
 from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.testing.fake_llm import (
@@ -142,7 +142,7 @@ def rows(db: Database) -> list[dict]:
 
 def test_import_does_not_load_litellm():
     code = (
-        "import sys, time; t = time.perf_counter(); import chatstats.analysis.llm; "
+        "import sys, time; t = time.perf_counter(); import chatstats.llm; "
         "print(time.perf_counter() - t); "
         "assert 'litellm' not in sys.modules and 'openai' not in sys.modules, 'loaded'"
     )

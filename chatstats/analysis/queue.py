@@ -172,7 +172,7 @@ class Engine:
             await shutdown.wait()
             return
         if self._call is None or self._record_call is None:
-            from chatstats.analysis import llm
+            from chatstats import llm
 
             self._call = self._call or llm.complete
             self._record_call = self._record_call or llm.record_call

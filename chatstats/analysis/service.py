@@ -482,13 +482,13 @@ class AnalysisService:
 def _config_from(settings: Settings | None) -> Any:
     if settings is None or not settings.llm_model:
         return None
-    from chatstats.analysis import llm
+    from chatstats import llm
 
     return llm.configured(settings)
 
 
 def _usage(conn: sqlite3.Connection, **ids: Any) -> dict[str, Any]:
-    from chatstats.analysis import llm
+    from chatstats import llm
 
     totals = llm.usage_totals(conn, **ids)
     if totals["unpriced_calls"] and not totals["cost"]:
