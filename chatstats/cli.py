@@ -266,7 +266,7 @@ def _tracker_parsers(sub: Any) -> None:
 def _tracker_command(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from chatstats.db import connect, migrate
+    from chatstats.db import connect, migrate, transaction
     from chatstats.ingest import tracker
 
     settings = _settings(args)
@@ -282,8 +282,7 @@ def _tracker_command(args: argparse.Namespace) -> int:
         migrate(conn)
         now_ns = time.time_ns()
         # A read takes no write lock, so it never waits for (or delays) a running daemon.
-        conn.execute("BEGIN" if args.command == "tracker-status" else "BEGIN IMMEDIATE")
-        try:
+        with transaction(conn, write=args.command != "tracker-status"):
             if args.command == "tracker-status":
                 result: Any = tracker.status(conn, now_ns)
             elif args.command == "check-sealing":
@@ -291,10 +290,6 @@ def _tracker_command(args: argparse.Namespace) -> int:
                 result = tracker.seal_due(conn, now_ns)
             else:
                 result = tracker.force_seal(conn, args.chat_id, now_ns)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
     except sqlite3.Error as exc:
         raise ChatStatsError(f"database error: {exc}") from None
     finally:

@@ -14,7 +14,7 @@ import queue
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -79,6 +79,26 @@ def connect(path: Path, *, write: bool) -> sqlite3.Connection:
     return conn
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One explicit transaction: committed when the block ends, rolled back when it raises.
+
+    Why one helper: the connections run in autocommit mode so that transactions are
+    explicit, and every unit of work (the writer's, a migration's, a CLI command's against
+    the daemon's file) must end in exactly one COMMIT or ROLLBACK. `write=True` takes the
+    write lock at BEGIN (IMMEDIATE), so a unit never fails half-way on a lock upgrade;
+    `write=False` is a read snapshot that never waits for, or delays, a writer.
+    """
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def migrate(conn: sqlite3.Connection, directory: Path | None = None) -> list[int]:
     """Apply pending migrations, each in its own transaction. Refuse a newer schema."""
     conn.execute(
@@ -99,16 +119,14 @@ def migrate(conn: sqlite3.Connection, directory: Path | None = None) -> list[int
             continue
         script = path.read_text(encoding="utf-8")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_ns) VALUES (:v, :n, :t)",
-                {"v": version, "n": name, "t": time.time_ns()},
-            )
-            conn.execute("COMMIT")
+            with transaction(conn):
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_ns) VALUES (:v, :n, :t)",
+                    {"v": version, "n": name, "t": time.time_ns()},
+                )
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
             raise MigrationError(f"migration {version:04d}_{name} failed: {exc}") from exc
         done.append(version)
     return done
@@ -159,14 +177,8 @@ class Database:
         conn = self._writer
         if conn is None:
             raise RuntimeError("database is closed")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        with transaction(conn):
+            return fn(conn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in one write transaction on the writer connection."""
