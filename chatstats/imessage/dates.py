@@ -9,7 +9,8 @@ _NS = 1_000_000_000
 APPLE_EPOCH_NS = APPLE_EPOCH_UNIX_S * _NS
 _EPOCH_NS = APPLE_EPOCH_NS
 # Below this a value can only be seconds: 1e11 ns after 2001 is 100 s, no real message date.
-_SECONDS_LIMIT = 100_000_000_000
+SECONDS_LIMIT = 100_000_000_000
+_SECONDS_LIMIT = SECONDS_LIMIT
 
 
 def apple_to_unix_ns(value: int | float | None) -> int | None:

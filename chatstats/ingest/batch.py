@@ -18,7 +18,7 @@ import msgspec
 
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import M_CHAT, M
-from chatstats.imessage.dates import apple_seconds_to_unix_ns, apple_to_unix_ns
+from chatstats.imessage.dates import APPLE_EPOCH_NS, apple_seconds_to_unix_ns, apple_to_unix_ns
 from chatstats.ingest import conversations as conv
 from chatstats.ingest import tracker
 from chatstats.ingest.contacts import ContactBook
@@ -27,7 +27,7 @@ from chatstats.ingest.reactions import Tapback, apply_tapbacks
 
 _AT_PREFIX = re.compile(r"^at_(\d+)_")
 # A row with no date at all is placed at Apple's epoch rather than dropped.
-_NO_DATE_NS = 978_307_200 * 1_000_000_000
+_NO_DATE_NS = APPLE_EPOCH_NS
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, guid, chat_id, handle_id, is_from_me, date_ns, text, subject,"

@@ -19,16 +19,16 @@ from typing import Any
 
 from chatstats import log
 from chatstats.imessage import chatdb
-from chatstats.imessage.dates import APPLE_EPOCH_UNIX_S
+from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
 
 logger = log.get(__name__)
 
-_EPOCH_NS = APPLE_EPOCH_UNIX_S * 1_000_000_000
-_NO_DATE_NS = _EPOCH_NS
-_SECONDS_LIMIT = 100_000_000_000
+_EPOCH_NS = APPLE_EPOCH_NS
+_NO_DATE_NS = APPLE_EPOCH_NS  # a row with no date is placed at Apple's epoch
+_SECONDS_LIMIT = SECONDS_LIMIT
 
 # Row shapes the SQL functions hand to the shared Python helpers (indexed by chatdb.M).
 _ROW_WIDTH = len(chatdb.MESSAGE_COLUMNS) + 1

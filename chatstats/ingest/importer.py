@@ -30,7 +30,7 @@ import msgspec
 from chatstats import db as appdb
 from chatstats import log
 from chatstats.imessage import chatdb
-from chatstats.ingest import bulk
+from chatstats.ingest import bulk, watermark
 from chatstats.ingest.batch import Counters, Ingest
 from chatstats.ingest.decode import Decoder
 
@@ -133,14 +133,7 @@ def _import(
 ) -> None:
     now_ns = time.time_ns()
     path = str(source.resolve())
-    conn.execute(
-        "INSERT INTO sources (path, kind) VALUES (:p, :k) ON CONFLICT(path) DO NOTHING",
-        {"p": path, "k": kind},
-    )
-    source_id, msg_wm, att_wm = conn.execute(
-        "SELECT id, last_message_rowid, last_attachment_rowid FROM sources WHERE path = :p",
-        {"p": path},
-    ).fetchone()
+    source_id, msg_wm, att_wm, _marks = watermark.load(conn, path, kind)
     stale = conn.execute(
         "UPDATE import_runs SET state = 'interrupted', finished_ns = :t WHERE state = 'running'",
         {"t": now_ns},
@@ -292,18 +285,11 @@ def _load(
     report("finishing", 0, 1)
     ingest.finish(rebuild_fts=race)
     report("finishing", 1, 1)
-    conn.execute(
-        "UPDATE sources SET last_message_rowid = :m, last_attachment_rowid = :a,"
-        " last_edit_ns = :e, last_retract_ns = :r, last_read_ns = :rd,"
-        " last_delivered_ns = :dd, imported_at_ns = :t WHERE id = :id",
-        {
-            "m": max_rowid,
-            "a": max_att,
-            "e": marks["date_edited"],
-            "r": marks["date_retracted"],
-            "rd": marks["date_read"],
-            "dd": marks["date_delivered"],
-            "t": time.time_ns(),
-            "id": source_id,
-        },
+    watermark.advance(
+        conn,
+        source_id,
+        message_rowid=max_rowid,
+        attachment_rowid=max_att,
+        marks=marks,
+        imported_at_ns=time.time_ns(),
     )

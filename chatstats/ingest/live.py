@@ -39,6 +39,7 @@ from chatstats.errors import SourceError
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import M
 from chatstats.imessage.dates import unix_ns_to_apple
+from chatstats.ingest import watermark
 from chatstats.ingest.batch import Counters, Ingest, Outcome
 
 logger = log.get(__name__)
@@ -280,17 +281,7 @@ class LiveTail:
         self, conn: sqlite3.Connection, reader: chatdb.Reader, counters: Counters, full: bool
     ) -> Outcome:
         path = str(self.source.resolve())
-        conn.execute(
-            "INSERT INTO sources (path, kind) VALUES (:p, :k) ON CONFLICT(path) DO NOTHING",
-            {"p": path, "k": self.kind},
-        )
-        src = conn.execute(
-            "SELECT id, last_message_rowid, last_attachment_rowid, last_edit_ns,"
-            " last_retract_ns, last_read_ns, last_delivered_ns FROM sources WHERE path = :p",
-            {"p": path},
-        ).fetchone()
-        source_id, msg_wm, att_wm = src[0], src[1], src[2]
-        marks = dict(zip(chatdb.CHANGE_COLUMNS, src[3:7], strict=True))
+        source_id, msg_wm, att_wm, marks = watermark.load(conn, path, self.kind)
         if reader.max_message_rowid() < msg_wm:
             logger.warning("source_rowids_restarted", watermark=msg_wm)
             msg_wm = att_wm = 0
@@ -328,19 +319,8 @@ class LiveTail:
                         marks[col] = value
 
         outcome = ingest.finish()
-        conn.execute(
-            "UPDATE sources SET last_message_rowid = :m, last_attachment_rowid = :a,"
-            " last_edit_ns = :e, last_retract_ns = :r, last_read_ns = :rd,"
-            " last_delivered_ns = :dd WHERE id = :id",
-            {
-                "m": max_rowid,
-                "a": max_att,
-                "e": marks["date_edited"],
-                "r": marks["date_retracted"],
-                "rd": marks["date_read"],
-                "dd": marks["date_delivered"],
-                "id": source_id,
-            },
+        watermark.advance(
+            conn, source_id, message_rowid=max_rowid, attachment_rowid=max_att, marks=marks
         )
         self._append_events(conn, ingest, outcome)
         self._maps = ingest.maps
