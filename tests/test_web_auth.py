@@ -44,6 +44,8 @@ def test_the_page_and_its_files_need_no_sign_in(url: str) -> None:
     for name in ("app.js", "render.js", "app.css"):
         assert httpx.get(f"{url}/static/{name}").status_code == 200
     assert httpx.get(f"{url}/static/missing.js").status_code == 404
+    for path in ("/static/%2e%2e/api/auth.py", "/static/..%2F..%2Fapi%2Fauth.py", "/static/"):
+        assert httpx.get(url + path).status_code == 404, path
 
 
 def test_token_is_exchanged_for_an_httponly_strict_cookie(url: str) -> None:

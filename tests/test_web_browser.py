@@ -138,10 +138,13 @@ def test_open_a_chat_shows_its_messages_and_older_pages_on_scroll(
     unsent = [m for m in newest if m["unsent"]]
     for m in unsent[:2]:
         assert "unsent a message" in page.locator(f'[data-message-guid="{m["guid"]}"]').inner_text()
+    # The README's picture of the page (docs/web.png is a copy of this file).
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web.png"))
     page.locator("#messages").evaluate("el => el.scrollTop = 0")
-    page.wait_for_function("document.querySelectorAll('[data-message-guid]').length > 50")
     older = daemon.get(f"/api/chats/{chat['id']}/messages?limit=50&before_id={newest[-1]['id']}")
     page.wait_for_selector(f'[data-message-guid="{older[0]["guid"]}"]', state="attached")
+    assert page.locator("[data-message-guid]").count() > 50
 
 
 def test_a_message_committed_to_chat_db_appears_live(page: Any, daemon: Daemon) -> None:

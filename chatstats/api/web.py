@@ -14,12 +14,11 @@ from pathlib import Path
 import msgspec
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 from starlette.types import Scope
 
 from chatstats.api import auth
-from chatstats.errors import BadRequest, Forbidden, Unauthorized
+from chatstats.errors import BadRequest, Forbidden, NotFound, Unauthorized
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_BODY = 4096
@@ -61,6 +60,36 @@ async def index(request: Request) -> Response:
     )
 
 
+def _shipped() -> dict[str, Path]:
+    """The page's files by their path under /static/: only what ships in the package, so no
+    request path is ever joined onto the file system."""
+    return {
+        p.relative_to(STATIC_DIR).as_posix(): p
+        for p in STATIC_DIR.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+_FILES = _shipped()
+_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+}
+
+
+async def static(request: Request) -> Response:
+    path = _FILES.get(request.path_params["path"])
+    if path is None:
+        raise NotFound("no such file")
+    return FileResponse(
+        path,
+        media_type=_TYPES.get(path.suffix),
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
 async def sign_in(request: Request) -> Response:
     """Token in a JSON body -> the session cookie. Origin must be this page, so another site
     cannot sign the person's browser in (login CSRF)."""
@@ -97,5 +126,5 @@ ROUTES = [
     Route("/", index, methods=["GET"]),
     Route("/api/session", sign_in, methods=["POST"]),
     Route("/api/session", sign_out, methods=["DELETE"]),
-    Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    Route("/static/{path:path}", static, methods=["GET"]),
 ]
