@@ -202,3 +202,31 @@ def test_health_panel_shows_counts_and_live_metrics(page: Any, daemon: Daemon) -
     panel = page.locator("#health")
     sync_api.expect(panel).to_contain_text("Open streams")
     assert str(health["counts"]["chats"]) in panel.inner_text()
+
+
+def test_at_phone_width_in_dark_mode_the_list_and_a_chat_take_turns(
+    browser: Any, daemon: Daemon
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    try:
+        p = context.new_page()
+        p.set_default_timeout(WAIT_MS)
+        sign_in(p, daemon)
+        chat = busiest_chat(daemon)
+        assert p.locator("#messages-pane").is_hidden()
+        background = p.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(0, 0, 0)"
+        p.click(f'[data-chat-id="{chat["id"]}"]')
+        p.wait_for_selector("#message-list [data-message-guid]")
+        assert p.locator("#chats-pane").is_hidden()
+        # Keyboard: the back button is reachable and returns focus to the chat in the list.
+        p.get_by_role("button", name="Back to chats").focus()
+        p.keyboard.press("Enter")
+        sync_api.expect(p.locator(f'[data-chat-id="{chat["id"]}"]')).to_be_focused()
+        assert p.locator("#messages-pane").is_hidden()
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        p.screenshot(path=str(ARTIFACTS / "phone.png"))
+        raise
+    finally:
+        context.close()

@@ -297,7 +297,7 @@ $("health-toggle").addEventListener("click", async () => {
   renderHealth(lastHealth, null);
   state.metricsStream = stream("/api/metrics/stream?interval=2", {
     metrics: async (m) => {
-      lastHealth = await (await api("/api/health")).json().catch(() => lastHealth);
+      try { lastHealth = await (await api("/api/health")).json(); } catch { /* keep the last */ }
       renderHealth(lastHealth, m);
     },
   });
