@@ -23,3 +23,12 @@ def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
         root = tmp_path_factory.mktemp(f"lib-{profile}")
         out[profile] = (root, make_library(root, messages=1500, seed=11 + i, profile=profile))
     return out
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Keep each phase's report on the test item, so fixtures (the browser tests' screenshot
+    on failure) can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import analysis, auth, imessage, live, streams
+from chatstats.api import analysis, auth, imessage, live, streams, web
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
 
@@ -140,19 +140,30 @@ class _Gate:
                 )
 
     def _refusal(self, scope: Scope) -> ChatStatsError | None:
-        host = authorization = None
+        host = authorization = cookie = origin = None
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
         if not auth.is_loopback_host(host):
             return ForbiddenHost("the Host header must name this machine (localhost)")
-        if scope["type"] == "http" and _is_open(scope):
+        if scope["type"] == "http" and (_is_open(scope) or web.is_open(scope)):
             return None
-        if not auth.bearer_matches(authorization, self.token):
-            return Unauthorized("missing or wrong bearer token")
-        return None
+        if auth.bearer_matches(authorization, self.token):
+            return None
+        if auth.cookie_matches(cookie, self.token):
+            # The web page's cookie: a state-changing request must also come from the page.
+            if scope.get("method", "GET") in auth.SAFE_METHODS or auth.origin_matches_host(
+                origin, host
+            ):
+                return None
+            return web.CrossOrigin("a request signed in by cookie must carry this page's Origin")
+        return Unauthorized("missing or wrong bearer token")
 
 
 def _is_open(scope: Scope) -> bool:
@@ -178,6 +189,7 @@ def create_app(state: AppState) -> Starlette:
             *(_json_route(*spec) for spec in json_routes),
             *live.ROUTES,
             *streams.ROUTES,
+            *web.ROUTES,
         ],
         middleware=[Middleware(_Gate, token=state.token)],
         exception_handlers={ChatStatsError: _handled, HTTPException: _handled},

@@ -100,3 +100,44 @@ def bearer_matches(header: str | None, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+SESSION_COOKIE = "chatstats_session"
+_SESSION_LABEL = b"chatstats web session v1"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_value(token: str) -> str:
+    """The session cookie's value: derived from the token, so it changes when the token does
+    and the daemon keeps no session table; it cannot be turned back into the token."""
+    return hmac.new(token.encode(), _SESSION_LABEL, "sha256").hexdigest()
+
+
+def cookie_matches(header: str | None, token: str) -> bool:
+    """Whether a Cookie header carries the session cookie for `token` (constant time)."""
+    if not header:
+        return False
+    expected = session_value(token).encode()
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == SESSION_COOKIE and hmac.compare_digest(value.strip().encode(), expected):
+            return True
+    return False
+
+
+def session_cookie_header(token: str) -> str:
+    """Set-Cookie for the web page: HttpOnly (scripts cannot read it), SameSite=Strict (other
+    sites' pages do not send it), Path=/ and no expiry (it lasts the browser session)."""
+    return f"{SESSION_COOKIE}={session_value(token)}; HttpOnly; SameSite=Strict; Path=/"
+
+
+def clear_cookie_header() -> str:
+    return f"{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+
+
+def origin_matches_host(origin: str | None, host: str | None) -> bool:
+    """Whether an Origin header names this very host (http://<Host>): a state-changing request
+    that rides on the cookie must come from the daemon's own page."""
+    if not origin or not host:
+        return False
+    return origin.strip().lower() == f"http://{host.strip().lower()}"
