@@ -46,15 +46,39 @@ class BundledEmbedder:
         import wordllama
 
         package = Path(wordllama.__file__).parent
-        self._model = wordllama.WordLlama.load(
+        model = wordllama.WordLlama.load(
             config="l2_supercat", dim=self.dim, cache_dir=package, disable_download=True
         )
+        # WordLlama's own embed() pads every batch to its longest text, so one long message
+        # makes a batch cost 64x its length; we pool over unpadded tokens instead (same
+        # vectors: an average of the token embeddings), ~10x faster on real histories.
+        self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
+        self._tokenizer = model.tokenizer
+        self._tokenizer.no_padding()
 
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._model.embed(texts, norm=True)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        # Chunks bound the gathered token matrix (tokens x 256 floats) to a few MB.
+        step = 1024
+        return np.vstack([self._embed(texts[i : i + step]) for i in range(0, len(texts), step)])
+
+    def _embed(self, texts: list[str]) -> Vectors:
+        encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
+        flat = np.fromiter(
+            (i for e in encoded for i in e.ids), dtype=np.int64, count=int(lengths.sum())
+        )
+        np.clip(flat, 0, self._table.shape[0] - 1, out=flat)
+        out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
+        nonempty = lengths > 0
+        if flat.size:
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
+            sums = np.add.reduceat(self._table[flat], starts, axis=0)
+            out[nonempty] = sums / lengths[nonempty, None]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1.0, norms)
+        return out
 
 
 _bundled: BundledEmbedder | None = None
