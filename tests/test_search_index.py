@@ -200,3 +200,40 @@ def test_rebuild_on_model_change_corruption_and_half_written_files(lib: Path, tm
     assert not VectorIndex(store, bundled()).load()
     (store / META_NAME).write_text("{not json")
     assert not VectorIndex(store, bundled()).load()
+
+
+def test_planted_facts_are_found_by_meaning(tmp_path: Path):
+    """Questions in other words than their answers: semantic and hybrid must find a share
+    of them in the top 10 that word search (every word, as mode=text) cannot."""
+    from chatstats.context.search import SearchIndex
+    from chatstats.library import store
+    from chatstats.library.service import search_terms
+    from chatstats.sample.library import make_library as make
+
+    lib = tmp_path / "facts-lib"
+    truth = make(lib, messages=3000, seed=7)
+    assert len(truth.facts) >= 10
+    db = _app_db(lib, tmp_path)
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "idx")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "idx").mkdir()
+    index = SearchIndex(state, bundled())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    index.index.rebuild(conn)
+    ids = dict(conn.execute("SELECT guid, id FROM messages").fetchall())
+    found = {"semantic": 0, "hybrid": 0, "text": 0}
+    for fact in truth.facts:
+        want = ids[fact.guid]
+        for mode in ("semantic", "hybrid"):
+            found[mode] += want in [
+                m.id for m, _s, _w in index.search(fact.question, mode, limit=10)
+            ]
+        words = store.match_expression(search_terms(fact.question))
+        found["text"] += want in [
+            r["id"] for r in store.search_messages(conn, words, None, 10, None)
+        ]
+    assert found["semantic"] >= len(truth.facts) // 5, found
+    assert found["hybrid"] >= len(truth.facts) // 5, found
+    assert found["text"] < found["hybrid"], found

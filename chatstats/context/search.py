@@ -1,9 +1,7 @@
 """Search by meaning and hybrid search over the vector index, and the index's lifecycle.
 
 Hybrid = reciprocal rank fusion (k = 60) of two ranked lists of messages: FTS5 (bm25,
-any of the query's words) and the vector index (a message scores by the best window it is
-in, plus its own similarity to the query, so the window brings context and the message
-itself decides which line of the window is the answer). Results are re-read from the
+any of the query's words but stopwords, weighted TEXT_WEIGHT) and the vector index. Results are re-read from the
 database, so an unsent or deleted message can never come back from a stale vector.
 """
 
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 
 from chatstats import log
 from chatstats.context.index import VectorIndex
@@ -30,6 +27,69 @@ logger = log.get(__name__)
 RRF_K = 60
 CANDIDATES = 100
 MODES = ("text", "semantic", "hybrid")
+# In the fusion a word match counts this much of a vector match: bm25 over a question's
+# words is noisier than the vectors (measured on the planted questions, bench_search.py).
+TEXT_WEIGHT = 0.5
+# Question words that match nearly every message and would drown the fused ranking.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "at",
+        "be",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "there",
+        "they",
+        "this",
+        "to",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
 
 
 def parse_time(raw: str | None, name: str) -> int | None:
@@ -48,7 +108,10 @@ def parse_time(raw: str | None, name: str) -> int | None:
 def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     """Messages holding any of the words, best bm25 first (a question's words rarely all
     appear in the answer, so AND would miss it)."""
-    match = " OR ".join(store.match_expression([t]) for t in search_terms(q))
+    words = [t for t in search_terms(q) if t.lower().strip("?!.,'") not in STOPWORDS]
+    if not words:
+        return []
+    match = " OR ".join(store.match_expression([t]) for t in words)
     try:
         rows = conn.execute(
             "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match"
@@ -150,8 +213,9 @@ class SearchIndex:
             scores: dict[int, float] = {}
             matched: dict[int, list[str]] = {}
             for name, ids in lists.items():
+                weight = TEXT_WEIGHT if name == "text" else 1.0
                 for rank, mid in enumerate(ids):
-                    scores[mid] = scores.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
+                    scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
                     matched.setdefault(mid, []).append(name)
             ordered = sorted(scores, key=lambda m: -scores[m])
             rows = store.messages_by_ids(conn, ordered)
@@ -175,23 +239,6 @@ class SearchIndex:
             conn.close()
 
     def _semantic(self, conn: sqlite3.Connection, q: str, k: int) -> list[int]:
-        emb = self.index.embedder
-        qv = emb.embed([q])[0]
-        hits = self.index.query(qv, max(10, k // 2))
-        best: dict[int, float] = {}
-        for unit, sim in hits:
-            for mid in unit.message_ids:
-                best[mid] = max(best.get(mid, -1.0), sim)
-        if not best:
-            return []
-        ids = list(best)
-        texts = dict(
-            conn.execute(
-                "SELECT id, text FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
-                {"ids": "[" + ",".join(map(str, ids)) + "]"},
-            ).fetchall()
-        )
-        ids = [m for m in ids if texts.get(m)]
-        own = emb.embed([texts[m] for m in ids]) @ qv if ids else np.zeros(0)
-        score = {m: best[m] + 0.5 * float(s) for m, s in zip(ids, own, strict=True)}
-        return sorted(score, key=lambda m: -score[m])[:k]
+        """Messages nearest the query, each by its own vector (which carries its context)."""
+        qv = self.index.embedder.embed([q])[0]
+        return [unit.message_id for unit, _sim in self.index.query(qv, k)]
