@@ -74,6 +74,15 @@ async def test_semantic_and_hybrid_follow_new_edited_and_unsent_messages(lib: Pa
     async with daemon(settings_for(lib, data)) as client:
         first = await wait_until(client, lambda c: _ready(c), "index never built")
         assert first["model"] == bundled().name and first["dim"] == 256 and first["items"] > 0
+
+        async def announced(_c: httpx.AsyncClient) -> list[Any]:
+            with sqlite3.connect(data / "chatstats.db") as events:
+                return events.execute(
+                    "SELECT data FROM events WHERE type = 'index_ready'"
+                ).fetchall()
+
+        ready_event = json.loads((await wait_until(client, announced, "no index_ready"))[0][0])
+        assert ready_event["items"] > 0 and ready_event["model"] == first["model"]
         meta = data / META_NAME
         assert meta.stat().st_mode & 0o777 == 0o600
         vec = data / json.loads(meta.read_text())["file"]

@@ -161,7 +161,10 @@ class SearchIndex:
         """Load (or build) off the loop, then keep up with `messages_synced` events."""
         bus = self._state.bus
         last = await bus.last_id()
-        await anyio.to_thread.run_sync(self._prepare, last)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._report_progress, bus)
+            await anyio.to_thread.run_sync(self._prepare, last)
+            tg.cancel_scope.cancel()
         await bus.publish("global", "index_ready", self.index.describe())
         after = self.index.event_id or last
         while not stop.is_set():
@@ -174,6 +177,13 @@ class SearchIndex:
             if chats:
                 self.index.status.pending = len(chats)
                 await anyio.to_thread.run_sync(self._refresh, chats, after)
+
+    async def _report_progress(self, bus: Any) -> None:
+        """While a build runs: `index_progress` events (ids and counts only) every second."""
+        while True:
+            await anyio.sleep(1.0)
+            if self.index.status.building:
+                await bus.publish("global", "index_progress", self.index.describe())
 
     def _refresh(self, chats: list[int], event_id: int) -> None:
         conn = self._conn()
