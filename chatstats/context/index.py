@@ -43,7 +43,7 @@ CONTEXT_WEIGHT = 0.0
 _LINE = 600  # characters of one message that count (a pasted essay is not a better match)
 SCHEME = f"message-ctx{CONTEXT}-w{CONTEXT_WEIGHT}-speaker-v2"
 META_NAME = "index.json"
-_M, _EF_CONSTRUCTION, _EF = 16, 100, 96
+_M, _EF_CONSTRUCTION, _EF = 16, 64, 96
 _EMBED_BATCH = 4096
 
 _ELIGIBLE = (
