@@ -3,8 +3,9 @@
 The default is WordLlama's `l2_supercat` 256-dim static model. Its weights (16 MB) ship
 inside the `wordllama` wheel, so it works with no network and no configuration; nothing is
 fetched from a model hub at run time (we pass the package folder as the cache and forbid
-downloads). Measured here (2 cores): load 0.45 s, ~70k short texts/s, so a 300k-message
-library embeds in seconds; a transformer (all-MiniLM-L6-v2 on CPU, ~50 texts/s) would take
+downloads). Measured here (2 cores): load 0.45 s, 30-70k short texts/s, so a 300k-message
+library embeds in seconds; a transformer (all-MiniLM-L6-v2 on CPU, ~50 texts/s on this kind of
+machine, not re-measured) would take
 well over an hour and could not meet the two-minute build target.
 """
 
@@ -41,29 +42,42 @@ class BundledEmbedder:
     dim = 256
 
     def __init__(self) -> None:
-        # Belt and braces: the tokenizer library must not reach a hub either.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import wordllama
+        # Loaded at first use, in whichever worker thread embeds first: never on the loop.
+        self._table: Vectors | None = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
 
-        package = Path(wordllama.__file__).parent
-        model = wordllama.WordLlama.load(
-            config="l2_supercat", dim=self.dim, cache_dir=package, disable_download=True
-        )
-        # WordLlama's own embed() pads every batch to its longest text, so one long message
-        # makes a batch cost 64x its length; we pool over unpadded tokens instead (same
-        # vectors: an average of the token embeddings), ~10x faster on real histories.
-        self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
-        self._tokenizer = model.tokenizer
-        self._tokenizer.no_padding()
+    def _load(self) -> None:
+        with self._lock:
+            if self._table is not None:
+                return
+            # Belt and braces: the tokenizer library must not reach a hub either.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            import wordllama
+
+            package = Path(wordllama.__file__).parent
+            model = wordllama.WordLlama.load(
+                config="l2_supercat", dim=self.dim, cache_dir=package, disable_download=True
+            )
+            # WordLlama's own embed() pads every batch to its longest text, so one long
+            # message makes a batch cost 64x its length; we pool over unpadded tokens
+            # instead (the same vectors: a mean of token embeddings), ~10x faster here.
+            tokenizer = model.tokenizer
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+            self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
 
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._table is None:
+            self._load()
         # Chunks bound the gathered token matrix (tokens x 256 floats) to a few MB.
         step = 1024
         return np.vstack([self._embed(texts[i : i + step]) for i in range(0, len(texts), step)])
 
     def _embed(self, texts: list[str]) -> Vectors:
+        assert self._table is not None
         encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
         flat = np.fromiter(
