@@ -131,6 +131,10 @@ async def test_semantic_and_hybrid_follow_new_edited_and_unsent_messages(lib: Pa
             return True
 
         await wait_until(client, vanished, "unsent message still found")
+    # The stop saved what live sync added (the periodic save had not come round yet).
+    saved = VectorIndex(data, bundled())
+    assert saved.load() and saved.max_message_id >= hit["id"]
+    assert saved.event_id > 0
 
 
 async def _ready(c: httpx.AsyncClient) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ logger = log.get(__name__)
 RRF_K = 60
 CANDIDATES = 100
 MODES = ("text", "semantic", "hybrid")
+SAVE_EVERY_S = 60.0
 # In the fusion a word match counts this much of a vector match: bm25 over a question's
 # words is noisier than the vectors (measured on the planted questions, bench_search.py).
 TEXT_WEIGHT = 0.5
@@ -130,6 +132,8 @@ class SearchIndex:
         self._state = state
         self.index = VectorIndex(Path(state.settings.data_dir), embedder)
         self.ready = threading.Event()
+        self._saved_at = time.monotonic()
+        self._dirty = False
 
     def _conn(self) -> sqlite3.Connection:
         return connect(self._state.db.path, write=False)
@@ -167,6 +171,14 @@ class SearchIndex:
             tg.cancel_scope.cancel()
         await bus.publish("global", "index_ready", self.index.describe())
         after = self.index.event_id or last
+        try:
+            await self._follow(bus, after, stop)
+        finally:  # a clean stop keeps every live update not yet saved
+            if self._dirty:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.index.save)
+
+    async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
         while not stop.is_set():
             with anyio.move_on_after(1.0):
                 events = await bus.read(after, limit=500, timeout=1.0)
@@ -191,7 +203,13 @@ class SearchIndex:
             self.index.refresh(conn, chats)
             self.index.event_id = event_id
             self.index.status.pending = 0
-            self.index.save()
+            # Saving writes the whole index (~6 s and ~300 MB at 300k messages), so live
+            # updates are saved at most every SAVE_EVERY_S; after a crash the events since
+            # the saved position are replayed (a refresh is idempotent).
+            self._dirty = True
+            if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+                self.index.save()
+                self._saved_at, self._dirty = time.monotonic(), False
         finally:
             conn.close()
 
