@@ -68,6 +68,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     llm_api_key: Annotated[str | None, _help("API key for the model's provider; never logged.")] = (
         None
     )
+    embed_model: Annotated[
+        str | None,
+        _help("LiteLLM embedding model for search (e.g. ollama/nomic-embed-text); unset: bundled."),
+    ] = None
+    embed_api_base: Annotated[
+        str | None, _help("Base URL of the embedding model's endpoint; unset: the provider's.")
+    ] = None
     llm_concurrency: Annotated[int, _help("LLM calls in flight at once (analysis).")] = 4
     analysis_workers: Annotated[
         int, _help("Analysis worker tasks; 0 means twice CHATSTATS_LLM_CONCURRENCY.")

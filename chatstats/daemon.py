@@ -157,6 +157,7 @@ async def _run(
         finally:
             import_done.set()
         if not stop.is_set():  # history is in: tail what comes next, seal, keep names fresh
+            tg.start_soon(state.search_index.run, stop)  # type: ignore[attr-defined]
             _start_live(tg, settings, state, stop)
 
     began = time.monotonic()
@@ -180,6 +181,9 @@ async def _run(
                 tg.start_soon(llm.warm_up)
             host = f"[{settings.host}]" if ":" in settings.host else settings.host
             url = f"http://{host}:{port}"
+            from chatstats.context import embed, search
+
+            state.search_index = search.SearchIndex(state, embed.from_settings(settings))  # type: ignore[attr-defined]
             ready({"event": "ready", "url": url, "port": port, "pid": os.getpid()})
             logger.info("daemon_ready", port=port)
             tg.start_soon(import_history)

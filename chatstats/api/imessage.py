@@ -252,7 +252,19 @@ async def conversation_messages(request: Request) -> list[dict[str, Any]]:
 
 async def search(request: Request) -> Paged:
     """Messages containing every word of `q` (each taken literally), newest first; optional
-    `chat_id`, and `before_id` (or the `Link` header's `cursor`) to read on."""
+    `chat_id`, and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
+    chatstats.api.search."""
+    mode = request.query_params.get("mode") or "text"
+    if mode != "text":
+        from chatstats.api.search import search_by_meaning
+
+        return await search_by_meaning(  # type: ignore[return-value]
+            request,
+            mode,
+            _limit(request),
+            _query_int(request, "chat_id"),
+            _query_int(request, "contact_id"),
+        )
     page = await _library(request).search(
         request.query_params.get("q", ""),
         _query_int(request, "chat_id"),

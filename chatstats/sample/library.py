@@ -37,6 +37,7 @@ from typing import Any
 
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
 from chatstats.imessage.typedstream_writer import corrupt_variants, encode_attributed_string
+from chatstats.sample.facts import FactPlanter, TruthFact
 from chatstats.sample.truth import (
     Truth,
     TruthAttachment,
@@ -595,6 +596,8 @@ class _Builder:
         self.plan = PLANS[profile]
         self.truth_on = with_truth
         self.rng = random.Random(seed)
+        self.planter = FactPlanter(seed)
+        self.planted: list[tuple[TruthMessage, TruthFact]] = []
         self.w = MessagesWriter(
             root / "chat.db",
             profile,
@@ -612,6 +615,7 @@ class _Builder:
         self.can_emoji = self.w.has("associated_message_emoji")
         self.modern = profile == "sequoia"  # RCS, any;-; GUIDs, macOS 26 unsends
         self.pools = _build_pools(self.rng, min(4000, 200 + messages // 20))
+        self.plain_lines = frozenset(self.pools["en"])
         self.rows = 0
         self.deleted = 0
         self.messages: list[TruthMessage] = []
@@ -704,6 +708,11 @@ class _Builder:
     ) -> tuple[int, str, TruthMessage]:
         w = self.w
         c = w.chats[chat] if chat is not None else None
+        fact = None
+        if text in self.plain_lines and c is not None and not attachments and not corrupt:
+            fact = self.planter.maybe()
+            if fact is not None:
+                text = fact[0]
         if body is None:
             body = self.body_for(date, from_me)
             if body == "attributed" and c is not None and c.service != "iMessage":
@@ -762,6 +771,8 @@ class _Builder:
             service=kw.get("service") or (c.service if c else "iMessage"),
         )
         self.record(msg)
+        if fact is not None:
+            self.planted.append((msg, TruthFact(guid=guid, question=fact[1], answer=fact[0])))
         if chat is None:
             self.counter["orphans"] += 1
         elif remember and chat not in self.dedicated:
@@ -1888,6 +1899,7 @@ class _Builder:
             reactions=reactions if self.truth_on else [],
             contacts=self.truth_contacts() if self.truth_on else [],
             counts=counts,
+            facts=[f for m, f in self.planted if m.text == f.answer and not (m.edited or m.unsent)],
         )
         truth.counts["contacts"] = len(self.truth_contacts())
         return truth

@@ -31,6 +31,8 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from chatstats.sample.facts import TruthFact
+
 __all__ = [
     "Truth",
     "TruthAttachment",
@@ -100,6 +102,8 @@ class Truth(Struct):
     reactions: list[TruthReaction]
     contacts: list[TruthContact]
     counts: dict[str, int]
+    # Planted facts with the questions that ask for them (chatstats.sample.facts).
+    facts: list[TruthFact] = []
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -202,6 +203,24 @@ def _prompt_tokens(messages: list[Any]) -> int:
         content = m.get("content") if isinstance(m, dict) else None
         total += 4 + _tokens(content if isinstance(content, str) else json.dumps(content))
     return total + 3
+
+
+def _embeddings(payload: dict[str, Any]) -> dict[str, Any]:
+    """Deterministic 8-dim vectors (from a hash of each input) in the OpenAI embeddings shape."""
+    raw = payload.get("input")
+    inputs = [raw] if isinstance(raw, str) else list(raw or [])
+    data = []
+    for i, text in enumerate(inputs):
+        digest = hashlib.sha256(str(text).encode()).digest()
+        data.append({"object": "embedding", "index": i, "embedding": [b / 255 for b in digest[:8]]})
+    tokens = sum(_tokens(str(t)) for t in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {
+        "object": "list",
+        "data": data,
+        "model": str(payload.get("model") or "fake"),
+        "usage": usage,
+    }
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -453,6 +472,8 @@ class FakeLLM:
         if method != "POST" or path.rstrip("/") not in (
             "/v1/chat/completions",
             "/chat/completions",
+            "/v1/embeddings",
+            "/embeddings",
         ):
             await self._send_error(writer, 404, "not found", "not_found")
             return
@@ -517,6 +538,9 @@ class FakeLLM:
             return
         if isinstance(item, ClientError):
             await self._send_error(writer, item.status, "Invalid request", "invalid_request_error")
+            return
+        if "input" in payload and "messages" not in payload:
+            await self._send(writer, 200, json.dumps(_embeddings(payload)).encode())
             return
         stream = bool(payload.get("stream"))
         if isinstance(item, BadJSONBody):

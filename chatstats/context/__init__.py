@@ -1,0 +1,1 @@
+"""Retrieval by meaning: embeddings, the vector index, hybrid search and context packing."""

@@ -1,0 +1,272 @@
+"""Search by meaning and hybrid search over the vector index, and the index's lifecycle.
+
+Hybrid = reciprocal rank fusion (k = 60) of two ranked lists of messages: FTS5 (bm25,
+any of the query's words but stopwords, weighted TEXT_WEIGHT) and the vector index. Results are re-read from the
+database, so an unsent or deleted message can never come back from a stale vector.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from chatstats import log
+from chatstats.context.index import VectorIndex
+from chatstats.db import connect
+from chatstats.errors import BadRequest, NotFound
+from chatstats.library import store
+from chatstats.library.service import _build_messages, search_terms
+
+logger = log.get(__name__)
+
+RRF_K = 60
+CANDIDATES = 100
+MODES = ("text", "semantic", "hybrid")
+SAVE_EVERY_S = 60.0
+# In the fusion a word match counts this much of a vector match: bm25 over a question's
+# words is noisier than the vectors (measured on the planted questions, bench_search.py).
+TEXT_WEIGHT = 0.5
+# Question words that match nearly every message and would drown the fused ranking.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "at",
+        "be",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "there",
+        "they",
+        "this",
+        "to",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+
+
+def parse_time(raw: str | None, name: str) -> int | None:
+    """ISO 8601 → ns since the Unix epoch (naive means UTC)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1_000_000_000)
+
+
+def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
+    """Messages holding any of the words, best bm25 first (a question's words rarely all
+    appear in the answer, so AND would miss it)."""
+    words = [t for t in search_terms(q) if t.lower().strip("?!.,'") not in STOPWORDS]
+    if not words:
+        return []
+    match = " OR ".join(store.match_expression([t]) for t in words)
+    try:
+        rows = conn.execute(
+            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match"
+            " ORDER BY bm25(messages_fts) LIMIT :limit",
+            {"match": match, "limit": limit},
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise BadRequest(f"bad search syntax: {exc}") from None
+    return [r[0] for r in rows]
+
+
+class SearchIndex:
+    """Owns the VectorIndex: load or build it in a thread, follow the event log, answer."""
+
+    def __init__(self, state: Any, embedder: Any) -> None:
+        self._state = state
+        self.index = VectorIndex(Path(state.settings.data_dir), embedder)
+        self.ready = threading.Event()
+        self._saved_at = time.monotonic()
+        self._dirty = False
+
+    def _conn(self) -> sqlite3.Connection:
+        return connect(self._state.db.path, write=False)
+
+    def _prepare(self, last_event: int) -> None:
+        conn = self._conn()
+        try:
+            if not self.index.load():
+                logger.info("index_rebuild", reason="missing_or_stale")
+                self.index.rebuild(conn, last_event)
+            else:  # messages imported while the daemon was down: their chats' windows
+                seen = self.index.max_message_id
+                chats = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT chat_id FROM messages WHERE id > :seen"
+                        " AND chat_id IS NOT NULL",
+                        {"seen": seen},
+                    )
+                ]
+                if chats:
+                    self.index.refresh(conn, chats)
+                    self.index.save()
+        finally:
+            conn.close()
+        self.ready.set()
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Load (or build) off the loop, then keep up with `messages_synced` events."""
+        bus = self._state.bus
+        last = await bus.last_id()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._report_progress, bus)
+            await anyio.to_thread.run_sync(self._prepare, last)
+            tg.cancel_scope.cancel()
+        await bus.publish("global", "index_ready", self.index.describe())
+        after = self.index.event_id or last
+        try:
+            await self._follow(bus, after, stop)
+        finally:  # a clean stop keeps every live update not yet saved
+            if self._dirty:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.index.save)
+
+    async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            with anyio.move_on_after(1.0):
+                events = await bus.read(after, limit=500, timeout=1.0)
+            if not events:
+                continue
+            after = events[-1].id
+            chats = sorted({int(e.data["chat_id"]) for e in events if e.type == "messages_synced"})
+            if chats:
+                self.index.status.pending = len(chats)
+                await anyio.to_thread.run_sync(self._refresh, chats, after)
+
+    async def _report_progress(self, bus: Any) -> None:
+        """While a build runs: `index_progress` events (ids and counts only) every second."""
+        while True:
+            await anyio.sleep(1.0)
+            if self.index.status.building:
+                await bus.publish("global", "index_progress", self.index.describe())
+
+    def _refresh(self, chats: list[int], event_id: int) -> None:
+        conn = self._conn()
+        try:
+            self.index.refresh(conn, chats)
+            self.index.event_id = event_id
+            self.index.status.pending = 0
+            # Saving writes the whole index (~6 s and ~300 MB at 300k messages), so live
+            # updates are saved at most every SAVE_EVERY_S; after a crash the events since
+            # the saved position are replayed (a refresh is idempotent).
+            self._dirty = True
+            if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+                self.index.save()
+                self._saved_at, self._dirty = time.monotonic(), False
+        finally:
+            conn.close()
+
+    # -- querying (thread side) --
+
+    def search(
+        self,
+        q: str,
+        mode: str,
+        *,
+        chat_id: int | None = None,
+        contact_id: int | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 50,
+    ) -> list[tuple[Any, float, list[str]]]:
+        if mode not in ("semantic", "hybrid"):
+            raise BadRequest("mode must be text, semantic or hybrid")
+        terms = search_terms(q)
+        conn = self._conn()
+        try:
+            if chat_id is not None and not store.chat_exists(conn, chat_id):
+                raise NotFound(f"no chat {chat_id}")
+            filtered = any(x is not None for x in (chat_id, contact_id, since_ns, until_ns))
+            sem = self._semantic(conn, " ".join(terms), 4 * CANDIDATES if filtered else CANDIDATES)
+            lists: dict[str, list[int]] = {"semantic": sem}
+            if mode == "hybrid":
+                lists["text"] = _fts_ranked(conn, q, 4 * CANDIDATES if filtered else CANDIDATES)
+            scores: dict[int, float] = {}
+            matched: dict[int, list[str]] = {}
+            for name, ids in lists.items():
+                weight = TEXT_WEIGHT if name == "text" else 1.0
+                for rank, mid in enumerate(ids):
+                    scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
+                    matched.setdefault(mid, []).append(name)
+            ordered = sorted(scores, key=lambda m: -scores[m])
+            rows = store.messages_by_ids(conn, ordered)
+            keep = {
+                r["id"]: r
+                for r in rows
+                if r["kind"] == "message"
+                and not r["unsent"]
+                and (chat_id is None or r["chat_id"] == chat_id)
+                and (contact_id is None or r["contact_id"] == contact_id)
+                and (since_ns is None or r["date_ns"] >= since_ns)
+                and (until_ns is None or r["date_ns"] < until_ns)
+            }
+            chosen = [keep[m] for m in ordered if m in keep][:limit]
+            built = {m.id: m for m in _build_messages(conn, chosen)}
+            return [
+                (built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]]))
+                for r in chosen
+            ]
+        finally:
+            conn.close()
+
+    def _semantic(self, conn: sqlite3.Connection, q: str, k: int) -> list[int]:
+        """Messages nearest the query, each by its own vector (which carries its context)."""
+        qv = self.index.embedder.embed([q])[0]
+        return [unit.message_id for unit, _sim in self.index.query(qv, k)]

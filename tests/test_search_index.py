@@ -1,0 +1,252 @@
+"""The vector index and search modes on the real daemon: real chat.db, loopback HTTP.
+
+Facts are written into chat.db while the daemon tails it, so the index must pick them up
+from the event log; edits and unsends must change or empty the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from chatstats.context.embed import bundled
+from chatstats.context.index import META_NAME, VectorIndex
+from chatstats.sample.correspondent import Correspondent
+from chatstats.sample.library import make_library
+from tests.test_live import daemon, settings_for
+
+pytestmark = pytest.mark.anyio
+
+FACT = "we touch down in Lisbon at six on Friday, gate 14"
+QUESTION = "when does the plane land in Lisbon"
+EDITED = "my grandmother's birthday party moved to the harbour restaurant"
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("search-lib")
+    make_library(root, messages=400, seed=31)
+    return root
+
+
+@pytest.fixture
+def lib(sample: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "lib"
+    shutil.copytree(sample, dst)
+    return dst
+
+
+async def wait_until(client: httpx.AsyncClient, check: Any, what: str) -> Any:
+    with anyio.fail_after(30, shield=False):
+        while True:
+            got = await check(client)
+            if got:
+                return got
+            await anyio.sleep(0.1)
+    raise AssertionError(what)  # pragma: no cover
+
+
+async def status(client: httpx.AsyncClient) -> dict[str, Any]:
+    r = await client.get("/api/index/status")
+    assert r.status_code == 200
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def search(client: httpx.AsyncClient, q: str, mode: str, **extra: Any) -> list[Any]:
+    r = await client.get("/api/search", params={"q": q, "mode": mode, "limit": 10, **extra})
+    assert r.status_code == 200, r.text
+    hits: list[Any] = r.json()
+    return hits
+
+
+async def test_semantic_and_hybrid_follow_new_edited_and_unsent_messages(lib: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    async with daemon(settings_for(lib, data)) as client:
+        first = await wait_until(client, lambda c: _ready(c), "index never built")
+        assert first["model"] == bundled().name and first["dim"] == 256 and first["items"] > 0
+
+        async def announced(_c: httpx.AsyncClient) -> list[Any]:
+            with sqlite3.connect(data / "chatstats.db") as events:
+                return events.execute(
+                    "SELECT data FROM events WHERE type = 'index_ready'"
+                ).fetchall()
+
+        ready_event = json.loads((await wait_until(client, announced, "no index_ready"))[0][0])
+        assert ready_event["items"] > 0 and ready_event["model"] == first["model"]
+        meta = data / META_NAME
+        assert meta.stat().st_mode & 0o777 == 0o600
+        vec = data / json.loads(meta.read_text())["file"]
+        assert vec.stat().st_mode & 0o777 == 0o600
+
+        who = Correspondent(lib / "chat.db", seed=3, out=open(os.devnull, "w"))  # noqa: SIM115
+        _rowid, guid = who.writer.message(
+            who.chat, FACT, from_me=False, sender=who.sender, date=time.time_ns()
+        )
+
+        async def found(c: httpx.AsyncClient) -> list[Any]:
+            hits = await search(c, QUESTION, "semantic")
+            return [h for h in hits if h["guid"] == guid]
+
+        hit = (await wait_until(client, found, "new fact never searchable"))[0]
+        assert hit["matched"] == ["semantic"] and hit["score"] > 0
+        hybrid = await search(client, QUESTION, "hybrid")
+        top = [h for h in hybrid if h["guid"] == guid]
+        assert top and top[0]["matched"] == ["semantic", "text"]
+        # Filters: another chat's id leaves it out; a time window before it too.
+        chat_id = top[0]["chat_id"]
+        assert any(
+            h["guid"] == guid for h in await search(client, QUESTION, "hybrid", chat_id=chat_id)
+        )
+        early = await search(client, QUESTION, "hybrid", until="2001-01-01T00:00:00Z")
+        assert all(h["guid"] != guid for h in early)
+
+        # Mine, edited: the new words are found, then unsent: gone from every mode.
+        mine, mine_guid = who.writer.message(
+            who.chat, "see you soon", from_me=True, date=time.time_ns()
+        )
+        who.writer.edit(mine, EDITED, time.time_ns())
+
+        async def edited(c: httpx.AsyncClient) -> bool:
+            hits = await search(c, "grandma birthday moved to the harbour place", "semantic")
+            return any(h["guid"] == mine_guid for h in hits)
+
+        await wait_until(client, edited, "edit never reached the index")
+        who.writer.unsend(mine, time.time_ns())
+
+        async def vanished(c: httpx.AsyncClient) -> bool:
+            for mode in ("semantic", "hybrid"):
+                hits = await search(c, "grandmother birthday party harbour restaurant", mode)
+                if any(h["guid"] == mine_guid for h in hits):
+                    return False
+            return True
+
+        await wait_until(client, vanished, "unsent message still found")
+    # The stop saved what live sync added (the periodic save had not come round yet).
+    saved = VectorIndex(data, bundled())
+    assert saved.load() and saved.max_message_id >= hit["id"]
+    assert saved.event_id > 0
+
+
+async def _ready(c: httpx.AsyncClient) -> dict[str, Any] | None:
+    s = await status(c)
+    return s if s["items"] > 0 and not s["building"] else None
+
+
+async def test_search_errors_are_400s(lib: Path, tmp_path: Path):
+    async with daemon(settings_for(lib, tmp_path / "data")) as client:
+        await wait_until(client, _ready, "index never built")
+        for params in (
+            {"q": "x", "mode": "fuzzy"},
+            {"q": "", "mode": "semantic"},
+            {"q": "x", "mode": "hybrid", "since": "yesterday"},
+            {"q": "x", "mode": "hybrid", "before_id": "5"},
+        ):
+            r = await client.get("/api/search", params=params)
+            assert r.status_code == 400, params
+            assert r.json()["error"]["code"] == "bad_request"
+        r = await client.get(
+            "/api/search", params={"q": "x", "mode": "semantic", "chat_id": 999999}
+        )
+        assert r.status_code == 404
+
+
+def _app_db(lib: Path, tmp_path: Path) -> Path:
+    """An imported app database (through the real CLI import path)."""
+    from chatstats.cli import main
+
+    data = tmp_path / "imp"
+    code = main(
+        [
+            "import",
+            "--data-dir",
+            str(data),
+            "--source",
+            str(lib / "chat.db"),
+            "--addressbook",
+            str(lib / "AddressBook"),
+        ]
+    )
+    assert code == 0
+    return next(data.glob("*.db"))
+
+
+class OtherModel:
+    """The bundled model under another name: a saved index must not be reused for it."""
+
+    def __init__(self) -> None:
+        self._inner = bundled()
+        self.name, self.dim = "other/model", self._inner.dim
+
+    def embed(self, texts: list[str]) -> Any:
+        return self._inner.embed(texts)
+
+
+def test_rebuild_on_model_change_corruption_and_half_written_files(lib: Path, tmp_path: Path):
+    db = _app_db(lib, tmp_path)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    store = tmp_path / "index"
+    store.mkdir()
+    built = VectorIndex(store, bundled())
+    built.rebuild(conn)
+    items = built.describe()["items"]
+    assert items > 0
+    assert VectorIndex(store, bundled()).load()
+    assert not VectorIndex(store, OtherModel()).load()  # another model: rebuild needed
+    # A kill -9 mid-save leaves a temp file beside the complete pair: still loadable.
+    (store / ".vectors-9.bin.123.tmp").write_bytes(b"half")
+    again = VectorIndex(store, bundled())
+    assert again.load() and again.describe()["items"] == items
+    # A corrupted vectors file (truncated) is refused, never loaded.
+    vec = store / json.loads((store / META_NAME).read_text())["file"]
+    vec.write_bytes(vec.read_bytes()[: vec.stat().st_size // 2])
+    assert not VectorIndex(store, bundled()).load()
+    (store / META_NAME).write_text("{not json")
+    assert not VectorIndex(store, bundled()).load()
+
+
+def test_planted_facts_are_found_by_meaning(tmp_path: Path):
+    """Questions in other words than their answers: semantic and hybrid must find a share
+    of them in the top 10 that word search (every word, as mode=text) cannot."""
+    from chatstats.context.search import SearchIndex
+    from chatstats.library import store
+    from chatstats.library.service import search_terms
+    from chatstats.sample.library import make_library as make
+
+    lib = tmp_path / "facts-lib"
+    truth = make(lib, messages=3000, seed=7)
+    assert len(truth.facts) >= 10
+    db = _app_db(lib, tmp_path)
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "idx")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "idx").mkdir()
+    index = SearchIndex(state, bundled())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    index.index.rebuild(conn)
+    ids = dict(conn.execute("SELECT guid, id FROM messages").fetchall())
+    found = {"semantic": 0, "hybrid": 0, "text": 0}
+    for fact in truth.facts:
+        want = ids[fact.guid]
+        for mode in ("semantic", "hybrid"):
+            found[mode] += want in [
+                m.id for m, _s, _w in index.search(fact.question, mode, limit=10)
+            ]
+        words = store.match_expression(search_terms(fact.question))
+        found["text"] += want in [
+            r["id"] for r in store.search_messages(conn, words, None, 10, None)
+        ]
+    assert found["semantic"] >= len(truth.facts) // 5, found
+    assert found["hybrid"] >= len(truth.facts) // 5, found
+    assert found["text"] < found["hybrid"], found
