@@ -1,0 +1,69 @@
+"""SQL of the statistics: the trigger-kept 15-minute buckets (schema 0007) and indexed reads.
+
+Every read is bounded by an index: `stats_buckets` for totals, `messages_chat_date` for one
+chat's messages, `reactions_target` for the tapbacks on them. None scans all messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+BUCKET_NS = 900_000_000_000  # 15 minutes: every real UTC offset is a multiple of it
+
+# Buckets wholly inside [lo, hi) (bucket numbers), per side and chat.
+BUCKET_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY chat_id, is_from_me"
+)
+BUCKET_SIDES = (
+    "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
+)
+BUCKET_RANGE = "SELECT MIN(bucket) AS lo, MAX(bucket) AS hi FROM stats_buckets"
+BUCKET_CONTACTS = (
+    "SELECT DISTINCT h.contact_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
+    " WHERE b.bucket >= :lo AND b.bucket < :hi AND h.contact_id IS NOT NULL"
+)
+# Exact edges: one chat's messages in [a, b) ns, by the chat/date index.
+EDGE = (
+    "SELECT m.chat_id, m.is_from_me, h.contact_id, m.date_ns FROM messages m"
+    " LEFT JOIN handles h ON h.id = m.handle_id"
+    " WHERE m.chat_id = :chat AND m.date_ns >= :a AND m.date_ns < :b AND m.kind = 'message'"
+)
+CHATS_IN_BUCKETS = "SELECT DISTINCT chat_id FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+FIRST_IN_CHAT = (
+    "SELECT MIN(date_ns) FROM messages WHERE chat_id = :chat AND kind = 'message'"
+    " AND date_ns >= :a AND date_ns < :b"
+)
+LAST_IN_CHAT = (
+    "SELECT MAX(date_ns) FROM messages WHERE chat_id = :chat AND kind = 'message'"
+    " AND date_ns >= :a AND date_ns < :b"
+)
+CHAT_TITLES = "SELECT id, display_name, chat_identifier FROM chats WHERE id IN (SELECT value FROM json_each(:ids))"
+CHAT = "SELECT id, is_group FROM chats WHERE id = :id"
+CONTACT = "SELECT id FROM contacts WHERE id = :id"
+# A chat's messages in time order (messages_chat_date).
+CHAT_MESSAGES = (
+    "SELECT m.id, m.guid, m.chat_id, m.conversation_id, m.date_ns, m.is_from_me, m.text,"
+    " h.contact_id FROM messages m LEFT JOIN handles h ON h.id = m.handle_id"
+    " WHERE m.chat_id = :chat AND m.kind = 'message' AND m.date_ns >= :a AND m.date_ns < :b"
+    " ORDER BY m.date_ns, m.id"
+)
+# Chats a contact is in: by participation or by having sent in them.
+CONTACT_CHATS = (
+    "SELECT c.id, c.is_group FROM chats c WHERE c.id IN ("
+    " SELECT p.chat_id FROM chat_participants p JOIN handles h ON h.id = p.handle_id"
+    " WHERE h.contact_id = :contact"
+    " UNION SELECT DISTINCT b.chat_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
+    " WHERE h.contact_id = :contact)"
+)
+REACTIONS_ON = (
+    "SELECT r.type, r.is_from_me, h.contact_id FROM reactions r"
+    " LEFT JOIN handles h ON h.id = r.handle_id"
+    " WHERE r.target_guid = :guid AND r.active = 1 AND r.is_removal = 0"
+)
+
+
+def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> object:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
