@@ -155,3 +155,72 @@ class _client:
     async def __aexit__(self, *exc: object) -> None:
         await self.c.aclose()
         self.db.close()
+
+
+@pytest.mark.anyio
+async def test_wrapped_matches_the_truth(imported, libraries):
+    _, truth = libraries["sequoia"]
+    zone = ZoneInfo("America/New_York")
+    conn = _open(imported)
+    _, contact, _ = stats_truth.ids(conn)
+    for year in sorted({stats_truth._local(m.date_ns, zone).year for m in truth.messages})[-3:]:
+        async with _client(imported, zone.key) as c:
+            got = (await c.get(f"/api/stats/wrapped?year={year}")).json()
+        ms = [
+            m
+            for m in stats_truth.messages(truth, LO, HI)
+            if stats_truth._local(m.date_ns, zone).year == year
+        ]
+        days: dict[str, int] = {}
+        hours = [0] * 24
+        people: dict[int, int] = {}
+        for m in ms:
+            t = stats_truth._local(m.date_ns, zone)
+            days[t.date().isoformat()] = days.get(t.date().isoformat(), 0) + 1
+            hours[t.hour] += 1
+            k = contact.get(m.sender or "")
+            if not m.is_from_me and k is not None:
+                people[k] = people.get(k, 0) + 1
+        assert got["messages"] == len(ms)
+        if ms:
+            best = max(days.items(), key=lambda kv: (kv[1], kv[0]))
+            b = got["busiest_day"]
+            assert (b["date"], b["sent"] + b["received"]) == best
+            assert got["top_hour"] == max(range(24), key=lambda h: (hours[h], -h))
+        want = sorted(people.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        assert [(p["contact_id"], p["messages"]) for p in got["top_people"]] == want
+        prev = [
+            m
+            for m in stats_truth.messages(truth, LO, HI)
+            if stats_truth._local(m.date_ns, zone).year == year - 1
+        ]
+        assert got["previous_year"]["messages"] == len(prev)
+
+
+def test_cli_report_and_wrapped(imported, capsys):
+    import json as _json
+
+    from chatstats import cli
+
+    conn = _open(imported)
+    chat_id = conn.execute(
+        "SELECT chat_id FROM stats_buckets GROUP BY chat_id ORDER BY SUM(messages) DESC LIMIT 1"
+    ).fetchone()[0]
+    d = ["--data-dir", str(imported)]
+    assert cli.main(["report", "--chat-id", str(chat_id), "--json", *d]) == 0
+    fig = _json.loads(capsys.readouterr().out)
+    assert (
+        fig["messages"]
+        == conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND kind = 'message'", (chat_id,)
+        ).fetchone()[0]
+    )
+    assert cli.main(["report", "--chat-id", str(chat_id), *d]) == 0
+    text = capsys.readouterr().out
+    assert "Week by hour" in text and "Mon" in text and str(fig["messages"]) in text
+    assert cli.main(["wrapped", "--year", "2024", *d]) == 0
+    assert "2024 in messages" in capsys.readouterr().out
+    assert cli.main(["report", "--chat-id", "999999", *d]) == 1
+    assert "no chat with id 999999" in capsys.readouterr().err
+    assert cli.main(["wrapped", "--year", "1800", *d]) == 1
+    assert cli.main(["report", "--contact-id", "999999", *d]) == 1

@@ -290,9 +290,32 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
     this = overview(conn, zone, a, b)
     before = overview(conn, zone, local_year_start_ns(year - 1, zone), a)
     rows: list[sqlite3.Row] = []
-    for c in this["top_chats"]:
-        rows += conn.execute(store.CHAT_MESSAGES, {"chat": c["chat_id"], "a": a, "b": b}).fetchall()
+    lo, hi = a // store.BUCKET_NS, -(-b // store.BUCKET_NS)
+    for (chat,) in conn.execute(store.CHATS_IN_BUCKETS, {"lo": lo, "hi": hi}).fetchall():
+        rows += conn.execute(store.CHAT_MESSAGES, {"chat": chat, "a": a, "b": b}).fetchall()
     fig = _figures(conn, zone, rows, today)
+    people: Counter[int] = Counter(
+        r["contact_id"] for r in rows if not r["is_from_me"] and r["contact_id"] is not None
+    )
+    most_reacted = None
+    for r in rows:
+        n = len(conn.execute(store.REACTIONS_ON, {"guid": r["guid"]}).fetchall())
+        if n and (most_reacted is None or n > most_reacted["reactions"]):
+            most_reacted = {"message_id": r["id"], "chat_id": r["chat_id"], "reactions": n}
+    replies: dict[int, list[float]] = defaultdict(list)
+    by_conv: dict[int, list[sqlite3.Row]] = defaultdict(list)
+    for r in rows:
+        if r["conversation_id"] is not None:
+            by_conv[r["conversation_id"]].append(r)
+    for msgs in by_conv.values():
+        for prev, cur in pairwise(msgs):
+            if prev["is_from_me"] and not cur["is_from_me"] and cur["contact_id"] is not None:
+                replies[cur["contact_id"]].append((cur["date_ns"] - prev["date_ns"]) / 1e9)
+    fastest = min(
+        ((k, median(v)) for k, v in replies.items() if len(v) >= 3),
+        key=lambda kv: (kv[1], kv[0]),
+        default=None,
+    )
     busiest = max(fig["by_day"], key=lambda d: (d["sent"] + d["received"], d["date"]), default=None)
     hours = [sum(fig["hour_of_week"][d][h] for d in range(7)) for h in range(24)]
     return {
@@ -304,6 +327,14 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
         "chats": this["chats"],
         "contacts": this["contacts"],
         "top_chats": this["top_chats"],
+        "top_people": [
+            {"contact_id": k, "messages": n}
+            for k, n in sorted(people.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        ],
+        "fastest_responder": None
+        if fastest is None
+        else {"contact_id": fastest[0], "median_s": fastest[1]},
+        "most_reacted_message": most_reacted,
         "busiest_day": busiest,
         "streaks": fig["streaks"],
         "response_times": fig["response_times"],
