@@ -187,8 +187,40 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
 # One chat or contact
 
 
+def _reactions(
+    conn: sqlite3.Connection, chats: set[int], a: int, b: int
+) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for chat in chats:
+        for r in conn.execute(store.CHAT_REACTIONS, {"chat": chat, "a": a, "b": b}):
+            out[r[0]].append((r[1], r[2]))
+    return out
+
+
+class _Clock:
+    """Local date, weekday and hour per 15-minute UTC bucket, memoised: every real offset is a
+    multiple of 15 minutes, so one conversion serves every message of the bucket."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.memo: dict[int, tuple[date, int, int]] = {}
+
+    def __call__(self, ns: int) -> tuple[date, int, int]:
+        k = ns // store.BUCKET_NS
+        got = self.memo.get(k)
+        if got is None:
+            t = local(k * store.BUCKET_NS, self.zone)
+            got = self.memo[k] = (t.date(), t.weekday(), t.hour)
+        return got
+
+
 def _figures(
-    conn: sqlite3.Connection, zone: ZoneInfo, rows: list[sqlite3.Row], today: date
+    conn: sqlite3.Connection,
+    zone: ZoneInfo,
+    rows: list[sqlite3.Row],
+    today: date,
+    a: int = MIN_NS,
+    b: int = MAX_NS,
 ) -> dict[str, Any]:
     """Every figure of the chat/contact shape from the counted messages (time-ordered per chat)."""
     by_sender: dict[tuple[int | None, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -197,21 +229,23 @@ def _figures(
     convs: dict[int, list[sqlite3.Row]] = defaultdict(list)
     given: Counter[str] = Counter()
     received: Counter[str] = Counter()
+    tapbacks = _reactions(conn, {r["chat_id"] for r in rows}, a, b)
+    clock = _Clock(zone)
     for r in rows:
         mine = r["is_from_me"]
         key = (None if mine else r["contact_id"], mine)
         by_sender[key][0] += 1
         by_sender[key][1] += word_count(r["text"])
-        t = local(r["date_ns"], zone)
-        by_day[t.date()][0 if mine else 1] += 1
-        how[t.weekday()][t.hour] += 1
+        day, weekday, hour = clock(r["date_ns"])
+        by_day[day][0 if mine else 1] += 1
+        how[weekday][hour] += 1
         if r["conversation_id"] is not None:
             convs[r["conversation_id"]].append(r)
-        for x in conn.execute(store.REACTIONS_ON, {"guid": r["guid"]}):
-            if x["is_from_me"] and not mine:
-                given[x["type"]] += 1
-            elif not x["is_from_me"] and mine:
-                received[x["type"]] += 1
+        for kind, by_me in tapbacks.get(r["guid"], ()):
+            if by_me and not mine:
+                given[kind] += 1
+            elif not by_me and mine:
+                received[kind] += 1
     me_rt: list[float] = []
     them_rt: list[float] = []
     by_me = 0
@@ -265,7 +299,7 @@ def chat_stats(
     if conn.execute(store.CHAT, {"id": chat_id}).fetchone() is None:
         raise NotFound(f"no chat with id {chat_id}")
     rows = conn.execute(store.CHAT_MESSAGES, {"chat": chat_id, "a": since, "b": until}).fetchall()
-    return _figures(conn, zone, rows, today)
+    return _figures(conn, zone, rows, today, since, until)
 
 
 def contact_stats(
@@ -281,7 +315,8 @@ def contact_stats(
                 r["is_from_me"] and not chat["is_group"]
             ):
                 rows.append(r)
-    return _figures(conn, zone, rows, today)
+    rows.sort(key=lambda r: (r["date_ns"], r["id"]))
+    return _figures(conn, zone, rows, today, since, until)
 
 
 def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) -> dict[str, Any]:
@@ -293,13 +328,14 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
     lo, hi = a // store.BUCKET_NS, -(-b // store.BUCKET_NS)
     for (chat,) in conn.execute(store.CHATS_IN_BUCKETS, {"lo": lo, "hi": hi}).fetchall():
         rows += conn.execute(store.CHAT_MESSAGES, {"chat": chat, "a": a, "b": b}).fetchall()
-    fig = _figures(conn, zone, rows, today)
+    fig = _figures(conn, zone, rows, today, a, b)
     people: Counter[int] = Counter(
         r["contact_id"] for r in rows if not r["is_from_me"] and r["contact_id"] is not None
     )
     most_reacted = None
+    tapbacks = _reactions(conn, {r["chat_id"] for r in rows}, a, b)
     for r in rows:
-        n = len(conn.execute(store.REACTIONS_ON, {"guid": r["guid"]}).fetchall())
+        n = len(tapbacks.get(r["guid"], ()))
         if n and (most_reacted is None or n > most_reacted["reactions"]):
             most_reacted = {"message_id": r["id"], "chat_id": r["chat_id"], "reactions": n}
     replies: dict[int, list[float]] = defaultdict(list)
