@@ -14,9 +14,20 @@ CREATE TABLE stats_buckets (
     is_from_me INTEGER NOT NULL,
     messages   INTEGER NOT NULL,
     words      INTEGER NOT NULL,
-    PRIMARY KEY (chat_id, bucket, handle_id, is_from_me)
+    PRIMARY KEY (bucket, chat_id, handle_id, is_from_me)
 ) WITHOUT ROWID;
 CREATE INDEX stats_buckets_handle ON stats_buckets(handle_id, bucket);
+
+-- The same counts per UTC calendar month (YYYYMM), so a whole-history total reads a few
+-- thousand rows; the partial months at the ends of a range come from stats_buckets.
+CREATE TABLE stats_months (
+    month      INTEGER NOT NULL,
+    chat_id    INTEGER NOT NULL,
+    handle_id  INTEGER NOT NULL,
+    is_from_me INTEGER NOT NULL,
+    messages   INTEGER NOT NULL,
+    PRIMARY KEY (month, chat_id, handle_id, is_from_me)
+) WITHOUT ROWID;
 
 CREATE TRIGGER stats_message_insert AFTER INSERT ON messages
 WHEN NEW.kind = 'message' AND NEW.chat_id IS NOT NULL
@@ -26,6 +37,9 @@ BEGIN
             NEW.is_from_me, 1, cs_words(NEW.text))
     ON CONFLICT (chat_id, bucket, handle_id, is_from_me) DO UPDATE
     SET messages = messages + 1, words = words + excluded.words;
+    INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)
+    VALUES (CAST(strftime('%Y%m', NEW.date_ns / 1000000000, 'unixepoch') AS INTEGER), NEW.chat_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1)
+    ON CONFLICT (month, chat_id, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
 END;
 
 CREATE TRIGGER stats_message_delete AFTER DELETE ON messages
@@ -38,6 +52,12 @@ BEGIN
     WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
       AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me
       AND messages <= 0;
+    UPDATE stats_months SET messages = messages - 1
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    DELETE FROM stats_months
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
 END;
 
 CREATE TRIGGER stats_message_update_old AFTER UPDATE OF text, chat_id, date_ns, handle_id, is_from_me, kind ON messages
@@ -50,6 +70,12 @@ BEGIN
     WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
       AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me
       AND messages <= 0;
+    UPDATE stats_months SET messages = messages - 1
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    DELETE FROM stats_months
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
 END;
 
 CREATE TRIGGER stats_message_update_new AFTER UPDATE OF text, chat_id, date_ns, handle_id, is_from_me, kind ON messages
@@ -60,11 +86,19 @@ BEGIN
             NEW.is_from_me, 1, cs_words(NEW.text))
     ON CONFLICT (chat_id, bucket, handle_id, is_from_me) DO UPDATE
     SET messages = messages + 1, words = words + excluded.words;
+    INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)
+    VALUES (CAST(strftime('%Y%m', NEW.date_ns / 1000000000, 'unixepoch') AS INTEGER), NEW.chat_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1)
+    ON CONFLICT (month, chat_id, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
 END;
 
 -- Rows already imported before this migration.
 INSERT INTO stats_buckets (chat_id, bucket, handle_id, is_from_me, messages, words)
 SELECT chat_id, date_ns / 900000000000, COALESCE(handle_id, 0), is_from_me, COUNT(*),
        SUM(cs_words(text))
+FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL
+GROUP BY 1, 2, 3, 4;
+INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)
+SELECT CAST(strftime('%Y%m', date_ns / 1000000000, 'unixepoch') AS INTEGER), chat_id,
+       COALESCE(handle_id, 0), is_from_me, COUNT(*)
 FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL
 GROUP BY 1, 2, 3, 4;

@@ -73,6 +73,15 @@ def _by_guid(conn: sqlite3.Connection) -> dict:
             "SELECT chat_id, bucket, handle_id, is_from_me, messages, words FROM stats_buckets"
         )
     )
+    months = set(
+        conn.execute(
+            "SELECT CAST(strftime('%Y%m', date_ns / 1000000000, 'unixepoch') AS INTEGER), chat_id,"
+            " COALESCE(handle_id, 0), is_from_me, COUNT(*) FROM messages"
+            " WHERE kind = 'message' AND chat_id IS NOT NULL GROUP BY 1, 2, 3, 4"
+        ).fetchall()
+    )
+    kept = {tuple(r) for r in conn.execute("SELECT * FROM stats_months")}
+    out["_buckets_match"] = out["_buckets_match"] and {tuple(r) for r in months} == kept
     return out
 
 

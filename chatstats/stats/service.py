@@ -113,23 +113,68 @@ def _span(conn: sqlite3.Connection, since: int, until: int) -> tuple[int, int, l
     return lo, hi, edges
 
 
+def _month_start(ns: int) -> tuple[int, int]:
+    """(YYYYMM, start ns) of the UTC month holding ns."""
+    t = datetime(1970, 1, 1) + timedelta(microseconds=ns // 1000)
+    start = datetime(t.year, t.month, 1)
+    return t.year * 100 + t.month, (start - datetime(1970, 1, 1)) // timedelta(
+        microseconds=1
+    ) * 1000
+
+
+def _next_month(ym: int) -> int:
+    y, m = divmod(ym, 100)
+    return (y + 1) * 100 + 1 if m == 12 else ym + 1
+
+
+def _month_ns(ym: int) -> int:
+    y, m = divmod(ym, 100)
+    return (datetime(y, m, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
+
+
+def _totals(conn: sqlite3.Connection, a: int, b: int) -> tuple[Counter[tuple[int, int]], set[int]]:
+    """Messages in [a, b) per (chat, side) and the contacts who sent: whole UTC months from
+    stats_months, the rest from 15-minute buckets, the partial buckets from messages."""
+    per: Counter[tuple[int, int]] = Counter()
+    contacts: set[int] = set()
+    if a >= b:
+        return per, contacts
+    ym, start = _month_start(a)
+    first_full = ym if start == a else _next_month(ym)
+    last_ym, last_start = _month_start(b)  # months before last_ym end by b
+    spans = [(a, b)]
+    if first_full < last_ym:
+        spans = [(a, _month_ns(first_full)), (last_start, b)]
+        for r in conn.execute(store.MONTH_TOTALS, {"lo": first_full, "hi": last_ym}):
+            per[(r["chat_id"], r["is_from_me"])] += r["n"]
+        contacts |= {
+            r[0] for r in conn.execute(store.MONTH_CONTACTS, {"lo": first_full, "hi": last_ym})
+        }
+    for x, y in spans:
+        if x >= y:
+            continue
+        lo, hi, edges = _span(conn, x, y)
+        for r in conn.execute(store.BUCKET_TOTALS, {"lo": lo, "hi": hi}):
+            per[(r["chat_id"], r["is_from_me"])] += r["n"]
+        contacts |= {r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})}
+        for e in edges:
+            per[(e["chat_id"], e["is_from_me"])] += 1
+            if not e["is_from_me"] and e["contact_id"] is not None:
+                contacts.add(e["contact_id"])
+    return per, contacts
+
+
 def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -> dict[str, Any]:
     rng = conn.execute(store.BUCKET_RANGE).fetchone()
     if rng["lo"] is not None:  # clamp to the data, so open bounds stay cheap
         since = max(since, rng["lo"] * store.BUCKET_NS)
         until = min(until, (rng["hi"] + 1) * store.BUCKET_NS)
-    lo, hi, edges = _span(conn, since, until)
+    per, contacts = _totals(conn, since, until)
     per_chat: Counter[int] = Counter()
     sides = [0, 0]
-    for r in conn.execute(store.BUCKET_TOTALS, {"lo": lo, "hi": hi}):
-        per_chat[r["chat_id"]] += r["n"]
-        sides[r["is_from_me"]] += r["n"]
-    contacts = {r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})}
-    for e in edges:
-        per_chat[e["chat_id"]] += 1
-        sides[e["is_from_me"]] += 1
-        if not e["is_from_me"] and e["contact_id"] is not None:
-            contacts.add(e["contact_id"])
+    for (chat, side), n in per.items():
+        per_chat[chat] += n
+        sides[side] += n
     chats = [c for c, n in per_chat.items() if n > 0]
     first = min(
         (
@@ -156,12 +201,9 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
         for year in range(local(int(first), zone).year, local(int(last), zone).year + 1):
             a = max(since, local_year_start_ns(year, zone))
             b = min(until, local_year_start_ns(year + 1, zone))
-            ylo, yhi, yedges = _span(conn, a, b)
             ys = [0, 0]
-            for r in conn.execute(store.BUCKET_SIDES, {"lo": ylo, "hi": yhi}):
-                ys[r["is_from_me"]] += r["n"]
-            for e in yedges:
-                ys[e["is_from_me"]] += 1
+            for (_chat, side), n in _totals(conn, a, b)[0].items():
+                ys[side] += n
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]

@@ -15,14 +15,24 @@ BUCKET_TOTALS = (
     "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY chat_id, is_from_me"
 )
+MONTH_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_months"
+    " WHERE month >= :lo AND month < :hi GROUP BY chat_id, is_from_me"
+)
+MONTH_CONTACTS = (
+    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_months"
+    " WHERE month >= :lo AND month < :hi AND is_from_me = 0) b"
+    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
+)
 BUCKET_SIDES = (
     "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
 )
 BUCKET_RANGE = "SELECT MIN(bucket) AS lo, MAX(bucket) AS hi FROM stats_buckets"
 BUCKET_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
-    " WHERE b.bucket >= :lo AND b.bucket < :hi AND h.contact_id IS NOT NULL"
+    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi AND is_from_me = 0) b"
+    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
 )
 # Exact edges: one chat's messages in [a, b) ns, by the chat/date index.
 EDGE = (
