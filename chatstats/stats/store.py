@@ -28,7 +28,11 @@ BUCKET_SIDES = (
     "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
 )
-BUCKET_RANGE = "SELECT MIN(bucket) AS lo, MAX(bucket) AS hi FROM stats_buckets"
+# Two subqueries: MIN and MAX in one SELECT would lose SQLite's one-seek optimisation.
+BUCKET_RANGE = (
+    "SELECT (SELECT MIN(bucket) FROM stats_buckets) AS lo,"
+    " (SELECT MAX(bucket) FROM stats_buckets) AS hi"
+)
 BUCKET_CONTACTS = (
     "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi AND is_from_me = 0) b"
@@ -41,13 +45,15 @@ EDGE = (
     " WHERE m.chat_id = :chat AND m.date_ns >= :a AND m.date_ns < :b AND m.kind = 'message'"
 )
 CHATS_IN_BUCKETS = "SELECT DISTINCT chat_id FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+# Index order, stopping at the first row that is a message (MIN() with the kind filter
+# would read the whole chat).
 FIRST_IN_CHAT = (
-    "SELECT MIN(date_ns) FROM messages WHERE chat_id = :chat AND kind = 'message'"
-    " AND date_ns >= :a AND date_ns < :b"
+    "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
+    " AND kind = 'message' ORDER BY date_ns LIMIT 1"
 )
 LAST_IN_CHAT = (
-    "SELECT MAX(date_ns) FROM messages WHERE chat_id = :chat AND kind = 'message'"
-    " AND date_ns >= :a AND date_ns < :b"
+    "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
+    " AND kind = 'message' ORDER BY date_ns DESC LIMIT 1"
 )
 CHAT_TITLES = "SELECT id, display_name, chat_identifier FROM chats WHERE id IN (SELECT value FROM json_each(:ids))"
 CHAT = "SELECT id, is_group FROM chats WHERE id = :id"
