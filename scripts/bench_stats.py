@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--work", default="/tmp/stats-bench")
+    ap.add_argument("--routes-only", action="store_true", help="reuse <work>/out-stats")
     args = ap.parse_args()
     work = Path(args.work)
     lib = work / "lib"
@@ -125,14 +126,16 @@ def main() -> None:
         print(f"making a {args.messages}-message library in {lib} …", flush=True)
         make_library(lib, messages=args.messages, seed=1, truth=False)
     got: dict[str, list[float]] = {"stats": [], "nostats": []}
-    for _ in range(args.runs):
+    for _ in range(0 if args.routes_only else args.runs):
         for mode in ("nostats", "stats"):
             got[mode].append(import_once(mode, lib, work))
-    a, b = statistics.median(got["nostats"]), statistics.median(got["stats"])
-    print(f"import without stats: {a:.2f} s  {[round(x, 2) for x in got['nostats']]}")
-    print(
-        f"import with stats:    {b:.2f} s  {[round(x, 2) for x in got['stats']]}  ({b / a - 1:+.1%})"
-    )
+    if got["stats"]:
+        a, b = statistics.median(got["nostats"]), statistics.median(got["stats"])
+        print(f"import without stats: {a:.2f} s  {[round(x, 2) for x in got['nostats']]}")
+        print(
+            f"import with stats:    {b:.2f} s  {[round(x, 2) for x in got['stats']]}"
+            f"  ({b / a - 1:+.1%})"
+        )
     print("routes:")
     import anyio
 
