@@ -18,6 +18,7 @@ import msgspec
 
 from chatstats import __version__, config, log
 from chatstats.errors import ChatStatsError
+from chatstats.stats import report
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port; 0 picks a free one")
     _tracker_parsers(sub)
     _analysis_parsers(sub)
+    report.add_parsers(sub, _common)
     return parser
 
 
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             return _tracker_command(args)
         if args.command in _ANALYSIS_COMMANDS:
             return _analysis_command(args)
+        if args.command in report.COMMANDS:
+            return report.run(args, _settings(args))
     except ChatStatsError as exc:
         print(f"chatstats: {exc.message}", file=sys.stderr)
         return 1

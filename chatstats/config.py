@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     ] = None
     log_level: Annotated[str, _help("DEBUG, INFO, WARNING or ERROR.")] = "INFO"
     debug: Annotated[bool, _help("Log at DEBUG level, whatever CHATSTATS_LOG_LEVEL says.")] = False
+    timezone: Annotated[
+        str | None, _help("IANA zone of the statistics' days and hours; unset: the system's.")
+    ] = None
     heartbeat_seconds: Annotated[float, _help("Interval of SSE heartbeat events.")] = 30.0
     parent_pid: Annotated[
         int | None, _help("Sidecar mode: exit when this process (the desktop app) dies.")

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import analysis, auth, imessage, live, search, streams, web
+from chatstats.api import analysis, auth, imessage, live, search, stats, streams, web
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
 
@@ -183,7 +183,13 @@ def _json_route(path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)
 
 
 def create_app(state: AppState) -> Starlette:
-    json_routes = [*imessage.ROUTES, *search.ROUTES, *streams.JSON_ROUTES, *analysis.ROUTES]
+    json_routes = [
+        *imessage.ROUTES,
+        *search.ROUTES,
+        *streams.JSON_ROUTES,
+        *analysis.ROUTES,
+        *stats.ROUTES,
+    ]
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),

@@ -23,6 +23,7 @@ from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
+from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
 
@@ -267,7 +268,8 @@ def load_messages(
         WHERE {rows_where}
         ORDER BY m.ROWID
     """
-    conn.execute(sql, {"a": after, "u": upto})
+    with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
+        conn.execute(sql, {"a": after, "u": upto})
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
     for name, args in _FUNCTIONS:

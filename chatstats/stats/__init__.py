@@ -1,0 +1,1 @@
+"""Exact statistics of the imported history (CONTRACT.md, "Statistics")."""

@@ -1,0 +1,86 @@
+"""SQL of the statistics: the trigger-kept 15-minute buckets (schema 0007) and indexed reads.
+
+Every read is bounded by an index: `stats_buckets` for totals, `messages_chat_date` for one
+chat's messages, `reactions_target` for the tapbacks on them. None scans all messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+BUCKET_NS = 900_000_000_000  # 15 minutes: every real UTC offset is a multiple of it
+
+# Buckets wholly inside [lo, hi) (bucket numbers), per side and chat.
+BUCKET_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY chat_id, is_from_me"
+)
+MONTH_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_months"
+    " WHERE month >= :lo AND month < :hi GROUP BY chat_id, is_from_me"
+)
+MONTH_CONTACTS = (
+    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_months"
+    " WHERE month >= :lo AND month < :hi AND is_from_me = 0) b"
+    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
+)
+BUCKET_SIDES = (
+    "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
+)
+# Two subqueries: MIN and MAX in one SELECT would lose SQLite's one-seek optimisation.
+BUCKET_RANGE = (
+    "SELECT (SELECT MIN(bucket) FROM stats_buckets) AS lo,"
+    " (SELECT MAX(bucket) FROM stats_buckets) AS hi"
+)
+BUCKET_CONTACTS = (
+    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi AND is_from_me = 0) b"
+    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
+)
+# Exact edges: one chat's messages in [a, b) ns, by the chat/date index.
+EDGE = (
+    "SELECT m.chat_id, m.is_from_me, h.contact_id, m.date_ns FROM messages m"
+    " LEFT JOIN handles h ON h.id = m.handle_id"
+    " WHERE m.chat_id = :chat AND m.date_ns >= :a AND m.date_ns < :b AND m.kind = 'message'"
+)
+CHATS_IN_BUCKETS = "SELECT DISTINCT chat_id FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+# Index order, stopping at the first row that is a message (MIN() with the kind filter
+# would read the whole chat).
+FIRST_IN_CHAT = (
+    "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
+    " AND kind = 'message' ORDER BY date_ns LIMIT 1"
+)
+LAST_IN_CHAT = (
+    "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
+    " AND kind = 'message' ORDER BY date_ns DESC LIMIT 1"
+)
+CHAT_TITLES = "SELECT id, display_name, chat_identifier FROM chats WHERE id IN (SELECT value FROM json_each(:ids))"
+CHAT = "SELECT id, is_group FROM chats WHERE id = :id"
+CONTACT = "SELECT id FROM contacts WHERE id = :id"
+# A chat's messages in time order (messages_chat_date).
+CHAT_MESSAGES = (
+    "SELECT m.id, m.guid, m.chat_id, m.conversation_id, m.date_ns, m.is_from_me, m.text,"
+    " h.contact_id FROM messages m LEFT JOIN handles h ON h.id = m.handle_id"
+    " WHERE m.chat_id = :chat AND m.kind = 'message' AND m.date_ns >= :a AND m.date_ns < :b"
+    " ORDER BY m.date_ns, m.id"
+)
+# Chats a contact is in: by participation or by having sent in them.
+CONTACT_CHATS = (
+    "SELECT c.id, c.is_group FROM chats c WHERE c.id IN ("
+    " SELECT p.chat_id FROM chat_participants p JOIN handles h ON h.id = p.handle_id"
+    " WHERE h.contact_id = :contact"
+    " UNION SELECT DISTINCT b.chat_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
+    " WHERE h.contact_id = :contact)"
+)
+# Standing tapbacks on one chat's messages in [a, b): one indexed join, not one query a message.
+CHAT_REACTIONS = (
+    "SELECT r.target_guid, r.type, r.is_from_me FROM messages m"
+    " JOIN reactions r ON r.target_guid = m.guid AND r.active = 1 AND r.is_removal = 0"
+    " WHERE m.chat_id = :chat AND m.kind = 'message' AND m.date_ns >= :a AND m.date_ns < :b"
+)
+
+
+def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> object:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
