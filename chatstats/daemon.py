@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ import uvicorn
 from chatstats import log
 from chatstats.api.app import create_app
 from chatstats.api.auth import resolve_token
+from chatstats.api.server import QuietServer
 from chatstats.api.state import AppState, ImportStatus
 from chatstats.config import Settings
 from chatstats.db import Database
@@ -68,14 +69,6 @@ def open_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the daemon's lifespan owns signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def http_server(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
@@ -88,7 +81,7 @@ def http_server(app: Any) -> uvicorn.Server:
         server_header=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    return _Server(config)
+    return QuietServer(config)  # idle: no 10/s main-loop tick
 
 
 async def serve(

@@ -540,3 +540,85 @@ async def test_an_attachment_of_a_message_not_yet_synced_waits_for_it(
         ).fetchone()[0]
         == 0
     )
+
+
+async def test_a_commit_the_watcher_never_reported_is_caught_by_the_slower_watched_checks(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With a healthy watcher the tail's own checks slow down (idle CPU), but they remain:
+    a commit whose file event was dropped is still ingested. The watcher here says it is
+    watching and never reports anything; the slow check is shortened so the test is quick."""
+    from chatstats.db import Database
+    from chatstats.ingest import live
+    from chatstats.ingest import watch as watch_module
+    from chatstats.ingest.importer import run_import
+    from chatstats.sample.writer import MessagesWriter
+
+    async def deaf(folder, names, on_change, stop, started=lambda _k: None):  # type: ignore[no-untyped-def]
+        started("inotify")
+        await stop.wait()
+        return "inotify"
+
+    monkeypatch.setattr(watch_module, "watch", deaf)
+    monkeypatch.setattr(live, "WATCHED_POLL_SECONDS", 0.05)
+    data = tmp_path / "app.db"
+    await anyio.to_thread.run_sync(run_import, data, lib / "chat.db", None)
+    db = Database(data)
+    await db.open()
+    stop = anyio.Event()
+    try:
+        tail = live.LiveTail(db, lib / "chat.db", poll_interval=0.01)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tail.run, stop)
+            with anyio.fail_after(10):
+                while not (tail.watching and tail.status.state == "ok"):
+                    await anyio.sleep(0.01)
+            w = MessagesWriter(lib / "chat.db", create=False)
+            chat = next(c for c, info in w.chats.items() if info.handles)
+            _rowid, guid = w.message(chat, "unreported", from_me=True, date=time.time_ns())
+            w.close()
+
+            def ingested() -> bool:
+                conn = sqlite3.connect(data)
+                try:
+                    q = "SELECT count(*) FROM messages WHERE guid = ?"
+                    return bool(conn.execute(q, (guid,)).fetchone()[0])
+                finally:
+                    conn.close()
+
+            with anyio.fail_after(10):
+                while not await anyio.to_thread.run_sync(ingested):
+                    await anyio.sleep(0.05)
+            assert tail.watching  # caught by the watched-mode check, not by a fallback to polling
+            stop.set()
+    finally:
+        db.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+async def test_the_inotify_watcher_reports_a_touch_of_chat_db(tmp_path: Path):
+    """A touch changes the stat fingerprint the tail compares, so the watcher reports it too:
+    with a watcher working the tail's own stat check is slow (a lock held after a touch
+    would otherwise go unseen until it ends). Other files in the folder stay silent."""
+    from chatstats.ingest.watch import InotifyWatcher
+
+    (tmp_path / "chat.db").write_bytes(b"")
+    (tmp_path / "other").write_bytes(b"")
+    woken = anyio.Event()
+    calls: list[int] = []
+
+    def on_change() -> None:
+        calls.append(1)
+        woken.set()
+
+    watcher = InotifyWatcher(tmp_path, {"chat.db"}, on_change)
+    watcher.start()
+    try:
+        os.utime(tmp_path / "other")
+        await anyio.sleep(0.05)
+        assert calls == []
+        os.utime(tmp_path / "chat.db", (1, 1))
+        with anyio.fail_after(5):
+            await woken.wait()
+    finally:
+        watcher.close()

@@ -22,6 +22,11 @@ from chatstats.metrics import Metrics
 
 ImportState = Literal["idle", "running", "complete", "failed"]
 
+# The daemon's own commits wake event-log readers at once (EventBus.notify); this poll only
+# catches events appended by another process (a CLI command), so it can be slow: a 1 s poll
+# was a query in a worker thread every second, forever, for the analysis consumer alone.
+BUS_FALLBACK_SECONDS = 30.0
+
 
 @dataclass
 class ImportStatus:
@@ -63,7 +68,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         if self.bus is None:
-            self.bus = EventBus(self.db)
+            self.bus = EventBus(self.db, poll_seconds=BUS_FALLBACK_SECONDS)
 
 
 def of(request: Request) -> AppState:

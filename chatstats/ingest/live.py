@@ -5,10 +5,11 @@ inotify / FSEvents), filtered to chat.db and its WAL: milliseconds after a commi
 CPU while nothing happens. Paths are watched through their folder and stat-ed by name,
 never bound to an inode, so a chat.db or WAL that Messages.app recreates is still seen
 (inode-bound watchers have gone deaf for days in other tools). Events are a trigger, not
-the truth: every `poll_interval` the stat fingerprints (inode, size, mtime) of both files
-are compared anyway, and every few seconds SQLite itself is asked (`PRAGMA data_version`),
-which catches commits that leave size and mtime unchanged (a WAL rewritten from its start
-after a checkpoint, coarse mtimes). See scripts/bench_live.py for what this costs.
+the truth: every `poll_interval` (WATCHED_POLL_SECONDS while a watcher works) the stat
+fingerprints (inode, size, mtime) of both files are compared anyway, and every few seconds
+SQLite itself is asked (`PRAGMA data_version`), which catches commits that leave size and
+mtime unchanged (a WAL rewritten from its start after a checkpoint, coarse mtimes). See
+scripts/bench_live.py for what this costs.
 
 Each sync is ONE write transaction holding the new rows, the rows Messages.app changed in
 place (edits, unsends, receipts, the `is_from_me` corrections it writes milliseconds after
@@ -49,6 +50,12 @@ logger = log.get(__name__)
 RECENT_WINDOW_NS = 14 * 24 * 3600 * 1_000_000_000
 FULL_SCAN_SECONDS = 300.0
 FALLBACK_CHECK_SECONDS = 2.0
+# While a file-system watcher feeds wake-ups and the last sync succeeded, the stat and
+# `data_version` checks only catch an event the watcher dropped: they can be slow (idle CPU).
+# Starting, waiting (a locked or missing chat.db writes nothing to watch) or unwatched, the
+# short `poll_interval` and FALLBACK_CHECK_SECONDS apply.
+WATCHED_POLL_SECONDS = 5.0
+WATCHED_FALLBACK_SECONDS = 30.0
 # Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting, without
 # moving any date a cursor could follow. The correction is a commit, so it triggers a sync;
 # each sync re-reads the rows it ingested in the last few seconds to find it.
@@ -153,8 +160,9 @@ class LiveTail:
         Wakes on a file-system event for chat.db or its WAL (inotify / FSEvents on the
         folder, so a recreated file is still seen), and otherwise every `poll_interval`
         seconds to compare stat fingerprints; `PRAGMA data_version` is asked every few
-        seconds as a last resort. With events, `poll_interval` can be slow (idle CPU) while
-        a commit still reaches the UI in milliseconds.
+        seconds as a last resort. While the watcher is healthy and the tail is `ok`, both
+        checks slow down (WATCHED_POLL_SECONDS, WATCHED_FALLBACK_SECONDS: idle CPU) while a
+        commit still reaches the UI in milliseconds; `waiting` retries on its short backoff.
         """
         watched = (str(self.source), f"{self.source}-wal")
         fp = fingerprint(watched)
@@ -165,7 +173,11 @@ class LiveTail:
             last_full = last_fallback = time.monotonic()
             backoff = self.poll_interval
             while not stop.is_set():
-                delay = backoff if self.status.state == "waiting" else self.poll_interval
+                quiet = self.watching and self.status.state == "ok"
+                if self.status.state == "waiting":
+                    delay = backoff
+                else:
+                    delay = max(self.poll_interval, WATCHED_POLL_SECONDS if quiet else 0.0)
                 with contextlib.suppress(TimeoutError):  # asyncio: keep each wake-up cheap
                     await asyncio.wait_for(kick.wait(), delay)
                 kick.clear()
@@ -175,7 +187,8 @@ class LiveTail:
                 new_fp = fingerprint(watched)
                 full = now - last_full >= FULL_SCAN_SECONDS
                 due = new_fp != fp or full or self.status.state == "waiting"
-                if not due and now - last_fallback >= FALLBACK_CHECK_SECONDS:
+                every = WATCHED_FALLBACK_SECONDS if quiet else FALLBACK_CHECK_SECONDS
+                if not due and now - last_fallback >= every:
                     last_fallback = now
                     due = self._version_changed()
                 if not due:
@@ -205,10 +218,12 @@ class LiveTail:
                         self.source.parent, names, kick.set, stop, started=self._watching
                     )
                     self._watching("")
+                    kick.set()  # unwatched now: the loop goes back to its short checks
                     if kind:
                         continue
             except Exception as exc:  # never fatal: polling covers for it
                 self.watching = self.status.watcher = False
+                kick.set()
                 logger.warning("live_watch_failed", error_type=type(exc).__name__)
             with anyio.move_on_after(5.0):
                 await stop.wait()

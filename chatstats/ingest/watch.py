@@ -23,6 +23,9 @@ from chatstats import log
 logger = log.get(__name__)
 
 _IN_MODIFY = 0x002
+# A touch or chmod: the tail's stat fingerprint counts an mtime change, so the watcher does
+# too (with a watcher working, the tail's own stat check is slow).
+_IN_ATTRIB = 0x004
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
 _IN_CREATE = 0x100
@@ -47,7 +50,7 @@ class InotifyWatcher:
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+        mask = _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
         if libc.inotify_add_watch(fd, os.fsencode(self.folder), mask) < 0:
             err = ctypes.get_errno()
             os.close(fd)
