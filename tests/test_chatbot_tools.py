@@ -411,3 +411,36 @@ def test_token_count_is_a_real_tokenizer():
     assert tokens.count("hello world") == 2
     assert tokens.count("") == 0
     assert tokens.count("<|endoftext|>") > 1  # user text, not a special token
+
+
+def test_chat_and_contact_together_narrow_one_search(library, ro, settings):
+    index = tools.saved_index(settings)
+    row = ro.execute(
+        "SELECT m.chat_id, h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+        " JOIN chats c ON c.id = m.chat_id WHERE c.is_group = 1 AND m.kind = 'message'"
+        " AND h.contact_id IS NOT NULL GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    args = {"query": "later tonight", "chat_id": row[0], "contact_id": row[1], "limit": 50}
+    hits = json.loads(
+        run_read_tool(ro, "search_messages", args, settings=settings, index=index).content
+    )["hits"]
+    assert hits
+    assert {(h["chat_id"], h.get("contact_id")) for h in hits} == {(row[0], row[1])}
+    with pytest.raises(ToolError, match="not both"):
+        run_read_tool(ro, "get_stats", {"chat_id": row[0], "contact_id": row[1]}, settings=settings)
+
+
+def test_the_daemons_search_index_is_used_once_ready(library, ro, settings):
+    """What the chatbot passes inside the daemon: its SearchIndex, used only once ready."""
+    import threading
+    from types import SimpleNamespace
+
+    daemon_index = SimpleNamespace(ready=threading.Event(), index=tools.saved_index(settings))
+    query = {"query": library[1].facts[0].question}
+    early = run_read_tool(ro, "search_messages", query, settings=settings, index=daemon_index)
+    assert json.loads(early.content)["mode"] == "text"
+    daemon_index.ready.set()
+    ready = run_read_tool(ro, "search_messages", query, settings=settings, index=daemon_index)
+    assert json.loads(ready.content)["mode"] == "hybrid"
+    with pytest.raises(TypeError):
+        run_read_tool(ro, "search_messages", query, settings=settings, index=object())

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,54 @@ def test_a_database_needing_migration_is_refused_not_migrated(data, tmp_path, ca
     check = sqlite3.connect(copy / "chatstats.db")
     assert check.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] < newest
     check.close()
+
+
+async def test_serves_beside_a_running_daemon_and_sees_its_commits(tmp_path):
+    """The daemon imports, builds and saves its index; the MCP server, started beside it,
+    loads that index and reads a message the daemon synced after the server started."""
+    import shutil
+
+    import httpx
+
+    from chatstats.sample.correspondent import Correspondent
+    from tests.test_live import daemon, settings_for
+
+    lib = tmp_path / "lib"
+    make_library(lib, messages=400, seed=31)
+    data = tmp_path / "data"
+    fact = "the spare key is under the blue heron planter"
+    async with daemon(settings_for(lib, data)) as client:
+        with anyio.fail_after(60):
+            while not (data / "index.json").exists():
+                await anyio.sleep(0.1)
+
+        async def work(s: ClientSession) -> tuple[Any, Any, Any]:
+            before = await s.call_tool("search_messages", {"query": "heron planter key"})
+            who = Correspondent(lib / "chat.db", seed=3, out=open(os.devnull, "w"))  # noqa: SIM115
+            _rowid, guid = who.writer.message(
+                who.chat, fact, from_me=False, sender=who.sender, date=time.time_ns()
+            )
+
+            async def synced(c: httpx.AsyncClient) -> bool:
+                r = await c.get("/api/search", params={"q": "heron planter"})
+                return any(m["guid"] == guid for m in r.json())
+
+            with anyio.fail_after(30):
+                while not await synced(client):
+                    await anyio.sleep(0.1)
+            after = await s.call_tool("search_messages", {"query": "heron planter key"})
+            hits = json.loads(_text(after))["hits"]
+            mine = next(h for h in hits if h["guid"] == guid)
+            # Embedded into the server's copy of the index as soon as it was synced.
+            assert mine["matched"] == ["semantic", "text"]
+            conv = await s.call_tool(
+                "get_conversation", {"conversation_id": mine["conversation_id"]}
+            )
+            return before, after, (guid, conv)
+
+        before, after, (guid, conv) = await _session(data, work)
+    assert json.loads(_text(before))["mode"] == "hybrid"  # the daemon's saved index
+    assert guid not in _text(before)
+    assert not after.is_error
+    assert guid in [m["guid"] for m in json.loads(_text(conv))["messages"]]
+    shutil.rmtree(lib)

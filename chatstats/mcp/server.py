@@ -10,7 +10,8 @@ builds or saves. So it runs beside the daemon (SQLite's WAL lets it read while t
 writes) or without it. A database older than this code is refused with a clear message
 rather than migrated. Tool calls run one at a time in a worker thread (one connection;
 the stdio loop stays responsive). The vector index the daemon saved is loaded in the
-background at start and reloaded when the daemon saves a newer one; until it is loaded a
+background at start and reloaded when the daemon saves a newer one, and messages synced
+since are embedded into the loaded copy in memory before a search; until it is loaded a
 search waits for it, and with none saved, search falls back to ranked words and says so.
 
 Logs go to stderr (stdout is the protocol) and hold tool names, counts and error kinds only.
@@ -34,6 +35,7 @@ from chatstats import __version__, log
 from chatstats.chatbot.tools import READ_TOOLS, ToolError, ToolOutput, run_read_tool, saved_index
 from chatstats.config import Settings
 from chatstats.context.index import META_NAME, VectorIndex
+from chatstats.context.search import catch_up
 from chatstats.db import connect, migrations
 from chatstats.errors import ChatStatsError
 
@@ -78,7 +80,9 @@ def open_readonly(settings: Settings) -> sqlite3.Connection:
 
 class _Index:
     """The saved vector index, loaded off the loop and reloaded when the daemon saves anew
-    (its metadata file is renamed into place last, so a changed mtime means a whole index)."""
+    (its metadata file is renamed into place last, so a changed mtime means a whole index).
+    Messages newer than the loaded copy are embedded into it in memory before a search
+    (the daemon saves at most once a minute), so a search sees what was just synced."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -86,6 +90,7 @@ class _Index:
         self._lock = threading.Lock()
         self._loaded_mtime: int | None = None
         self._index: VectorIndex | None = None
+        self._seen = 0  # newest message id the loaded copy has caught up with
 
     def _mtime(self) -> int | None:
         try:
@@ -93,14 +98,24 @@ class _Index:
         except OSError:
             return None
 
-    def get(self) -> VectorIndex | None:
+    def load(self) -> VectorIndex | None:
         with self._lock:
             mtime = self._mtime()
             if mtime != self._loaded_mtime:
                 self._index = saved_index(self._settings) if mtime is not None else None
                 self._loaded_mtime = mtime
+                self._seen = self._index.max_message_id if self._index is not None else 0
                 logger.info("mcp_index", loaded=self._index is not None)
             return self._index
+
+    def current(self, conn: sqlite3.Connection) -> VectorIndex | None:
+        index = self.load()
+        if index is not None:
+            with self._lock:
+                self._seen = catch_up(index, conn, self._seen)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        return index
 
 
 class ReadTools:
@@ -113,7 +128,7 @@ class ReadTools:
         self._limiter = anyio.CapacityLimiter(1)
 
     def _run(self, name: str, arguments: dict[str, Any]) -> ToolOutput:
-        index = self.index.get() if name == "search_messages" else None
+        index = self.index.current(self._conn) if name == "search_messages" else None
         return run_read_tool(self._conn, name, arguments, settings=self._settings, index=index)
 
     async def list_tools(self, _ctx: Any, _params: Any) -> types.ListToolsResult:
@@ -166,7 +181,7 @@ async def serve(conn: sqlite3.Connection, settings: Settings) -> None:
     server = tools.server()
     async with anyio.create_task_group() as tg:
         # Load the index while the client connects; a search meanwhile waits on its lock.
-        tg.start_soon(anyio.to_thread.run_sync, tools.index.get)
+        tg.start_soon(anyio.to_thread.run_sync, tools.index.load)
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
         tg.cancel_scope.cancel()
