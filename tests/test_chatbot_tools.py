@@ -444,3 +444,33 @@ def test_the_daemons_search_index_is_used_once_ready(library, ro, settings):
     assert json.loads(ready.content)["mode"] == "hybrid"
     with pytest.raises(TypeError):
         run_read_tool(ro, "search_messages", query, settings=settings, index=object())
+
+
+def test_phone_numbers_and_addresses_of_senders_never_reach_the_model(library, ro, settings):
+    """Senders are named (or "them") as in analysis transcripts, never by their handle."""
+    identifiers = [r[0] for r in ro.execute("SELECT identifier FROM handles")]
+    assert identifiers
+    index = tools.saved_index(settings)
+    big = ro.execute(
+        "SELECT conversation_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+        " JOIN contacts k ON k.id = h.contact_id WHERE k.name IS NULL"
+        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    outputs = [
+        run_read_tool(
+            ro,
+            "search_messages",
+            {"query": f.question, "limit": 50},
+            settings=settings,
+            index=index,
+        ).content
+        for f in library[1].facts[:5]
+    ]
+    assert big is not None  # the sample has senders the address book doesn't name
+    outputs.append(
+        run_read_tool(
+            ro, "get_conversation", {"conversation_id": big[0]}, settings=settings
+        ).content
+    )
+    for text in outputs:
+        assert not [i for i in identifiers if i in text]
