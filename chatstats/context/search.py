@@ -20,6 +20,7 @@ from chatstats import log
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
+from chatstats.events import catalogue
 from chatstats.library import store
 from chatstats.library.service import _build_messages, search_terms
 
@@ -169,7 +170,7 @@ class SearchIndex:
             tg.start_soon(self._report_progress, bus)
             await anyio.to_thread.run_sync(self._prepare, last)
             tg.cancel_scope.cancel()
-        await bus.publish("global", "index_ready", self.index.describe())
+        await bus.publish("global", catalogue.IndexReady(**self.index.describe()))
         after = self.index.event_id or last
         try:
             await self._follow(bus, after, stop)
@@ -179,13 +180,17 @@ class SearchIndex:
                     await anyio.to_thread.run_sync(self.index.save)
 
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
+        # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
+        # slow fallback poll: no timer of its own, so an idle daemon does not wake for it.
+        # The daemon cancels this task at shutdown; `stop` is checked between batches.
         while not stop.is_set():
-            with anyio.move_on_after(1.0):
-                events = await bus.read(after, limit=500, timeout=1.0)
+            events = await bus.read(after, limit=500)
             if not events:
                 continue
             after = events[-1].id
-            chats = sorted({int(e.data["chat_id"]) for e in events if e.type == "messages_synced"})
+            chats = sorted(
+                {p.chat_id for e in events if isinstance(p := e.payload, catalogue.MessagesSynced)}
+            )
             if chats:
                 self.index.status.pending = len(chats)
                 await anyio.to_thread.run_sync(self._refresh, chats, after)
@@ -195,7 +200,7 @@ class SearchIndex:
         while True:
             await anyio.sleep(1.0)
             if self.index.status.building:
-                await bus.publish("global", "index_progress", self.index.describe())
+                await bus.publish("global", catalogue.IndexProgress(**self.index.describe()))
 
     def _refresh(self, chats: list[int], event_id: int) -> None:
         conn = self._conn()

@@ -350,7 +350,7 @@ class LiveTail:
         live analysis passes consume it and can never miss a batch."""
         if not (outcome.new_message_ids or outcome.changed_message_ids):
             return
-        from chatstats.events import bus
+        from chatstats.events import bus, catalogue
 
         per_chat: dict[int, dict[str, list[int]]] = {}
         ids = outcome.new_message_ids + outcome.changed_message_ids
@@ -364,17 +364,13 @@ class LiveTail:
             if conversation_id is not None and conversation_id not in entry["conversations"]:
                 entry["conversations"].append(conversation_id)
         for chat_id, entry in per_chat.items():
-            bus.append(
-                conn,
-                scope=f"chat:{chat_id}",
-                type="messages_synced",
-                data={
-                    "chat_id": chat_id,
-                    "new_message_ids": entry["new"],
-                    "changed_message_ids": entry["changed"],
-                    "conversation_ids": entry["conversations"],
-                },
+            synced = catalogue.MessagesSynced(
+                chat_id=chat_id,
+                new_message_ids=entry["new"],
+                changed_message_ids=entry["changed"],
+                conversation_ids=entry["conversations"],
             )
+            bus.append(conn, synced, scope=f"chat:{chat_id}")
 
 
 def summary_of(status: TailStatus) -> dict[str, Any]:
