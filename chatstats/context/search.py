@@ -126,6 +126,10 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+# At most one live refresh of the vector index per this many seconds.
+REFRESH_EVERY_S = 1.0
+
+
 class SearchIndex:
     """Owns the VectorIndex: load or build it in a thread, follow the event log, answer."""
 
@@ -183,10 +187,18 @@ class SearchIndex:
         # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
         # slow fallback poll: no timer of its own, so an idle daemon does not wake for it.
         # The daemon cancels this task at shutdown; `stop` is checked between batches.
+        # A refresh re-reads whole chats (Python work that holds the GIL), so a burst of
+        # batches is coalesced into one refresh a second: live sync keeps the loop.
+        last_refresh = 0.0
         while not stop.is_set():
             events = await bus.read(after, limit=500)
             if not events:
                 continue
+            wait = last_refresh + REFRESH_EVERY_S - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)
+                events += await bus.read(events[-1].id, limit=5000, timeout=0)
+            last_refresh = time.monotonic()
             after = events[-1].id
             chats = sorted(
                 {p.chat_id for e in events if isinstance(p := e.payload, catalogue.MessagesSynced)}
