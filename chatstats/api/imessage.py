@@ -78,7 +78,7 @@ def _cursor(request: Request) -> str | None:
 
 
 def _library(request: Request) -> Library:
-    return Library(state.of(request).db)
+    return state.of(request).library
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +162,16 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
 async def health(request: Request) -> dict[str, Any]:
     """Answers without a token (the gate lets it through) so a launcher can poll readiness."""
     app_state = state.of(request)
-    counts = await Library(app_state.db).counts()
+    live = app_state.live
+    counts = await app_state.library.counts()
     return {
         "status": "ok",
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round((time.time_ns() - app_state.started_ns) / 1e9, 3),
         "import": app_state.import_status.snapshot(),
-        "live": msgspec.to_builtins(app_state.live.status) if app_state.live else None,
-        "sealer": _sealer_status(app_state.sealer),
+        "live": msgspec.to_builtins(live.tail.status) if live else None,
+        "sealer": _sealer_status(live.sealer if live else None),
         "analysis": await _analysis_status(app_state.analysis),
         "counts": counts,
     }

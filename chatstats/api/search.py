@@ -18,7 +18,7 @@ class IndexUnavailable(ChatStatsError):
 
 
 def _index(request: Request) -> Any:
-    found = getattr(state.of(request), "search_index", None)
+    found = state.of(request).search_index
     if found is None or not found.ready.is_set():
         raise IndexUnavailable("the vector index is not loaded yet; see /api/index/status")
     return found
@@ -53,7 +53,7 @@ async def search_by_meaning(
 
 
 async def index_status(request: Request) -> dict[str, Any]:
-    found = getattr(state.of(request), "search_index", None)
+    found = state.of(request).search_index
     if found is None:
         return {
             "model": None,
