@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from chatstats.analysis.service import AnalysisService, job_json, run_json
 from chatstats.api import state
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import iso_time
 from chatstats.errors import BadRequest, NotFound
 
 DEFAULT_LIMIT = 50

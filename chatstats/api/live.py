@@ -29,12 +29,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from chatstats.api import state
-from chatstats.api.imessage import chat_json, contact_json, message_json
+from chatstats.api.common import MAX_ID, chat_json, contact_json, message_json
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
 from chatstats.errors import NotFound
 from chatstats.events.hub import Subscription
 from chatstats.library.service import Chat, Contact, Message
-from chatstats.library.store import MAX_ID
 
 INITIAL_LIMIT = 50
 

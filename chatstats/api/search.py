@@ -28,7 +28,7 @@ async def search_by_meaning(
     request: Request, mode: str, limit: int, chat_id: int | None, contact_id: int | None
 ) -> list[dict[str, Any]]:
     """Best first, `limit` only (no paging): what the fused ranking says is most relevant."""
-    from chatstats.api.imessage import message_json
+    from chatstats.api.common import message_json
 
     if mode not in MODES:
         raise BadRequest("mode must be text, semantic or hybrid")
