@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from chatstats import __version__, config, log
+from chatstats import __version__, config, errors, log
 from chatstats.errors import ChatStatsError
 from chatstats.stats import report
 
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analysis_command(args)
         if args.command in report.COMMANDS:
             return report.run(args, _settings(args))
-    except ChatStatsError as exc:
-        print(f"chatstats: {exc.message}", file=sys.stderr)
+    except errors.REPORTED as exc:
+        print(f"chatstats: {errors.public(exc).message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("chatstats: interrupted", file=sys.stderr)

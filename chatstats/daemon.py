@@ -30,7 +30,7 @@ import anyio.lowlevel
 import msgspec
 import uvicorn
 
-from chatstats import log
+from chatstats import errors, log
 from chatstats import metrics as metrics_module
 from chatstats.api.app import create_app
 from chatstats.api.auth import resolve_token
@@ -38,7 +38,7 @@ from chatstats.api.server import QuietServer
 from chatstats.api.state import BUS_FALLBACK_SECONDS, AppState, ImportStatus
 from chatstats.config import Settings
 from chatstats.db import Database
-from chatstats.errors import ChatStatsError, MigrationError
+from chatstats.errors import MigrationError
 from chatstats.events.bus import EventBus
 from chatstats.events.hub import MessageHub
 from chatstats.library.service import Library
@@ -286,9 +286,10 @@ async def _import_history(settings: Settings, status: ImportStatus, stop: thread
     except _ImportStopped:
         status.state, status.error = "failed", "stopped before it finished"
         logger.info("import_stopped")
-    except ChatStatsError as exc:  # raised on purpose: its message is safe to show and log
-        status.state, status.error = "failed", exc.message
-        logger.error("import_failed", code=exc.code, error=exc.message)
+    except errors.REPORTED as exc:  # raised on purpose: its message is safe to show and log
+        shown = errors.public(exc)
+        status.state, status.error = "failed", shown.message
+        logger.error("import_failed", code=shown.code, error=shown.message)
     except Exception as exc:
         status.state, status.error = "failed", f"import failed ({type(exc).__name__}); see the log"
         frames = traceback.extract_tb(exc.__traceback__)[-6:]

@@ -36,9 +36,8 @@ import msgspec
 
 from chatstats import log
 from chatstats.db import Database
-from chatstats.errors import SourceError
 from chatstats.imessage import chatdb
-from chatstats.imessage.chatdb import M
+from chatstats.imessage.chatdb import ChatDBError, M
 from chatstats.imessage.dates import unix_ns_to_apple
 from chatstats.ingest import watermark
 from chatstats.ingest.batch import Counters, Ingest, Outcome
@@ -234,7 +233,7 @@ class LiveTail:
     async def _sync_safely(self, *, full: bool = False) -> bool:
         try:
             await self.sync(full=full)
-        except SourceError as exc:
+        except ChatDBError as exc:
             self._report_waiting(exc.message)
             return False
         except (OSError, sqlite3.Error) as exc:
@@ -263,7 +262,7 @@ class LiveTail:
         """One transaction: new rows, changed rows, watermarks. Then publish."""
         async with self._sync_lock:
             if not self.source.exists():
-                raise SourceError(f"Messages database not found: {self.source}")
+                raise ChatDBError(f"Messages database not found: {self.source}")
             reader = self._open()
             self._version_changed()
             counters = Counters()
