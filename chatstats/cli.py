@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from chatstats import __version__, config, log, mcp
+from chatstats import __version__, config, errors, log, mcp
 from chatstats.errors import ChatStatsError
 from chatstats.stats import report
 
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return report.run(args, _settings(args))
         if args.command == mcp.COMMAND:
             return mcp.run(args, _settings(args))
-    except ChatStatsError as exc:
-        print(f"chatstats: {exc.message}", file=sys.stderr)
+    except errors.REPORTED as exc:
+        print(f"chatstats: {errors.public(exc).message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("chatstats: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatstats.api.app import create_app
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import iso_time
 from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database, connect

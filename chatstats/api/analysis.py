@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from chatstats.analysis.service import AnalysisService, job_json, run_json
 from chatstats.api import state
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import iso_time
 from chatstats.errors import BadRequest, NotFound
 
 DEFAULT_LIMIT = 50
@@ -33,16 +33,7 @@ _RUN_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 def service_of(request: Request) -> AnalysisService:
-    """The daemon's service (AppState.analysis); without one (an app built for tests or a
-    daemon without analysis), one over the same database, which queues but runs nothing."""
-    app_state = state.of(request)
-    svc = getattr(app_state, "analysis", None)
-    if svc is None:
-        svc = getattr(request.app.state, "analysis_fallback", None)
-        if svc is None:
-            svc = AnalysisService(app_state.db, app_state.bus, app_state.settings)
-            request.app.state.analysis_fallback = svc
-    return svc
+    return state.of(request).analysis
 
 
 # ---------------------------------------------------------------------------------------------

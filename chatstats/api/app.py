@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatstats import log
 from chatstats.api import analysis, auth, imessage, live, search, stats, streams, web
 from chatstats.api.state import AppState
-from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
+from chatstats.errors import ChatStatsError, DataError, Forbidden, Unauthorized, public
 
 logger = log.get(__name__)
 
@@ -66,6 +66,8 @@ def error_response(exc: Exception, request_id: str | None = None) -> Response:
 
 
 async def _handled(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DataError):  # a pure layer's own error: `errors.public` says the status
+        exc = public(exc)
     status = exc.status if isinstance(exc, ChatStatsError) else getattr(exc, "status_code", 500)
     if status >= 500:
         _log_failure(exc, request.scope)
@@ -198,7 +200,7 @@ def create_app(state: AppState) -> Starlette:
             *web.ROUTES,
         ],
         middleware=[Middleware(_Gate, token=state.token)],
-        exception_handlers={ChatStatsError: _handled, HTTPException: _handled},
+        exception_handlers={ChatStatsError: _handled, DataError: _handled, HTTPException: _handled},
     )
     app.state.chatstats = state
     return app

@@ -20,6 +20,7 @@ from chatstats import log
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
+from chatstats.events import catalogue
 from chatstats.library import store
 from chatstats.library.service import _build_messages, search_terms
 
@@ -125,6 +126,10 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+# At most one live refresh of the vector index per this many seconds.
+REFRESH_EVERY_S = 1.0
+
+
 class SearchIndex:
     """Owns the VectorIndex: load or build it in a thread, follow the event log, answer."""
 
@@ -160,7 +165,7 @@ class SearchIndex:
             tg.start_soon(self._report_progress, bus)
             await anyio.to_thread.run_sync(self._prepare, last)
             tg.cancel_scope.cancel()
-        await bus.publish("global", "index_ready", self.index.describe())
+        await bus.publish("global", catalogue.IndexReady(**self.index.describe()))
         after = self.index.event_id or last
         try:
             await self._follow(bus, after, stop)
@@ -170,13 +175,25 @@ class SearchIndex:
                     await anyio.to_thread.run_sync(self.index.save)
 
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
+        # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
+        # slow fallback poll: no timer of its own, so an idle daemon does not wake for it.
+        # The daemon cancels this task at shutdown; `stop` is checked between batches.
+        # A refresh re-reads whole chats (Python work that holds the GIL), so a burst of
+        # batches is coalesced into one refresh a second: live sync keeps the loop.
+        last_refresh = 0.0
         while not stop.is_set():
-            with anyio.move_on_after(1.0):
-                events = await bus.read(after, limit=500, timeout=1.0)
+            events = await bus.read(after, limit=500)
             if not events:
                 continue
+            wait = last_refresh + REFRESH_EVERY_S - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)
+                events += await bus.read(events[-1].id, limit=5000, timeout=0)
+            last_refresh = time.monotonic()
             after = events[-1].id
-            chats = sorted({int(e.data["chat_id"]) for e in events if e.type == "messages_synced"})
+            chats = sorted(
+                {p.chat_id for e in events if isinstance(p := e.payload, catalogue.MessagesSynced)}
+            )
             if chats:
                 self.index.status.pending = len(chats)
                 await anyio.to_thread.run_sync(self._refresh, chats, after)
@@ -186,7 +203,7 @@ class SearchIndex:
         while True:
             await anyio.sleep(1.0)
             if self.index.status.building:
-                await bus.publish("global", "index_progress", self.index.describe())
+                await bus.publish("global", catalogue.IndexProgress(**self.index.describe()))
 
     def _refresh(self, chats: list[int], event_id: int) -> None:
         conn = self._conn()
