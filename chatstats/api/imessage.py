@@ -265,6 +265,12 @@ async def search(request: Request) -> Paged:
             _query_int(request, "chat_id"),
             _query_int(request, "contact_id"),
         )
+    # Malformed filters are a 400 in every mode (text mode does not filter by them yet).
+    from chatstats.context.search import parse_time
+
+    _query_int(request, "contact_id")
+    parse_time(request.query_params.get("since"), "since")
+    parse_time(request.query_params.get("until"), "until")
     page = await _library(request).search(
         request.query_params.get("q", ""),
         _query_int(request, "chat_id"),
