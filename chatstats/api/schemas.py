@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from chatstats.api import web
 from chatstats.api.analysis import BackfillRequest, RunRequest
 
 MAX_ID = 2**63 - 1
@@ -708,8 +709,12 @@ class PathStreamKey(msgspec.Struct):
     stream_key: Text200
 
 
+# The files the page ships (any other path is a 404), so a generated request can hit one.
+StaticFile = Literal[tuple(sorted(web._FILES))]  # type: ignore[valid-type]
+
+
 class PathStatic(msgspec.Struct):
-    path: str
+    path: StaticFile
 
 
 # ---------------------------------------------------------------------------------------------
