@@ -150,6 +150,12 @@ async def search(request: Request) -> Paged:
             query_int(request, "chat_id"),
             query_int(request, "contact_id"),
         )
+    # Malformed filters are a 400 in every mode (text mode does not filter by them yet).
+    from chatstats.context.search import parse_time
+
+    query_int(request, "contact_id")
+    parse_time(request.query_params.get("since"), "since")
+    parse_time(request.query_params.get("until"), "until")
     page = await library(request).search(
         request.query_params.get("q", ""),
         query_int(request, "chat_id"),
