@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import analysis, auth, imessage, live, search, stats, streams, web
+from chatstats.api import analysis, auth, chatbot, imessage, live, search, stats, streams, web
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
 
@@ -189,12 +189,14 @@ def create_app(state: AppState) -> Starlette:
         *streams.JSON_ROUTES,
         *analysis.ROUTES,
         *stats.ROUTES,
+        *chatbot.JSON_ROUTES,
     ]
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),
             *live.ROUTES,
             *streams.ROUTES,
+            *chatbot.ROUTES,
             *web.ROUTES,
         ],
         middleware=[Middleware(_Gate, token=state.token)],

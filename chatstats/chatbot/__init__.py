@@ -1,0 +1,1 @@
+"""The AI chatbot: threads, documents, turns and their tools (its own tables and ids)."""
