@@ -1,1 +1,1 @@
-"""The AI chatbot: threads, documents, turns and their tools (its own tables and ids)."""
+"""The AI chatbot: its read-only tools over the history (tools.py), shared with `chatstats mcp`."""

@@ -226,47 +226,77 @@ class SearchIndex:
         until_ns: int | None = None,
         limit: int = 50,
     ) -> list[tuple[Any, float, list[str]]]:
-        if mode not in ("semantic", "hybrid"):
-            raise BadRequest("mode must be text, semantic or hybrid")
-        terms = search_terms(q)
         conn = self._conn()
         try:
-            if chat_id is not None and not store.chat_exists(conn, chat_id):
-                raise NotFound(f"no chat {chat_id}")
-            filtered = any(x is not None for x in (chat_id, contact_id, since_ns, until_ns))
-            sem = self._semantic(conn, " ".join(terms), 4 * CANDIDATES if filtered else CANDIDATES)
-            lists: dict[str, list[int]] = {"semantic": sem}
-            if mode == "hybrid":
-                lists["text"] = _fts_ranked(conn, q, 4 * CANDIDATES if filtered else CANDIDATES)
-            scores: dict[int, float] = {}
-            matched: dict[int, list[str]] = {}
-            for name, ids in lists.items():
-                weight = TEXT_WEIGHT if name == "text" else 1.0
-                for rank, mid in enumerate(ids):
-                    scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
-                    matched.setdefault(mid, []).append(name)
-            ordered = sorted(scores, key=lambda m: -scores[m])
-            rows = store.messages_by_ids(conn, ordered)
-            keep = {
-                r["id"]: r
-                for r in rows
-                if r["kind"] == "message"
-                and not r["unsent"]
-                and (chat_id is None or r["chat_id"] == chat_id)
-                and (contact_id is None or r["contact_id"] == contact_id)
-                and (since_ns is None or r["date_ns"] >= since_ns)
-                and (until_ns is None or r["date_ns"] < until_ns)
-            }
-            chosen = [keep[m] for m in ordered if m in keep][:limit]
-            built = {m.id: m for m in _build_messages(conn, chosen)}
-            return [
-                (built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]]))
-                for r in chosen
-            ]
+            return ranked_search(
+                conn,
+                self.index,
+                q,
+                mode,
+                chat_id=chat_id,
+                contact_id=contact_id,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                limit=limit,
+            )
         finally:
             conn.close()
 
-    def _semantic(self, conn: sqlite3.Connection, q: str, k: int) -> list[int]:
-        """Messages nearest the query, each by its own vector (which carries its context)."""
-        qv = self.index.embedder.embed([q])[0]
-        return [unit.message_id for unit, _sim in self.index.query(qv, k)]
+
+def ranked_search(
+    conn: sqlite3.Connection,
+    index: VectorIndex | None,
+    q: str,
+    mode: str,
+    *,
+    chat_id: int | None = None,
+    contact_id: int | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    limit: int = 50,
+) -> list[tuple[Any, float, list[str]]]:
+    """Best first: (message, fused score, which lists matched it). `index` None (no vector
+    index loaded, as for a reader without the daemon) leaves the word list alone in the
+    fusion, so mode "hybrid" still ranks by bm25 and "semantic" is refused."""
+    if mode not in ("semantic", "hybrid"):
+        raise BadRequest("mode must be text, semantic or hybrid")
+    if index is None and mode == "semantic":
+        raise BadRequest("semantic search needs the vector index, which is not loaded")
+    terms = search_terms(q)
+    if chat_id is not None and not store.chat_exists(conn, chat_id):
+        raise NotFound(f"no chat {chat_id}")
+    filtered = any(x is not None for x in (chat_id, contact_id, since_ns, until_ns))
+    k = 4 * CANDIDATES if filtered else CANDIDATES
+    lists: dict[str, list[int]] = {}
+    if index is not None:
+        lists["semantic"] = _semantic(index, " ".join(terms), k)
+    if mode == "hybrid":
+        lists["text"] = _fts_ranked(conn, q, k)
+    scores: dict[int, float] = {}
+    matched: dict[int, list[str]] = {}
+    for name, ids in lists.items():
+        weight = TEXT_WEIGHT if name == "text" else 1.0
+        for rank, mid in enumerate(ids):
+            scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
+            matched.setdefault(mid, []).append(name)
+    ordered = sorted(scores, key=lambda m: -scores[m])
+    rows = store.messages_by_ids(conn, ordered)
+    keep = {
+        r["id"]: r
+        for r in rows
+        if r["kind"] == "message"
+        and not r["unsent"]
+        and (chat_id is None or r["chat_id"] == chat_id)
+        and (contact_id is None or r["contact_id"] == contact_id)
+        and (since_ns is None or r["date_ns"] >= since_ns)
+        and (until_ns is None or r["date_ns"] < until_ns)
+    }
+    chosen = [keep[m] for m in ordered if m in keep][:limit]
+    built = {m.id: m for m in _build_messages(conn, chosen)}
+    return [(built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]])) for r in chosen]
+
+
+def _semantic(index: VectorIndex, q: str, k: int) -> list[int]:
+    """Messages nearest the query, each by its own vector (which carries its context)."""
+    qv = index.embedder.embed([q])[0]
+    return [unit.message_id for unit, _sim in index.query(qv, k)]
