@@ -77,7 +77,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, 
                     await anyio.sleep(0.005)
             try:
                 async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=20
+                    base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60
                 ) as client:
                     yield client, state
             finally:
@@ -105,7 +105,7 @@ async def turn(
     client: httpx.AsyncClient, thread_id: int, content: str = "What did I promise?"
 ) -> list[tuple[str, Any]]:
     """POST a message and read the whole answer stream."""
-    with anyio.fail_after(30):
+    with anyio.fail_after(60):
         async with client.stream(
             "POST", f"/api/chatbot/threads/{thread_id}/messages", json={"content": content}
         ) as response:

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from chatstats import llm
 from chatstats.chatbot.service import MAX_STEPS
 from chatstats.testing.fake_llm import (
     Disconnect,
@@ -45,6 +46,7 @@ WORKFLOW_TYPES = (
 
 @pytest.fixture(scope="module")
 def fake():
+    anyio.run(llm.warm_up)  # import LiteLLM (seconds) before any turn's timeouts run
     with FakeLLM() as server:
         yield server
 
@@ -234,9 +236,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(
-    fake, data_dir, fault
-):
+async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(fake, data_dir, fault):
     script, last, status, code = FAULTS[fault]
     db_path = data_dir / "chatstats.db"
     fake.script(script)
@@ -267,7 +267,7 @@ async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(
             assert "error" in told
         if fault == "partial_then_failure":
             assert answer["content"] == "Checking. "
-        prompt, completion, total, _cost, calls = call_sums(db_path, answer["workflow_id"])
+        *_, total, _cost, calls = call_sums(db_path, answer["workflow_id"])
         assert calls >= 1 and answer["total_tokens"] == total
 
         # The next turn works.
@@ -279,9 +279,7 @@ async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(
     assert_messages_accounted(db_path)
 
 
-async def test_a_client_that_leaves_mid_stream_leaves_a_partial_answer_accounted(
-    fake, data_dir
-):
+async def test_a_client_that_leaves_mid_stream_leaves_a_partial_answer_accounted(fake, data_dir):
     db_path = data_dir / "chatstats.db"
     fake.script([Reply("one two three four five six seven eight nine ten", chunk_delay_s=0.2)])
     async with serving(llm_settings(fake, data_dir, llm_timeout_s=10.0)) as (client, state):
@@ -352,9 +350,10 @@ async def test_many_concurrent_turns_keep_every_aggregate_exact(fake, data_dir):
         assert len(outcomes) == 12 and outcomes.count("error") == 2
         listed = (await client.get("/api/chatbot/threads")).json()
         assert sum(t["message_count"] for t in listed) == 24
-        assert rows(db_path, "SELECT count(*) FROM thread_workflows WHERE status = 'running'")[0][
-            0
-        ] == 0
+        assert (
+            rows(db_path, "SELECT count(*) FROM thread_workflows WHERE status = 'running'")[0][0]
+            == 0
+        )
     assert_aggregates_exact(db_path)
     assert_messages_accounted(db_path)
 

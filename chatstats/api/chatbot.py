@@ -208,9 +208,7 @@ async def update_thread(request: Request) -> dict[str, Any]:
 
 async def list_messages(request: Request) -> list[dict[str, Any]]:
     svc = await service_of(request)
-    items = await svc.messages(
-        _path_id(request), _limit(request), _query_int(request, "after_id")
-    )
+    items = await svc.messages(_path_id(request), _limit(request), _query_int(request, "after_id"))
     return [message_json(m) for m in items]
 
 

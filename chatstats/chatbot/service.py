@@ -694,10 +694,10 @@ class Turn:
         self.tool_calls += 1
         for c in output.citations:
             key = _citation_key(c)
-            if key is not None and key not in self._seen_citations:
-                if len(self.citations) < MAX_CITATIONS:
-                    self._seen_citations.add(key)
-                    self.citations.append({key[0]: key[1]})
+            fresh = key is not None and key not in self._seen_citations
+            if fresh and key is not None and len(self.citations) < MAX_CITATIONS:
+                self._seen_citations.add(key)
+                self.citations.append({key[0]: key[1]})
         svc.tracker.tool_called(self.wf, name if error != "unknown_tool" else "unknown",
                                 seconds, error is not None)  # fmt: skip
         await svc.bus.write(
@@ -787,4 +787,3 @@ def _display_arguments(raw: str) -> Any:
         return json.loads(raw) if raw.strip() else {}
     except ValueError:
         return raw[:2000]
-

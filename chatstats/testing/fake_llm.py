@@ -101,7 +101,15 @@ class Disconnect:
 
 
 Fault = (
-    Reply | ToolCalls | RateLimit | ServerError | ClientError | Timeout | Malformed | BadJSONBody | Disconnect
+    Reply
+    | ToolCalls
+    | RateLimit
+    | ServerError
+    | ClientError
+    | Timeout
+    | Malformed
+    | BadJSONBody
+    | Disconnect
 )
 Responder = Callable[[dict[str, Any]], Any]
 
