@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from chatstats import llm
-from chatstats.chatbot.service import MAX_STEPS
+from chatstats.chatbot.turn import MAX_STEPS
 from chatstats.testing.fake_llm import (
     Disconnect,
     FakeLLM,
