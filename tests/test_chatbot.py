@@ -12,7 +12,9 @@ import anyio
 import pytest
 
 from chatstats import llm
+from chatstats.chatbot import turn as turn_module
 from chatstats.chatbot.turn import MAX_STEPS
+from chatstats.llm import tokens
 from chatstats.testing.fake_llm import (
     Disconnect,
     FakeLLM,
@@ -392,3 +394,17 @@ async def test_bad_requests_are_clear_json_errors_and_store_nothing(fake, data_d
         assert r.status_code == 400
     assert rows(db_path, "SELECT count(*) FROM thread_messages")[0][0] == 0
     assert rows(db_path, "SELECT count(*) FROM threads")[0][0] == 1
+
+
+async def test_a_turns_tool_outputs_share_one_budget(fake, data_dir, monkeypatch):
+    monkeypatch.setattr(turn_module, "TURN_TOOL_TOKENS", 150)
+    search = ("search_messages", {"query": "call tomorrow"})
+    fake.script([ToolCalls((search, search)), Reply("Done.")])
+    async with serving(llm_settings(fake, data_dir)) as (client, _state):
+        thread = (await client.post("/api/chatbot/threads", json={})).json()
+        events = await turn(client, thread["id"])
+        results = [d for e, d in events if e == "tool_result"]
+        assert [r["error"] for r in results] == [None, "budget_spent"]
+        assert results[0]["count"] > 0 and events[-1][0] == "message"
+        told = fake.requests[-1].body["messages"]
+        assert sum(tokens.count(m["content"]) for m in told if m["role"] == "tool") < 200

@@ -228,7 +228,12 @@ class ChatbotService:
         return Turn(self, wf, user, began, shutdown)
 
     def _run_tool_sync(
-        self, conn: sqlite3.Connection, name: str, arguments: dict[str, Any], scope: Scope | None
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        arguments: dict[str, Any],
+        scope: Scope | None,
+        max_tokens: int = TOOL_MAX_TOKENS,
     ) -> ToolOutput:
         return run_read_tool(
             conn,
@@ -236,7 +241,7 @@ class ChatbotService:
             arguments,
             settings=self.settings,
             scope=scope,
-            max_tokens=TOOL_MAX_TOKENS,
+            max_tokens=max_tokens,
             index=self.search_index(),
         )
 

@@ -26,6 +26,7 @@ from chatstats.chatbot import store, workflow
 from chatstats.chatbot.tools import READ_TOOLS, Scope, Tool, ToolError, ToolOutput
 from chatstats.chatbot.tracking import Workflow
 from chatstats.errors import ChatStatsError
+from chatstats.llm import tokens
 
 if TYPE_CHECKING:
     from chatstats.chatbot.service import ChatbotService
@@ -35,7 +36,9 @@ logger = log.get(__name__)
 PURPOSE = "chatbot"
 MAX_STEPS = 6
 MAX_TOOL_CALLS_PER_STEP = 4
-TOOL_MAX_TOKENS = 2000
+TOOL_MAX_TOKENS = 2000  # one tool call's output
+TURN_TOOL_TOKENS = 12_000  # every tool output of a turn together, so the prompt stays bounded
+MIN_TOOL_TOKENS = 100  # below this a read tool cannot return even one item
 HISTORY_MESSAGES = 20
 HISTORY_CHARS = 4000
 MAX_CITATIONS = 50
@@ -143,6 +146,7 @@ class Turn:
         self.citations: list[dict[str, Any]] = []
         self._seen_citations: set[tuple[str, Any]] = set()
         self.tool_calls = 0
+        self.tool_tokens_left = TURN_TOOL_TOKENS
         self.stored: dict[str, Any] | None = None
         self._gen: AsyncIterator[tuple[str, dict[str, Any]]] | None = None
 
@@ -278,6 +282,9 @@ class Turn:
             if name != CREATE_DOCUMENT and name not in READ_TOOLS:
                 error = "unknown_tool"
                 raise ToolError(f"there is no tool named {name[:64]!r}")
+            if self.tool_tokens_left < MIN_TOOL_TOKENS:
+                error = "budget_spent"
+                raise ToolError("this turn's tool budget is spent: answer with what you have")
             try:
                 arguments = _parse_arguments(call["arguments"])
             except ToolError:
@@ -286,7 +293,8 @@ class Turn:
             if name == CREATE_DOCUMENT:
                 output = await svc.create_document(self.thread_id, self.wf.workflow_id, arguments)
             else:
-                output = await svc.db.read(svc._run_tool_sync, name, arguments, scope)
+                budget = min(TOOL_MAX_TOKENS, self.tool_tokens_left)
+                output = await svc.db.read(svc._run_tool_sync, name, arguments, scope, budget)
         except ToolError as exc:
             error = error or "tool_error"
             output = ToolOutput(content=json.dumps({"error": str(exc)}), count=0, citations=[])
@@ -296,6 +304,7 @@ class Turn:
             output = ToolOutput(
                 content=json.dumps({"error": "the tool failed"}), count=0, citations=[]
             )
+        self.tool_tokens_left -= tokens.count(output.content)
         seconds = time.perf_counter() - began
         self.tool_calls += 1
         for c in output.citations:
