@@ -408,3 +408,26 @@ async def test_a_turns_tool_outputs_share_one_budget(fake, data_dir, monkeypatch
         assert results[0]["count"] > 0 and events[-1][0] == "message"
         told = fake.requests[-1].body["messages"]
         assert sum(tokens.count(m["content"]) for m in told if m["role"] == "tool") < 200
+
+
+async def test_a_turn_cut_by_shutdown_is_stored_as_interrupted(fake, data_dir):
+    db_path = data_dir / "chatstats.db"
+    fake.script([Reply("one two three four five six seven eight", chunk_delay_s=0.2)])
+    async with serving(llm_settings(fake, data_dir, llm_timeout_s=10.0)) as (client, state):
+        thread = (await client.post("/api/chatbot/threads", json={})).json()
+        with anyio.fail_after(20):
+            async with client.stream(
+                "POST", f"/api/chatbot/threads/{thread['id']}/messages", json={"content": "go"}
+            ) as response:
+                lines = []
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if line.startswith("event: delta"):
+                        state.shutdown.set()  # the daemon stops: the stream ends
+            while not rows(db_path, "SELECT 1 FROM thread_workflows WHERE status != 'running'"):
+                await anyio.sleep(0.05)
+        _user, answer = (await client.get(f"/api/chatbot/threads/{thread['id']}/messages")).json()
+        assert (answer["status"], answer["error_code"]) == ("partial", "interrupted")
+        assert "event: message" not in lines
+    assert_aggregates_exact(db_path)
+    assert_messages_accounted(db_path)
