@@ -11,7 +11,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,7 +34,6 @@ MAX_ID = 2**63 - 1
 MAX_BODY_BYTES = 200_000
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_service_lock = anyio.Lock()
 
 # SSE event names of a turn (CONTRACT.md): each data is JSON.
 TURN_STARTED = "turn_started"
@@ -50,20 +48,17 @@ async def service_of(request: Request) -> ChatbotService:
     """One service per app, made at first use; making it closes turns a crash left open."""
     app = request.app
     svc: ChatbotService | None = getattr(app.state, "chatbot", None)
-    if svc is None:
-        async with _service_lock:
-            svc = getattr(app.state, "chatbot", None)
-            if svc is None:
-                st = state.of(request)
-                assert st.bus is not None
-                svc = ChatbotService(
-                    st.db,
-                    st.bus,
-                    st.settings,
-                    metrics=st.metrics,
-                    search_index=lambda: _loaded_index(st),
-                )
-                app.state.chatbot = svc
+    if svc is None:  # no await before it is set: two first requests cannot make two
+        st = state.of(request)
+        assert st.bus is not None
+        svc = ChatbotService(
+            st.db,
+            st.bus,
+            st.settings,
+            metrics=st.metrics,
+            search_index=lambda: _loaded_index(st),
+        )
+        app.state.chatbot = svc
     await svc.recover()
     return svc
 

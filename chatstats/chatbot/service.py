@@ -113,6 +113,8 @@ class ChatbotService:
     async def recover(self) -> int:
         """Close the turns a crash left running: each gets its accounted `error` message
         (code `interrupted`) and `workflow_failed`. Once per service; returns how many."""
+        if self._recovered:
+            return 0
         async with self._recover_lock:
             if self._recovered:
                 return 0
