@@ -411,3 +411,66 @@ def test_token_count_is_a_real_tokenizer():
     assert tokens.count("hello world") == 2
     assert tokens.count("") == 0
     assert tokens.count("<|endoftext|>") > 1  # user text, not a special token
+
+
+def test_chat_and_contact_together_narrow_one_search(library, ro, settings):
+    index = tools.saved_index(settings)
+    row = ro.execute(
+        "SELECT m.chat_id, h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+        " JOIN chats c ON c.id = m.chat_id WHERE c.is_group = 1 AND m.kind = 'message'"
+        " AND h.contact_id IS NOT NULL GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    args = {"query": "later tonight", "chat_id": row[0], "contact_id": row[1], "limit": 50}
+    hits = json.loads(
+        run_read_tool(ro, "search_messages", args, settings=settings, index=index).content
+    )["hits"]
+    assert hits
+    assert {(h["chat_id"], h.get("contact_id")) for h in hits} == {(row[0], row[1])}
+    with pytest.raises(ToolError, match="not both"):
+        run_read_tool(ro, "get_stats", {"chat_id": row[0], "contact_id": row[1]}, settings=settings)
+
+
+def test_the_daemons_search_index_is_used_once_ready(library, ro, settings):
+    """What the chatbot passes inside the daemon: its SearchIndex, used only once ready."""
+    import threading
+    from types import SimpleNamespace
+
+    daemon_index = SimpleNamespace(ready=threading.Event(), index=tools.saved_index(settings))
+    query = {"query": library[1].facts[0].question}
+    early = run_read_tool(ro, "search_messages", query, settings=settings, index=daemon_index)
+    assert json.loads(early.content)["mode"] == "text"
+    daemon_index.ready.set()
+    ready = run_read_tool(ro, "search_messages", query, settings=settings, index=daemon_index)
+    assert json.loads(ready.content)["mode"] == "hybrid"
+    with pytest.raises(TypeError):
+        run_read_tool(ro, "search_messages", query, settings=settings, index=object())
+
+
+def test_phone_numbers_and_addresses_of_senders_never_reach_the_model(library, ro, settings):
+    """Senders are named (or "them") as in analysis transcripts, never by their handle."""
+    identifiers = [r[0] for r in ro.execute("SELECT identifier FROM handles")]
+    assert identifiers
+    index = tools.saved_index(settings)
+    big = ro.execute(
+        "SELECT conversation_id FROM messages m JOIN handles h ON h.id = m.handle_id"
+        " JOIN contacts k ON k.id = h.contact_id WHERE k.name IS NULL"
+        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    outputs = [
+        run_read_tool(
+            ro,
+            "search_messages",
+            {"query": f.question, "limit": 50},
+            settings=settings,
+            index=index,
+        ).content
+        for f in library[1].facts[:5]
+    ]
+    assert big is not None  # the sample has senders the address book doesn't name
+    outputs.append(
+        run_read_tool(
+            ro, "get_conversation", {"conversation_id": big[0]}, settings=settings
+        ).content
+    )
+    for text in outputs:
+        assert not [i for i in identifiers if i in text]

@@ -321,9 +321,12 @@ def _search_messages(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Conte
         if kind == "contact_id":
             _need_contact(conn, value)
     limit = args["limit"]
+    # Named together, chat and contact narrow one search (their messages in that chat); the
+    # scope's contexts are searched one by one and merged (any of them).
+    named = {k: args[k] for k in ("chat_id", "contact_id") if args[k] is not None}
+    runs = [named] if named else [{kind: value} for kind, value in contexts] or [{}]
     hits: dict[int, tuple[Message, float, list[str]]] = {}
-    for kind, value in contexts or [("", 0)]:
-        filters = {kind: value} if kind else {}
+    for filters in runs:
         for m, score, matched in ranked_search(
             conn,
             ctx.index,
@@ -461,6 +464,8 @@ def _get_stats(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Context) ->
     hi = stats_service.MAX_NS if until is None else until
     zone = ctx.zone()
     today = datetime.now(zone).date()
+    if args["chat_id"] is not None and args["contact_id"] is not None:
+        raise ToolError("get_stats: give chat_id or contact_id, not both")
     items = []
     for kind, value in _scoped(args, ctx.scope) or [("", 0)]:
         if kind == "chat_id":
@@ -505,12 +510,13 @@ def run_read_tool(
     settings: Settings,
     scope: Scope | None = None,
     max_tokens: int = 2000,
-    index: VectorIndex | None = None,
+    index: Any = None,
 ) -> ToolOutput:
     """Run one read-only tool on `conn` (a read-only connection the caller owns; any read
-    transaction a service opened is rolled back before returning). `index` is the loaded
-    vector index (the daemon's `search_index.index` once ready, or `saved_index()`); without
-    it search falls back to ranked word matches and says so in its content.
+    transaction a service opened is rolled back before returning). `index` is the vector
+    index: a loaded VectorIndex (`saved_index()`), or the daemon's SearchIndex
+    (`state.search_index`, used once it is ready); without one, search falls back to ranked
+    word matches and says so in its content.
 
     Raises ToolError for an unknown tool, bad arguments or ids that name nothing."""
     if max_tokens < MIN_BUDGET:
@@ -520,7 +526,7 @@ def run_read_tool(
         shown = name if isinstance(name, str) and len(name) <= 40 else "(unnamed)"
         raise ToolError(f"unknown tool {shown!r}; tools: {', '.join(READ_TOOLS)}")
     args = _check(tool, arguments)
-    ctx = _Context(settings, scope, max_tokens, index)
+    ctx = _Context(settings, scope, max_tokens, _vector_index(index))
     try:
         out = _RUN[name](conn, args, ctx)
     except (BadRequest, NotFound) as exc:  # the services' own checks: ids and syntax only
@@ -530,6 +536,18 @@ def run_read_tool(
             conn.execute("ROLLBACK")
     logger.debug("chatbot_tool", tool=name, count=out.count, citations=len(out.citations))
     return out
+
+
+def _vector_index(index: Any) -> VectorIndex | None:
+    """A VectorIndex as given, or the daemon's SearchIndex's once it is ready (while it
+    builds, searching it would miss most messages: words are better then)."""
+    if index is None or isinstance(index, VectorIndex):
+        return index
+    ready = getattr(index, "ready", None)
+    inner = getattr(index, "index", None)
+    if ready is None or not isinstance(inner, VectorIndex):
+        raise TypeError("index must be a VectorIndex or a SearchIndex")
+    return inner if ready.is_set() else None
 
 
 def saved_index(settings: Settings) -> VectorIndex | None:

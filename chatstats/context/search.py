@@ -146,16 +146,7 @@ class SearchIndex:
                 self.index.rebuild(conn, last_event)
             else:  # messages imported while the daemon was down: their chats' windows
                 seen = self.index.max_message_id
-                chats = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT DISTINCT chat_id FROM messages WHERE id > :seen"
-                        " AND chat_id IS NOT NULL",
-                        {"seen": seen},
-                    )
-                ]
-                if chats:
-                    self.index.refresh(conn, chats)
+                if catch_up(self.index, conn, seen) > seen:
                     self.index.save()
         finally:
             conn.close()
@@ -241,6 +232,19 @@ class SearchIndex:
             )
         finally:
             conn.close()
+
+
+def catch_up(index: VectorIndex, conn: sqlite3.Connection, after_id: int) -> int:
+    """Refresh (in memory) the chats of messages with ids above `after_id`, written since the
+    index last followed them; returns the newest message id seen (`after_id` if none)."""
+    rows = conn.execute(
+        "SELECT chat_id, max(id) FROM messages WHERE id > :seen AND chat_id IS NOT NULL"
+        " GROUP BY chat_id",
+        {"seen": after_id},
+    ).fetchall()
+    if rows:
+        index.refresh(conn, [r[0] for r in rows])
+    return max([after_id, *(r[1] for r in rows)])
 
 
 def ranked_search(
