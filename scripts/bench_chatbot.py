@@ -193,8 +193,8 @@ def main() -> None:
     )
     mine = lat["chatbot.step_own"]
     print(
-        f"  of which the chatbot's code (step minus the gateway call: writes, history, tools,"
-        f" SSE): p50 {mine['p50_ms']:.1f} / p95 {mine['p95_ms']:.1f} ms"
+        f"  of which the chatbot's code outside the model call (writes, history, tools):"
+        f" p50 {mine['p50_ms']:.1f} / p95 {mine['p95_ms']:.1f} ms"
     )
     conn = sqlite3.connect(f"file:{data / 'chatstats.db'}?mode=ro", uri=True)
     calls = [r[0] - lat_ms for r in conn.execute(
@@ -203,7 +203,7 @@ def main() -> None:
     conn.close()
     print(
         f"  and the gateway call minus model latency (LiteLLM client: request, {chunks} chunks"
-        f" parsed for an answer): p50 {pct(calls, 50):.1f} / p95 {pct(calls, 95):.1f} ms"
+        f" parsed for an answer, each delta handed on to the SSE stream): p50 {pct(calls, 50):.1f} / p95 {pct(calls, 95):.1f} ms"
     )
     for kind, steps in (("tool", 2), ("direct", 1)):
         own = [m["response_time_ms"] - steps * lat_ms for _, m in measured[kind]]
