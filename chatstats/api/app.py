@@ -26,7 +26,18 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import analysis, auth, imessage, live, openapi, search, stats, streams, web
+from chatstats.api import (
+    analysis,
+    auth,
+    chatbot,
+    imessage,
+    live,
+    openapi,
+    search,
+    stats,
+    streams,
+    web,
+)
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, DataError, Forbidden, Unauthorized, public
 
@@ -203,12 +214,14 @@ def create_app(state: AppState) -> Starlette:
         *streams.JSON_ROUTES,
         *analysis.ROUTES,
         *stats.ROUTES,
+        *chatbot.JSON_ROUTES,
     ]
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),
             *live.ROUTES,
             *streams.ROUTES,
+            *chatbot.ROUTES,
             *web.ROUTES,
             Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         ],
