@@ -32,7 +32,7 @@ from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.sample.library import make_library
-from chatstats.testing.fake_llm import ClientError, FakeLLM
+from chatstats.testing.fake_llm import ClientError, FakeLLM, Reply, ToolCalls
 from tests import daemon_proc
 
 TOKEN = "openapi-test-token"
@@ -165,7 +165,22 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             contact_id = chat["participants"][0]["contact_id"]
             analysed = client.get("/api/analysis/jobs", params={"state": "done"}).json()
             dead = client.get("/api/analysis/jobs", params={"state": "dead"}).json()
+            # One chatbot turn in which the model writes a document, through the real stream.
+            thread = client.post("/api/chatbot/threads", json={"title": "t"}).json()
+            fake.script(
+                [
+                    ToolCalls((("create_document", {"title": "Plans", "content": "1. call"}),)),
+                    Reply("Done."),
+                ]
+            )
+            turn = client.post(
+                f"/api/chatbot/threads/{thread['id']}/messages", json={"content": "plan"}
+            )
+            assert "event: message" in turn.text, turn.text[-300:]
+            document = client.get("/api/chatbot/documents").json()[0]
             ids = {
+                "thread": thread["id"],
+                "document": document["id"],
                 "chat": chat["id"],
                 "contact": contact_id,
                 "conversation": analysed[0]["conversation_id"],
@@ -239,6 +254,29 @@ def _samples(ids: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | 
         ("GET", "/api/stats/contacts/{id}", f"/api/stats/contacts/{contact}", None),
         ("GET", "/api/stats/wrapped", "/api/stats/wrapped?year=2024", None),
         ("GET", "/api/metrics", "/api/metrics", None),
+        ("POST", "/api/chatbot/threads", "/api/chatbot/threads", {"contexts": [{"chat_id": chat}]}),
+        ("GET", "/api/chatbot/threads", "/api/chatbot/threads", None),
+        ("GET", "/api/chatbot/threads/{id}", f"/api/chatbot/threads/{ids['thread']}", None),
+        (
+            "PATCH",
+            "/api/chatbot/threads/{id}",
+            f"/api/chatbot/threads/{ids['thread']}",
+            {"title": "u"},
+        ),
+        (
+            "GET",
+            "/api/chatbot/threads/{id}/messages",
+            f"/api/chatbot/threads/{ids['thread']}/messages",
+            None,
+        ),
+        ("GET", "/api/chatbot/documents", "/api/chatbot/documents", None),
+        ("GET", "/api/chatbot/documents/{id}", f"/api/chatbot/documents/{ids['document']}", None),
+        (
+            "POST",
+            "/api/chatbot/documents/{id}/read",
+            f"/api/chatbot/documents/{ids['document']}/read",
+            None,
+        ),
         ("GET", "/openapi.json", "/openapi.json", None),
         ("DELETE", "/api/session", "/api/session", None),
     ]
@@ -263,7 +301,13 @@ def test_every_json_route_answers_as_the_document_says(daemon):
         _check(document, path, method, response)
         seen[path] = seen.get(path, 0) + (len(response.json()) if response.text[0] == "[" else 1)
     # The answers held real rows, so their items were checked too.
-    for path in ("/api/conversations/{id}/analyses", "/api/analysis/jobs", "/api/search"):
+    for path in (
+        "/api/conversations/{id}/analyses",
+        "/api/analysis/jobs",
+        "/api/search",
+        "/api/chatbot/threads/{id}/messages",
+        "/api/chatbot/documents",
+    ):
         assert seen[path] > 0, path
 
 
@@ -329,11 +373,13 @@ def test_every_stream_opens_as_the_document_says(daemon):
             "/api/analysis/streaming/redis_stream/task_events:analysis?start_id=0"
         ),
         "/api/metrics/stream": "/api/metrics/stream?interval=0.5",
+        "/api/chatbot/threads/{id}/messages": f"/api/chatbot/threads/{daemon.ids['thread']}/messages",
     }
     metrics_schema = document["paths"]["/api/metrics"]["get"]["responses"]["200"]["content"]
     for path, method in streams:
         url = urls.get(path, path)
-        with daemon.client.stream(method.upper(), url, timeout=10) as response:
+        body = {"content": "hi"} if method == "post" else None  # a turn: the fake answers
+        with daemon.client.stream(method.upper(), url, json=body, timeout=10) as response:
             assert response.status_code == 200, url
             assert response.headers["content-type"].startswith("text/event-stream")
             if path == "/api/metrics/stream":

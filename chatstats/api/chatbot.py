@@ -175,8 +175,9 @@ def document_json(d: dict[str, Any]) -> dict[str, Any]:
 
 async def create_thread(request: Request) -> dict[str, Any]:
     body = await _body(request, {"title", "contexts"})
-    title = check_title(body.get("title") or "")
-    contexts = check_contexts(body.get("contexts") or [])
+    # Absent or null means "none"; any other value must have the right type ({} is no list).
+    title = check_title("" if body.get("title") is None else body["title"])
+    contexts = check_contexts([] if body.get("contexts") is None else body["contexts"])
     svc = await service_of(request)
     return thread_json(await svc.create_thread(title, contexts))
 

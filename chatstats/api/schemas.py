@@ -718,6 +718,80 @@ class PathStatic(msgspec.Struct):
 
 
 # ---------------------------------------------------------------------------------------------
+# AI chatbot
+
+
+class ChatbotContext(Wire, omit_defaults=True):
+    chat_id: int | None = None
+    contact_id: int | None = None
+
+
+class Citation(Wire, omit_defaults=True):
+    message_guid: str | None = None
+    conversation_id: int | None = None
+
+
+class Thread(Wire):
+    id: int
+    title: str | None
+    contexts: list[ChatbotContext]
+    message_count: int
+    total_tokens: int
+    total_cost: float | None
+    created_at: Time
+    updated_at: Time
+
+
+class ThreadMessage(Wire):
+    """A user or assistant message; token and cost fields sum every LLM call of the turn."""
+
+    id: int
+    thread_id: int
+    workflow_id: str | None
+    role: Literal["user", "assistant"]
+    content: str
+    status: str
+    error_code: str | None
+    model: str | None
+    provider: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cost: float | None
+    response_time_ms: float | None
+    tool_calls: int | None
+    citations: list[Citation]
+    created_at: Time
+
+
+class Document(Wire):
+    id: int
+    thread_id: int | None
+    title: str
+    contexts: list[ChatbotContext]
+    read_count: int
+    last_read_at: Time | None
+    created_at: Time
+    content: str | None = None
+
+
+class ThreadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    title: str | None = None
+    contexts: list[ChatbotContext] | None = None
+
+
+class TurnRequest(msgspec.Struct, forbid_unknown_fields=True):
+    content: str
+
+
+SSE_TURN = (
+    "`turn_started {thread_id, user_message_id}`, then any number of `tool_call {id, name, "
+    "arguments}`, `tool_result {id, name, count}` and `delta {text}`, then exactly one of "
+    "`message {the stored assistant message}` or `error {code, message}`."
+)
+
+
+# ---------------------------------------------------------------------------------------------
 # Operations
 
 JSON = "application/json"
@@ -925,4 +999,34 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(401,),
     ),
     ("DELETE", "/api/session"): Op("Drop the session cookie", "web", Session),
+    # AI chatbot
+    ("GET", "/api/chatbot/threads"): Op("Chatbot threads, newest first", "chatbot", list[Thread]),
+    ("POST", "/api/chatbot/threads"): Op(
+        "Start a thread", "chatbot", Thread, body=ThreadRequest, errors=(404,)
+    ),
+    ("GET", "/api/chatbot/threads/{id:int}"): Op("One thread", "chatbot", Thread, path=PathId),
+    ("PATCH", "/api/chatbot/threads/{id:int}"): Op(
+        "Rename a thread or change its contexts", "chatbot", Thread, path=PathId, body=ThreadRequest
+    ),
+    ("GET", "/api/chatbot/threads/{id:int}/messages"): Op(
+        "A thread's messages, oldest first", "chatbot", list[ThreadMessage], path=PathId
+    ),
+    ("POST", "/api/chatbot/threads/{id:int}/messages"): Op(
+        "Ask: one turn, answered as a stream",
+        "streams",  # a stream like the others (and not fuzzed: each example would be a turn)
+        media=SSE,
+        path=PathId,
+        body=TurnRequest,
+        errors=(409, 503),
+        description=SSE_TURN,
+    ),
+    ("GET", "/api/chatbot/documents"): Op(
+        "Documents the assistant wrote", "chatbot", list[Document]
+    ),
+    ("GET", "/api/chatbot/documents/{id:int}"): Op(
+        "One document, with its content", "chatbot", Document, path=PathId
+    ),
+    ("POST", "/api/chatbot/documents/{id:int}/read"): Op(
+        "Mark a document read", "chatbot", Document, path=PathId
+    ),
 }
