@@ -252,7 +252,7 @@ async def conversation_messages(request: Request) -> list[dict[str, Any]]:
 
 async def search(request: Request) -> Paged:
     """Messages containing every word of `q` (each taken literally), newest first; optional
-    `chat_id`, and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
+    `chat_id`, `contact_id` (what that contact sent), `since`/`until` (ISO 8601), and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
     chatstats.api.search."""
     mode = request.query_params.get("mode") or "text"
     if mode != "text":
@@ -265,12 +265,17 @@ async def search(request: Request) -> Paged:
             _query_int(request, "chat_id"),
             _query_int(request, "contact_id"),
         )
+    from chatstats.context.search import parse_time
+
     page = await _library(request).search(
         request.query_params.get("q", ""),
         _query_int(request, "chat_id"),
         _limit(request),
         _query_int(request, "before_id"),
         _cursor(request),
+        contact_id=_query_int(request, "contact_id"),
+        since_ns=parse_time(request.query_params.get("since"), "since"),
+        until_ns=parse_time(request.query_params.get("until"), "until"),
     )
     return _paged(request, page, [message_json(m) for m in page.items])
 
