@@ -137,7 +137,7 @@ async def conversation_messages(request: Request) -> list[dict[str, Any]]:
 
 async def search(request: Request) -> Paged:
     """Messages containing every word of `q` (each taken literally), newest first; optional
-    `chat_id`, and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
+    `chat_id`, `contact_id` (what that contact sent), `since`/`until` (ISO 8601), and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
     chatstats.api.search."""
     mode = request.query_params.get("mode") or "text"
     if mode != "text":
@@ -150,18 +150,17 @@ async def search(request: Request) -> Paged:
             query_int(request, "chat_id"),
             query_int(request, "contact_id"),
         )
-    # Malformed filters are a 400 in every mode (text mode does not filter by them yet).
     from chatstats.context.search import parse_time
 
-    query_int(request, "contact_id")
-    parse_time(request.query_params.get("since"), "since")
-    parse_time(request.query_params.get("until"), "until")
     page = await library(request).search(
         request.query_params.get("q", ""),
         query_int(request, "chat_id"),
         limit(request),
         query_int(request, "before_id"),
         cursor(request),
+        contact_id=query_int(request, "contact_id"),
+        since_ns=parse_time(request.query_params.get("since"), "since"),
+        until_ns=parse_time(request.query_params.get("until"), "until"),
     )
     return paged(request, page, [message_json(m) for m in page.items])
 
