@@ -53,7 +53,9 @@ FALLBACK_CHECK_SECONDS = 2.0
 # `data_version` checks only catch an event the watcher dropped: they can be slow (idle CPU).
 # Starting, waiting (a locked or missing chat.db writes nothing to watch) or unwatched, the
 # short `poll_interval` and FALLBACK_CHECK_SECONDS apply.
-WATCHED_POLL_SECONDS = 5.0
+# 1 s, not 5: a file event the watcher drops (seen intermittently in the browser test) must
+# still reach clients within a second; two stat() calls a second cost nothing measurable.
+WATCHED_POLL_SECONDS = 1.0
 WATCHED_FALLBACK_SECONDS = 30.0
 # Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting, without
 # moving any date a cursor could follow. The correction is a commit, so it triggers a sync;
