@@ -816,3 +816,13 @@ async def test_text_search_filters_by_contact_and_time(client, sql):
     assert since and until
     assert_error(await get(client, "/api/search?q=hello&since=tuesday", 400), "bad_request")
     assert_error(await get(client, "/api/search?q=hello&contact_id=x", 400), "bad_request")
+
+
+async def test_search_times_outside_sqlite_integers_are_a_400_not_a_500():
+    from chatstats.context.search import parse_time
+    from chatstats.errors import BadRequest
+
+    assert parse_time("2024-01-01T00:00:00Z", "since") == 1704067200 * 10**9
+    for raw in ("8400-01-04T12:11:18+17:03", "0195-01-03"):
+        with pytest.raises(BadRequest, match="between the years"):
+            parse_time(raw, "until")

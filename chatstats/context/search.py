@@ -105,7 +105,10 @@ def parse_time(raw: str | None, name: str) -> int | None:
         raise BadRequest(f"{name} is not an ISO 8601 time") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1_000_000_000)
+    ns = int(t.timestamp() * 1_000_000_000)
+    if not -(2**63) <= ns < 2**63:  # SQLite's integers: years 1677 to 2262 (schemathesis found it)
+        raise BadRequest(f"{name} must be between the years 1678 and 2261")
+    return ns
 
 
 def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
