@@ -7,7 +7,6 @@ starts, so a bad request is an ordinary JSON error and an accepted one is never 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatstats.api import state
+from chatstats.api.common import limit as _limit
+from chatstats.api.common import path_id as _path_id
+from chatstats.api.common import query_int as _query_int
 from chatstats.api.imessage import iso_time
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent
 from chatstats.chatbot.service import (
@@ -26,14 +28,10 @@ from chatstats.chatbot.service import (
     check_contexts,
     check_title,
 )
-from chatstats.errors import BadRequest, NotFound
+from chatstats.errors import BadRequest
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-MAX_ID = 2**63 - 1
 MAX_BODY_BYTES = 200_000
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 # SSE event names of a turn (CONTRACT.md): each data is JSON.
 TURN_STARTED = "turn_started"
@@ -74,27 +72,6 @@ def _loaded_index(st: state.AppState) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # Parameters and bodies
-
-
-def _query_int(request: Request, name: str, *, hi: int = MAX_ID) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if _DIGITS.fullmatch(raw) is None or not 1 <= int(raw) <= hi:
-        raise BadRequest(f"{name} must be an integer from 1 to {hi}")
-    return int(raw)
-
-
-def _limit(request: Request) -> int:
-    value = _query_int(request, "limit", hi=MAX_LIMIT)
-    return DEFAULT_LIMIT if value is None else value
-
-
-def _path_id(request: Request) -> int:
-    value: int = request.path_params["id"]
-    if value > MAX_ID or value < 1:
-        raise NotFound("no such id")
-    return value
 
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:

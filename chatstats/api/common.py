@@ -57,7 +57,7 @@ def limit(request: Request) -> int:
 
 def path_id(request: Request) -> int:
     value: int = request.path_params["id"]
-    if value > MAX_ID:
+    if not 1 <= value <= MAX_ID:
         raise NotFound("no such id")
     return value
 
