@@ -73,7 +73,11 @@ async def test_semantic_and_hybrid_follow_new_edited_and_unsent_messages(lib: Pa
     data = tmp_path / "data"
     async with daemon(settings_for(lib, data)) as client:
         first = await wait_until(client, lambda c: _ready(c), "index never built")
-        assert first["model"] == bundled().name and first["dim"] == 256 and first["items"] > 0
+        assert (
+            first["model"] == bundled().name
+            and first["dim"] == bundled().dim
+            and first["items"] > 0
+        )
 
         async def announced(_c: httpx.AsyncClient) -> list[Any]:
             with sqlite3.connect(data / "chatstats.db") as events:
@@ -85,8 +89,8 @@ async def test_semantic_and_hybrid_follow_new_edited_and_unsent_messages(lib: Pa
         assert ready_event["items"] > 0 and ready_event["model"] == first["model"]
         meta = data / META_NAME
         assert meta.stat().st_mode & 0o777 == 0o600
-        vec = data / json.loads(meta.read_text())["file"]
-        assert vec.stat().st_mode & 0o777 == 0o600
+        for name in json.loads(meta.read_text())["files"].values():
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
 
         who = Correspondent(lib / "chat.db", seed=3, out=open(os.devnull, "w"))  # noqa: SIM115
         _rowid, guid = who.writer.message(
@@ -208,7 +212,7 @@ def test_rebuild_on_model_change_corruption_and_half_written_files(lib: Path, tm
     again = VectorIndex(store, bundled())
     assert again.load() and again.describe()["items"] == items
     # A corrupted vectors file (truncated) is refused, never loaded.
-    vec = store / json.loads((store / META_NAME).read_text())["file"]
+    vec = store / json.loads((store / META_NAME).read_text())["files"]["singles"]
     vec.write_bytes(vec.read_bytes()[: vec.stat().st_size // 2])
     assert not VectorIndex(store, bundled()).load()
     (store / META_NAME).write_text("{not json")

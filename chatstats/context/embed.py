@@ -23,7 +23,10 @@ from chatstats.config import Settings
 
 Vectors = npt.NDArray[np.float32]
 
-DEFAULT_MODEL = "wordllama/l2_supercat-256"
+# The model's first DIM of its 256 dimensions (it is trained to be truncated, matryoshka
+# style): see the figures in BundledEmbedder.
+DIM = int(os.environ.get("CHATSTATS_BUNDLED_DIM", "128"))
+DEFAULT_MODEL = f"wordllama/l2_supercat-{DIM}"
 
 
 class Embedder(Protocol):
@@ -38,10 +41,9 @@ class Embedder(Protocol):
 class BundledEmbedder:
     """WordLlama loaded from its own wheel; thread-safe (numpy only, no shared state)."""
 
-    name = DEFAULT_MODEL
-    dim = 256
-
-    def __init__(self) -> None:
+    def __init__(self, dim: int = DIM) -> None:
+        self.dim = dim
+        self.name = f"wordllama/l2_supercat-{dim}"
         # Loaded at first use, in whichever worker thread embeds first: never on the loop.
         self._table: Vectors | None = None
         self._tokenizer: Any = None
@@ -57,7 +59,11 @@ class BundledEmbedder:
 
             package = Path(wordllama.__file__).parent
             model = wordllama.WordLlama.load(
-                config="l2_supercat", dim=self.dim, cache_dir=package, disable_download=True
+                config="l2_supercat",
+                dim=256,
+                trunc_dim=self.dim if self.dim < 256 else None,
+                cache_dir=package,
+                disable_download=True,
             )
             # WordLlama's own embed() pads every batch to its longest text, so one long
             # message makes a batch cost 64x its length; we pool over unpadded tokens
@@ -68,15 +74,24 @@ class BundledEmbedder:
             self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
 
     def embed(self, texts: list[str]) -> Vectors:
+        out = self.sums(texts)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1.0, norms)
+        return out
+
+    def sums(self, texts: list[str]) -> Vectors:
+        """Unnormalised sums of each text's token vectors. A mean-pooled static model's
+        vector of a concatenation is the normalised sum of its parts' sums, so the index
+        embeds a conversation window from its lines' sums without tokenising it again."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._table is None:
             self._load()
-        # Chunks bound the gathered token matrix (tokens x 256 floats) to a few MB.
+        # Chunks bound the gathered token matrix (tokens x dim floats) to a few MB.
         step = 1024
-        return np.vstack([self._embed(texts[i : i + step]) for i in range(0, len(texts), step)])
+        return np.vstack([self._sums(texts[i : i + step]) for i in range(0, len(texts), step)])
 
-    def _embed(self, texts: list[str]) -> Vectors:
+    def _sums(self, texts: list[str]) -> Vectors:
         assert self._table is not None
         encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
@@ -88,10 +103,7 @@ class BundledEmbedder:
         nonempty = lengths > 0
         if flat.size:
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
-            sums = np.add.reduceat(self._table[flat], starts, axis=0)
-            out[nonempty] = sums / lengths[nonempty, None]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out /= np.where(norms == 0, 1.0, norms)
+            out[nonempty] = np.add.reduceat(self._table[flat], starts, axis=0)
         return out
 
 

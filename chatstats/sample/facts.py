@@ -128,11 +128,13 @@ TEMPLATES: list[tuple[str, str]] = [
 
 
 class TruthFact(Struct):
-    """One planted fact: the message that answers `question`."""
+    """One planted fact: the message that answers `question` (`guids`: every message that
+    holds part of the answer, `guid` first; empty in truth files written before it)."""
 
     guid: str
     question: str
     answer: str
+    guids: list[str] = []
 
 
 class FactPlanter:
