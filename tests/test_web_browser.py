@@ -177,9 +177,6 @@ def test_open_a_chat_shows_its_messages_and_older_pages_on_scroll(
     unsent = [m for m in newest if m["unsent"]]
     for m in unsent[:2]:
         assert "unsent a message" in page.locator(f'[data-message-guid="{m["guid"]}"]').inner_text()
-    # The README's picture of the page (docs/web.png is a copy of this file).
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web.png"))
     page.locator("#messages").evaluate("el => el.scrollTop = 0")
     older = daemon.get(f"/api/chats/{chat['id']}/messages?limit=50&before_id={newest[-1]['id']}")
     page.wait_for_selector(f'[data-message-guid="{older[0]["guid"]}"]', state="attached")
@@ -389,6 +386,9 @@ def test_an_ai_chat_turn_streams_an_answer_whose_citation_opens_its_message(
     assert target["guid"] in guids
     shown = answer.locator(".citation").evaluate_all("els => els.map(e => e.dataset.messageGuid)")
     assert shown == guids
+    # The README's picture of the page (docs/web.png is a copy of this file).
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web.png"))
     totals = page.locator("#ai-totals")
     sync_api.expect(totals).to_have_attribute("data-total-tokens", str(thread["total_tokens"]))
     assert thread["total_tokens"] > 0 and thread["total_cost"] > 0
