@@ -2,7 +2,7 @@
 // every request and stream; the page never keeps the token after signing in.
 import { analysisView, conversationsView } from "/static/analysis.js";
 import { chatbotView } from "/static/chatbot.js";
-import { personName, renderMessage, sortChats } from "/static/render.js";
+import { localTime, personName, renderMessage, sortChats } from "/static/render.js";
 import { overviewView, statsView } from "/static/stats.js";
 
 const $ = (id) => document.getElementById(id);
@@ -86,7 +86,7 @@ function stream(url, handlers, onLagged) {
 
 // --- chat list -------------------------------------------------------------------------------
 function chatLabel(chat) {
-  return chat.last_message_time ? new Date(chat.last_message_time).toLocaleString() : "no messages";
+  return chat.last_message_time ? localTime(chat.last_message_time) : "no messages";
 }
 
 const chatNodes = new Map(); // chat id -> its <li>, reused so a live update moves, not redraws
@@ -462,7 +462,7 @@ async function runSearch(url, append) {
     where.className = "chat-meta";
     const chat = state.chats.get(m.chat_id);
     const who = m.is_from_me ? "Me" : (m.sender?.name || m.sender?.identifier || "Unknown");
-    where.textContent = `${chat ? chat.title : "Chat " + m.chat_id} · ${who} · ${new Date(m.timestamp).toLocaleString()}`;
+    where.textContent = `${chat ? chat.title : "Chat " + m.chat_id} · ${who} · ${localTime(m.timestamp)}`;
     if (m.matched) where.textContent += ` · ${m.matched.join(" + ")}`;
     button.dataset.score = String(m.score ?? "");
     const text = document.createElement("span");
@@ -556,9 +556,12 @@ $("health-toggle").addEventListener("click", async () => {
 async function start() {
   $("signin").hidden = true;
   $("app").hidden = false;
-  watchChats();
+  if (!state.listStream || state.listStream.readyState === EventSource.CLOSED) watchChats();
 }
 
+// The chat list's stream opens while the sign-in is checked, not after (first load); a
+// signed-out check closes it again.
+watchChats();
 (async () => {
   const response = await fetch("/api/chats?limit=1", { credentials: "same-origin" });
   if (response.ok) start(); else showSignIn();
