@@ -260,6 +260,10 @@ def test_at_phone_width_in_dark_mode_the_list_and_a_chat_take_turns(
         p.keyboard.press("Enter")
         sync_api.expect(p.locator(f'[data-chat-id="{chat["id"]}"]')).to_be_focused()
         assert p.locator("#messages-pane").is_hidden()
+        # The AI chat fits the phone's width: its composer shows, nothing scrolls sideways.
+        p.get_by_role("button", name="AI chat").click()
+        sync_api.expect(p.get_by_label("Message to the assistant")).to_be_visible()
+        assert p.evaluate("() => document.documentElement.scrollWidth") <= 390
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         p.screenshot(path=str(ARTIFACTS / "phone.png"))
