@@ -252,7 +252,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Conversation tracker: tracker-status, check-sealing, force-seal (chatstats.ingest.tracker).
+# Conversation tracker: tracker-status, check-sealing, force-seal (chatstats.ingest.sealer).
 # They open the app database directly, so they work with or without a running daemon: SQLite
 # serialises the writers, and a daemon's sealer then finds the work already done.
 
@@ -274,7 +274,7 @@ def _tracker_command(args: argparse.Namespace) -> int:
     import sqlite3
 
     from chatstats.db import connect, migrate, transaction
-    from chatstats.ingest import tracker
+    from chatstats.ingest import sealer
 
     settings = _settings(args)
     log.configure(settings.effective_log_level if settings.debug else "WARNING", stream=sys.stderr)
@@ -291,12 +291,12 @@ def _tracker_command(args: argparse.Namespace) -> int:
         # A read takes no write lock, so it never waits for (or delays) a running daemon.
         with transaction(conn, write=args.command != "tracker-status"):
             if args.command == "tracker-status":
-                result: Any = tracker.status(conn, now_ns)
+                result: Any = sealer.status(conn, now_ns)
             elif args.command == "check-sealing":
-                tracker.ensure_timers(conn)
-                result = tracker.seal_due(conn, now_ns)
+                sealer.ensure_timers(conn)
+                result = sealer.seal_due(conn, now_ns)
             else:
-                result = tracker.force_seal(conn, args.chat_id, now_ns)
+                result = sealer.force_seal(conn, args.chat_id, now_ns)
     except sqlite3.Error as exc:
         raise ChatStatsError(f"database error: {exc}") from None
     finally:
@@ -325,7 +325,7 @@ def _duration(seconds: float) -> str:
 
 
 def _format_sealed(s: Any) -> str:
-    from chatstats.ingest.tracker import iso_time
+    from chatstats.ingest.sealer import iso_time
 
     return (
         f"sealed conversation {s.conversation_id} in chat {s.chat_id}: "
@@ -335,7 +335,7 @@ def _format_sealed(s: Any) -> str:
 
 
 def _format_status(items: list[Any], now_ns: int, *, verbose: bool) -> str:
-    from chatstats.ingest.tracker import iso_time
+    from chatstats.ingest.sealer import iso_time
 
     if not items:
         return "no open conversations"

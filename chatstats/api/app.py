@@ -30,8 +30,8 @@ from chatstats.api import (
     analysis,
     auth,
     chatbot,
+    feeds,
     imessage,
-    live,
     openapi,
     search,
     stats,
@@ -219,7 +219,7 @@ def create_app(state: AppState) -> Starlette:
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),
-            *live.ROUTES,
+            *feeds.ROUTES,
             *streams.ROUTES,
             *chatbot.ROUTES,
             *web.ROUTES,

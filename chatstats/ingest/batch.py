@@ -20,7 +20,7 @@ from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import M_CHAT, M
 from chatstats.imessage.dates import APPLE_EPOCH_NS, apple_seconds_to_unix_ns, apple_to_unix_ns
 from chatstats.ingest import conversations as conv
-from chatstats.ingest import tracker
+from chatstats.ingest import sealer
 from chatstats.ingest.contacts import ContactBook
 from chatstats.ingest.decode import decode_body
 from chatstats.ingest.reactions import Tapback, apply_tapbacks
@@ -723,14 +723,14 @@ class Ingest:
             conv_rows,
         )
         for cid, (chat_id, end_ns) in open_convs.items():
-            tracker.schedule(conn, cid, chat_id, end_ns)
+            sealer.schedule(conn, cid, chat_id, end_ns)
         assign.extend(self._place_events(spans, covered))
         return bool(open_convs), assign
 
     def _reopen(self, conversation_id: int, chat_id: int) -> None:
         """A message within 90 minutes of a sealed conversation joined it: reopen it (its
         timer is set with the other open conversations')."""
-        if tracker.reopen(self.conn, conversation_id, chat_id) is not None:
+        if sealer.reopen(self.conn, conversation_id, chat_id) is not None:
             self.counters.conversations_reopened += 1
 
     def _place_events(

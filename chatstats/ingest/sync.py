@@ -22,7 +22,7 @@ from chatstats.events.hub import MessageHub
 from chatstats.ingest.addressbook_sync import AddressBookSync
 from chatstats.ingest.batch import Outcome
 from chatstats.ingest.live import LiveTail
-from chatstats.ingest.tracker import Sealer
+from chatstats.ingest.sealer import Sealer
 from chatstats.library.service import Library
 from chatstats.metrics import Metrics
 
