@@ -205,7 +205,7 @@ def format_summary(summary: Any) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from chatstats.sample.library import make_library
+    from chatstats.sample.generate import make_library
 
     base = config.load({"data_dir": args.data_dir})
     data_dir = Path(args.data_dir) if args.data_dir else Path(base.data_dir) / "demo"

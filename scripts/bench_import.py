@@ -144,7 +144,7 @@ def main() -> None:
     work = Path(args.work)
     lib = work / f"lib-{args.messages}"
     if not (lib / "chat.db").exists():
-        from chatstats.sample.library import make_library
+        from chatstats.sample.generate import make_library
 
         t0 = time.perf_counter()
         make_library(lib, messages=args.messages, seed=1, truth=False)

@@ -121,7 +121,7 @@ def main() -> None:
     work = Path(args.work)
     lib = work / "lib"
     if not (lib / "chat.db").is_file():
-        from chatstats.sample.library import make_library
+        from chatstats.sample.generate import make_library
 
         print(f"making a {args.messages}-message library in {lib} …", flush=True)
         make_library(lib, messages=args.messages, seed=1, truth=False)

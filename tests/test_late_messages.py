@@ -36,7 +36,7 @@ from chatstats.events.bus import EventBus
 from chatstats.ingest import importer, sealer
 from chatstats.ingest.conversations import GAP_NS
 from chatstats.ingest.live import LiveTail
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.writer import MessagesWriter
 from chatstats.testing.fake_llm import FakeLLM
 from tests import daemon_proc
