@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from chatstats.api import state
 from chatstats.api.common import MAX_ID, chat_json, contact_json, message_json
-from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
+from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event, event_stream
 from chatstats.errors import NotFound
 from chatstats.events.hub import Subscription
 from chatstats.library.service import Chat, Contact, Message
@@ -38,16 +38,6 @@ from chatstats.library.service import Chat, Contact, Message
 INITIAL_LIMIT = 50
 
 _encode = msgspec.json.Encoder().encode
-
-
-def event_stream(request: Request, content: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
-    """An SSE response with the daemon's heartbeat interval and shutdown signal."""
-    app_state = state.of(request)
-    return EventSourceResponse(
-        content,
-        heartbeat_seconds=app_state.settings.heartbeat_seconds,
-        shutdown=app_state.shutdown,
-    )
 
 
 class _Covered:
