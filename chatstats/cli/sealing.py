@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from chatstats import log
@@ -31,36 +32,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from chatstats.db import connect, migrate, transaction
-    from chatstats.ingest import sealer
+    import anyio
 
     settings = settings_from(args)
     log.configure(settings.effective_log_level if settings.debug else "WARNING", stream=sys.stderr)
     path = settings.db_path
     if not path.is_file():
         raise ChatStatsError(f"no database at {path}; run chatstats import first")
-    try:
-        conn = connect(path, write=True)
-    except sqlite3.Error as exc:
-        raise ChatStatsError(f"cannot open {path}: {exc}") from None
-    try:
-        migrate(conn)
-        now_ns = time.time_ns()
-        # A read takes no write lock, so it never waits for (or delays) a running daemon.
-        with transaction(conn, write=args.command != "tracker-status"):
-            if args.command == "tracker-status":
-                result: Any = sealer.status(conn, now_ns)
-            elif args.command == "check-sealing":
-                sealer.ensure_timers(conn)
-                result = sealer.seal_due(conn, now_ns)
-            else:
-                result = sealer.force_seal(conn, args.chat_id, now_ns)
-    except sqlite3.Error as exc:
-        raise ChatStatsError(f"database error: {exc}") from None
-    finally:
-        conn.close()
+    now_ns = time.time_ns()
+    result = anyio.run(_apply, path, args, now_ns)
 
     if args.command == "tracker-status":
         print(_format_status(result, now_ns, verbose=args.verbose))
@@ -75,6 +55,39 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(_format_sealed(result))
     return 0
+
+
+async def _apply(path: Path, args: argparse.Namespace, now_ns: int) -> Any:
+    """Through `Database`, as the daemon does: its writer runs each change in one transaction,
+    and a read takes no write lock, so it never waits for (or delays) a running daemon."""
+    import sqlite3
+
+    from chatstats.db import Database
+    from chatstats.ingest import sealer
+
+    db = Database(path, readers=1)
+    try:
+        try:
+            await db.open()
+        except sqlite3.Error as exc:
+            raise ChatStatsError(f"cannot open {path}: {exc}") from None
+        if args.command == "tracker-status":
+            return await db.read(sealer.status, now_ns)
+        if args.command == "check-sealing":
+            return await db.write(_check_sealing, now_ns)
+        return await db.write(sealer.force_seal, args.chat_id, now_ns)
+    except sqlite3.Error as exc:
+        raise ChatStatsError(f"database error: {exc}") from None
+    finally:
+        db.close()
+
+
+def _check_sealing(conn: Any, now_ns: int) -> Any:
+    """Timers for conversations that have none yet, then every due one sealed: one unit."""
+    from chatstats.ingest import sealer
+
+    sealer.ensure_timers(conn)
+    return sealer.seal_due(conn, now_ns)
 
 
 def _duration(seconds: float) -> str:
