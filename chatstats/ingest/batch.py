@@ -137,6 +137,8 @@ class Ingest:
         # Set when conversations were assigned before the rows were written (the SQL load
         # writes each row with its conversation id instead of updating 300k rows after).
         self._early_timers: bool | None = None
+        # Per-chat additions a load computed itself (ingest/plan.py): rows of `_bump_chats`.
+        self.chat_bumps: list[dict[str, int]] = []
 
     @property
     def book(self) -> ContactBook:
@@ -528,6 +530,7 @@ class Ingest:
                 {"first": self.first_new_id},
             )
         chats = set(self.new_points) | set(self.new_events) | self.touched_chats
+        chats |= {b["id"] for b in self.chat_bumps}
         reacted: list[int] = []
         # Which older messages' reactions changed matters only to live publishing; a first
         # load has no older messages (and no GUID index yet to find them quickly).
@@ -570,6 +573,7 @@ class Ingest:
             points = self.new_points.get(chat_id, []) + self.new_events.get(chat_id, [])
             last_ns, last_id = max(points)
             rows.append({"n": len(points), "d": last_ns, "m": last_id, "id": chat_id})
+        rows.extend(self.chat_bumps)
         self.conn.executemany(
             "UPDATE chats SET message_count = message_count + :n,"
             " last_message_id = CASE WHEN last_message_ns IS NULL OR :d > last_message_ns"
@@ -587,6 +591,11 @@ class Ingest:
         timers, assign = self._plan_conversations()
         self._early_timers = timers
         return assign
+
+    def conversations_planned(self, timers: bool) -> None:
+        """The load planned and wrote conversations itself (ingest/plan.py); `timers`: some
+        were left open."""
+        self._early_timers = timers
 
     def _assign_conversations(self) -> bool:
         timers, assign = self._plan_conversations()

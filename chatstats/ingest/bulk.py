@@ -20,6 +20,7 @@ from typing import Any
 from chatstats import log
 from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
+from chatstats.ingest import plan
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
@@ -204,25 +205,49 @@ def load_messages(
     # once with its conversation id (updating 300k rows afterwards cost more than the
     # insert). This read and the insert see the same snapshot of chat.db (this write
     # transaction's), so the k-th row read here is the row that gets id first + k.
-    rowids: list[int] = []
-    chat_map, points, events = ingest.chat_map, ingest.new_points, ingest.new_events
     # System events (item_type <> 0, as `kind` is derived) only join a conversation.
     event = f"COALESCE({col('item_type')}, 0) <> 0"
-    mid = first
-    for rowid, chat_rowid, date, is_event in conn.execute(
-        f"SELECT m.ROWID, j.chat_rowid, {date_ns}, {event} FROM src.message m"
-        f" LEFT JOIN bulk_joins j ON j.message_id = m.ROWID WHERE {rows_where}"
-        " ORDER BY m.ROWID",
-        {"a": after, "u": upto},
-    ):
-        rowids.append(rowid)
-        chat_id = chat_map.get(chat_rowid)
-        if chat_id is not None:
-            (events if is_event else points)[chat_id].append(Point(date, mid))
-        mid += 1
-    conversation_of = {
-        rowids[m - first]: cid for cid, ids in ingest.assign_conversations_early() for m in ids
-    }
+    rowids: list[int] = []
+    conversation_of: dict[int, int] = {}
+    planned = None
+    if plan.usable(conn):  # nothing older to extend: sorted by SQLite, split in one walk
+        planned = plan.build(
+            conn,
+            select_rows=(
+                f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event"
+                " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
+                f" LEFT JOIN bulk_chats c ON c.src = j.chat_rowid WHERE {rows_where}"
+            ),
+            params={"a": after, "u": upto},
+            first=first,
+            now_ns=ingest.now_ns,
+            seal_expired=ingest.seal_expired,
+        )
+        count = len(planned.rowids)
+        ingest.counters.conversations_created += planned.created
+        ingest.conversations_planned(planned.timers)
+        ingest.chat_bumps.extend(planned.bumps)
+        conversation_of = planned.events
+        conversation = plan.conversation_sql(date_ns, event)
+    else:
+        chat_map, points, events = ingest.chat_map, ingest.new_points, ingest.new_events
+        mid = first
+        for rowid, chat_rowid, date, is_event in conn.execute(
+            f"SELECT m.ROWID, j.chat_rowid, {date_ns}, {event} FROM src.message m"
+            f" LEFT JOIN bulk_joins j ON j.message_id = m.ROWID WHERE {rows_where}"
+            " ORDER BY m.ROWID",
+            {"a": after, "u": upto},
+        ):
+            rowids.append(rowid)
+            chat_id = chat_map.get(chat_rowid)
+            if chat_id is not None:
+                (events if is_event else points)[chat_id].append(Point(date, mid))
+            mid += 1
+        count = len(rowids)
+        conversation_of = {
+            rowids[m - first]: cid for cid, ids in ingest.assign_conversations_early() for m in ids
+        }
+        conversation = "cs_conversation(m.ROWID)"
     conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
     if decoder is not None:
         decoded = decoder.wait(timeout=120)
@@ -237,7 +262,7 @@ def load_messages(
             reply_to_part, edited, unsent, date_edited_ns, is_read, date_read_ns,
             is_delivered, date_delivered_ns, is_sent, balloon, effect, is_audio, body_status,
             source_rowid)
-        SELECT m.guid, c.id, cs_conversation(m.ROWID),
+        SELECT m.guid, c.id, {conversation},
             CASE WHEN {from_me} THEN NULL ELSE h.id END,
             {from_me}, {date_ns},
             CASE WHEN {code} % 2 = 1 THEN ''
@@ -277,19 +302,24 @@ def load_messages(
     marks = decoded.marks
     del decoded, conversation_of
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-    if last != first + len(rowids) - 1:  # cannot happen within one snapshot; never guess
-        raise RuntimeError(f"bulk load wrote ids up to {last}, expected {len(rowids)} rows")
-    ingest.next_id = first + len(rowids)
+    if last != first + count - 1:  # cannot happen within one snapshot; never guess
+        raise RuntimeError(f"bulk load wrote ids up to {last}, expected {count} rows")
+    ingest.next_id = first + count
     ingest.new_ids.extend(range(first, ingest.next_id))
-    if reader.has_attachments:  # only messages with attachments need their ROWID mapped
-        with_attachments = {
-            r[0]
-            for r in conn.execute(
-                "SELECT message_id FROM src.message_attachment_join"
-                " WHERE message_id > :a AND message_id <= :u",
-                {"a": after, "u": upto},
-            )
-        }
+    attached_sql = (
+        "SELECT message_id FROM src.message_attachment_join"
+        " WHERE message_id > :a AND message_id <= :u"
+    )
+    if planned is not None:
+        plan.drop(conn)
+        if reader.has_attachments:
+            for (rowid,) in conn.execute(attached_sql, {"a": after, "u": upto}):
+                mid = planned.id_of(first, rowid)
+                if mid is not None:
+                    ingest.by_rowid[rowid] = mid
+        del planned
+    elif reader.has_attachments:  # only messages with attachments need their ROWID mapped
+        with_attachments = {r[0] for r in conn.execute(attached_sql, {"a": after, "u": upto})}
         ingest.by_rowid.update(
             (rowid, first + k) for k, rowid in enumerate(rowids) if rowid in with_attachments
         )
