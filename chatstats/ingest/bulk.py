@@ -83,8 +83,9 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
     texts, crcs = decoded.texts, decoded.crcs
     ready: dict[int, str | None] = texts if crcs is None else {}
 
-    def ready_status(rowid: int) -> str | None:
-        return "ok" if ready.get(rowid) is not None else None
+    # ROWID → "ok" for every readable text: a dict's own get, called by SQLite per row
+    # without a Python frame (a Python function here cost ~1 µs a row).
+    ready_ok = dict.fromkeys((r for r, t in ready.items() if t is not None), "ok")
 
     crc32 = zlib.crc32
     last: list[Any] = [None, Body("", "none")]  # (ROWID, its Body): one statement, one snapshot
@@ -106,7 +107,7 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
         return body(rowid, blob, text).status
 
     conn.create_function("cs_ready_text", 1, ready.get, deterministic=True)
-    conn.create_function("cs_ready_status", 1, ready_status, deterministic=True)
+    conn.create_function("cs_ready_status", 1, ready_ok.get, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
     def edits(edited: int | None, retracted: int | None, info: bytes | None) -> int:
