@@ -142,6 +142,40 @@ def _date(col: str, present: set[str], *, required: bool = False) -> str:
     )
 
 
+# Rows whose associated_message_guid is set, as two range searches of an index on it: a
+# superset of the tapbacks (NULL and '' are never one; numbers sort before text, blobs after).
+_TAPBACK_CANDIDATES = (
+    "SELECT ROWID FROM {t} WHERE associated_message_guid > ''"
+    " UNION ALL SELECT ROWID FROM {t} WHERE associated_message_guid < ''"
+)
+
+
+def source_indexes(conn: sqlite3.Connection, schema: str = "src") -> list[list[str]]:
+    """The columns of each full (not partial) index on chat.db's message table."""
+    out = []
+    for _seq, name, _unique, _origin, partial in conn.execute(
+        f"PRAGMA {schema}.index_list(message)"  # schema names are constants
+    ).fetchall():
+        if not partial:
+            info = conn.execute(f'PRAGMA {schema}.index_info("{name}")').fetchall()
+            out.append([r[2] for r in info])
+    return out
+
+
+def tapback_condition(indexes: list[list[str]], have: set[str]) -> str:
+    """The predicate that selects tapback rows of `message m` on the reader's connection.
+
+    Why: a message row is ~1 KB (blobs included), and scanning all of them for the 6% that
+    are tapbacks cost 0.29 s CPU of a 300k import; through chat.db's index on
+    associated_message_guid (Macs have one) and the candidates' rows, 0.20 s.
+    """
+    if "associated_message_type" in have and any(
+        cols[:1] == ["associated_message_guid"] for cols in indexes
+    ):
+        return f"m.ROWID IN ({_TAPBACK_CANDIDATES.format(t='message')}) AND {TAPBACK_SQL}"
+    return TAPBACK_SQL
+
+
 def create_lookup_tables(ingest: Ingest, after: int, upto: int) -> None:
     """The temp tables the load joins: chat.db's handle and chat ROWIDs to app ids, and each
     message's chat (the lowest, for the rare message in several)."""
@@ -345,6 +379,7 @@ def load_messages(
         conn.execute(f"DROP TABLE temp.{table}")  # names are constants
     # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
     if tapback != "0":
-        rows = reader.tapback_rows(after, upto, TAPBACK_SQL)
+        condition = tapback_condition(source_indexes(conn), have)
+        rows = reader.tapback_rows(after, upto, condition)
         ingest.prepare_rows(rows)
     return marks
