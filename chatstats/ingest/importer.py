@@ -209,6 +209,10 @@ def _import(
         if race:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA journal_mode=WAL")
+    # Statistics from a sample (as SQLite advises for optimize): an exact ANALYZE of the
+    # 300k rows just loaded cost 0.1 s; the sampled row counts land within ~30%, which
+    # leaves each index's selectivity (what the planner compares) of the same order.
+    conn.execute("PRAGMA analysis_limit=1000")
     conn.execute("PRAGMA optimize")
     report("done", 1, 1)
 

@@ -68,6 +68,8 @@ class BatchState:
         # Set when conversations were assigned before the rows were written (the SQL load
         # writes each row with its conversation id instead of updating 300k rows after).
         self._early_timers: bool | None = None
+        # Per-chat additions a load computed itself (ingest/plan.py): rows of `_bump_chats`.
+        self.chat_bumps: list[dict[str, int]] = []
 
     @property
     def book(self) -> ContactBook:

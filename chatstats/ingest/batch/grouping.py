@@ -27,6 +27,11 @@ class ConversationRows(BatchState):
         self._early_timers = timers
         return assign
 
+    def conversations_planned(self, timers: bool) -> None:
+        """The load planned and wrote conversations itself (ingest/plan.py); `timers`: some
+        were left open."""
+        self._early_timers = timers
+
     def _assign_conversations(self) -> bool:
         timers, assign = self._plan_conversations()
         self.conn.executemany(

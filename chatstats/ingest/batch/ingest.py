@@ -37,6 +37,7 @@ class Ingest(MessageRows, EditRows, AttachmentRows, ConversationRows, TotalRows)
                 {"first": self.first_new_id},
             )
         chats = set(self.new_points) | set(self.new_events) | self.touched_chats
+        chats |= {b["id"] for b in self.chat_bumps}
         reacted: list[int] = []
         # Which older messages' reactions changed matters only to live publishing; a first
         # load has no older messages (and no GUID index yet to find them quickly).

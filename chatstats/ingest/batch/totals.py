@@ -68,6 +68,7 @@ class TotalRows(BatchState):
             points = self.new_points.get(chat_id, []) + self.new_events.get(chat_id, [])
             last_ns, last_id = max(points)
             rows.append({"n": len(points), "d": last_ns, "m": last_id, "id": chat_id})
+        rows.extend(self.chat_bumps)
         self.conn.executemany(
             "UPDATE chats SET message_count = message_count + :n,"
             " last_message_id = CASE WHEN last_message_ns IS NULL OR :d > last_message_ns"
