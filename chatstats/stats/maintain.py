@@ -50,3 +50,68 @@ def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
         conn.execute(_BUILD_MONTHS, {"first": first_id})
     finally:
         conn.execute(row[0])
+
+
+# Schema 0011's summaries. Their triggers recompute a conversation or a 30-day block per
+# changed row: right for live batches, ruinous for a 300k-row load into an empty database
+# (and their lookups by GUID would run while race mode has the indexes dropped). So race
+# mode drops them for the whole load and rebuilds every summary once, after the indexes are
+# back and before the one COMMIT: what a reader sees is always in step.
+SUMMARY_TABLES = (
+    "stats_blocks",
+    "stats_conversations",
+    "stats_conv_senders",
+    "stats_replies",
+    "stats_reactions",
+    "stats_reacted",
+)
+_REBUILD_MARK = "-- Rows already there before this migration"
+
+
+def rebuild_statements() -> list[str]:
+    """The statements that fill the summaries from messages, reactions and stats_buckets:
+    the tail of migration 0011, so the migration and race mode cannot drift apart."""
+    from chatstats.db import _statements, migrations
+
+    for _version, name, path in migrations():
+        if name == "stats_summaries":
+            script = path.read_text(encoding="utf-8")
+            tail = script.split(_REBUILD_MARK, 1)[1].split("\n", 1)[1]
+            return _statements(tail)
+    return []
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Empty and refill every summary table (inside the caller's transaction)."""
+    for table in SUMMARY_TABLES:
+        conn.execute(f"DELETE FROM {table}")  # names are constants
+    for sql in rebuild_statements():
+        conn.execute(sql)
+
+
+class Suspended:
+    """Summary triggers dropped by `suspend`; `resume` rebuilds the tables and puts them back."""
+
+    def __init__(self, conn: sqlite3.Connection, triggers: list[str]) -> None:
+        self._conn = conn
+        self._triggers = triggers
+
+    def resume(self) -> None:
+        if not self._triggers:
+            return
+        rebuild(self._conn)
+        for sql in self._triggers:
+            self._conn.execute(sql)
+        self._triggers = []
+
+
+def suspend(conn: sqlite3.Connection) -> Suspended:
+    """Inside the caller's transaction: drop 0011's triggers until `resume()`."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ("
+        " name LIKE 'stats\\_block\\_%' ESCAPE '\\' OR name LIKE 'stats\\_conv\\_%' ESCAPE '\\'"
+        " OR name LIKE 'stats\\_react\\_%' ESCAPE '\\')"
+    ).fetchall()
+    for name, _sql in rows:
+        conn.execute(f'DROP TRIGGER "{name}"')  # names come from sqlite_master
+    return Suspended(conn, [sql for _name, sql in rows])

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from chatstats.db import Database, word_count
 from chatstats.errors import NotFound
-from chatstats.stats import store
+from chatstats.stats import store, summary
 
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
@@ -340,25 +340,39 @@ def chat_stats(
 ) -> dict[str, Any]:
     if conn.execute(store.CHAT, {"id": chat_id}).fetchone() is None:
         raise NotFound(f"no chat with id {chat_id}")
-    rows = conn.execute(store.CHAT_MESSAGES, {"chat": chat_id, "a": since, "b": until}).fetchall()
-    return _figures(conn, zone, rows, today, since, until)
+    parts = summary.Parts()
+    summary.chat_part(conn, parts, chat_id, since, until)
+    return summary.finish(conn, zone, parts, today)
 
 
 def contact_stats(
     conn: sqlite3.Connection, zone: ZoneInfo, contact_id: int, since: int, until: int, today: date
 ) -> dict[str, Any]:
-    """Their messages in every chat they are in, and mine in their 1:1 chats."""
+    """Their messages in every chat they are in, and mine in their 1:1 chats.
+
+    A 1:1 chat whose other messages all come from the contact's handles is the chat's own
+    figures; in a group chat only their messages count. A 1:1 chat that also holds someone
+    else's messages (an unmerged handle) matches no summary and is read exactly."""
     if conn.execute(store.CONTACT, {"id": contact_id}).fetchone() is None:
         raise NotFound(f"no contact with id {contact_id}")
-    rows: list[sqlite3.Row] = []
+    handles = frozenset(r[0] for r in conn.execute(store.CONTACT_HANDLES, {"contact": contact_id}))
+    parts = summary.Parts()
     for chat in conn.execute(store.CONTACT_CHATS, {"contact": contact_id}).fetchall():
-        for r in conn.execute(store.CHAT_MESSAGES, {"chat": chat["id"], "a": since, "b": until}):
-            if (r["contact_id"] == contact_id and not r["is_from_me"]) or (
-                r["is_from_me"] and not chat["is_group"]
-            ):
-                rows.append(r)
-    rows.sort(key=lambda r: (r["date_ns"], r["id"]))
-    return _figures(conn, zone, rows, today, since, until)
+        cid = chat["id"]
+        if chat["is_group"]:
+            summary.chat_part(conn, parts, cid, since, until, handles)
+            continue
+        senders = {r[0] for r in conn.execute(store.CHAT_SENDERS, {"chat": cid})}
+        if senders <= handles:
+            summary.chat_part(conn, parts, cid, since, until)
+            continue
+        rows = [
+            (r["date_ns"], r["handle"], r["is_from_me"], r["text"], r["guid"], r["conversation_id"])
+            for r in conn.execute(store.CHAT_ROWS, {"chat": cid, "a": since, "b": until})
+            if r["is_from_me"] or r["handle"] in handles
+        ]
+        summary.rows_part(conn, parts, cid, rows, since, until)
+    return summary.finish(conn, zone, parts, today)
 
 
 def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) -> dict[str, Any]:

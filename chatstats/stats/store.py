@@ -73,6 +73,16 @@ CONTACT_CHATS = (
     " UNION SELECT DISTINCT b.chat_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
     " WHERE h.contact_id = :contact)"
 )
+CONTACT_HANDLES = "SELECT id FROM handles WHERE contact_id = :contact"
+# The senders (not me) of a chat's messages, from its packed blocks.
+CHAT_SENDERS = (
+    "SELECT DISTINCT handle_id FROM stats_blocks WHERE chat_id = :chat AND is_from_me = 0"
+)
+CHAT_ROWS = (
+    "SELECT date_ns, COALESCE(handle_id, 0) AS handle, is_from_me, text, guid, conversation_id"
+    " FROM messages WHERE chat_id = :chat AND kind = 'message' AND date_ns >= :a AND date_ns < :b"
+    " ORDER BY date_ns, id"
+)
 # Standing tapbacks on one chat's messages in [a, b): one indexed join, not one query a message.
 CHAT_REACTIONS = (
     "SELECT r.target_guid, r.type, r.is_from_me FROM messages m"
