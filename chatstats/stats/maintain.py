@@ -58,6 +58,7 @@ def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
 # mode drops them for the whole load and rebuilds every summary once, after the indexes are
 # back and before the one COMMIT: what a reader sees is always in step.
 SUMMARY_TABLES = (
+    "stats_years",
     "stats_blocks",
     "stats_conversations",
     "stats_conv_senders",
@@ -110,7 +111,7 @@ def suspend(conn: sqlite3.Connection) -> Suspended:
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ("
         " name LIKE 'stats\\_block\\_%' ESCAPE '\\' OR name LIKE 'stats\\_conv\\_%' ESCAPE '\\'"
-        " OR name LIKE 'stats\\_react\\_%' ESCAPE '\\')"
+        " OR name LIKE 'stats\\_react\\_%' ESCAPE '\\' OR name LIKE 'stats\\_year\\_%' ESCAPE '\\')"
     ).fetchall()
     for name, _sql in rows:
         conn.execute(f'DROP TRIGGER "{name}"')  # names come from sqlite_master

@@ -17,6 +17,8 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from chatstats.db import Database, word_count
 from chatstats.errors import NotFound
 from chatstats.stats import store, summary
@@ -132,36 +134,119 @@ def _month_ns(ym: int) -> int:
     return (datetime(y, m, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
 
 
-def _totals(conn: sqlite3.Connection, a: int, b: int) -> tuple[Counter[tuple[int, int]], set[int]]:
-    """Messages in [a, b) per (chat, side) and the contacts who sent: whole UTC months from
-    stats_months, the rest from 15-minute buckets, the partial buckets from messages."""
+def _year_ns(year: int) -> int:
+    return _month_ns(year * 100 + 1)
+
+
+def _pieces(
+    conn: sqlite3.Connection, a: int, b: int
+) -> tuple[tuple[int, int] | None, list[tuple[int, int]], list[tuple[int, int, list[sqlite3.Row]]]]:
+    """[a, b) as whole UTC years, whole UTC months (YYYYMM ranges), whole buckets and exact
+    edge rows: the coarsest summary that covers each stretch."""
+    years = None
+    outer = [(a, b)]
+    if a < b:
+        ya, yb = _month_start(a)[0] // 100, _month_start(b)[0] // 100
+        first_full = ya if _year_ns(ya) == a else ya + 1
+        if first_full < yb:
+            years = (first_full, yb)
+            outer = [(a, _year_ns(first_full)), (_year_ns(yb), b)]
+    months: list[tuple[int, int]] = []
+    spans = []
+    for x, y in outer:
+        if x >= y:
+            continue
+        ym, start = _month_start(x)
+        first_month = ym if start == x else _next_month(ym)
+        last_ym, last_start = _month_start(y)  # months before last_ym end by y
+        inner = [(x, y)]
+        if first_month < last_ym:
+            months.append((first_month, last_ym))
+            inner = [(x, _month_ns(first_month)), (last_start, y)]
+        spans += [_span(conn, u, v) for u, v in inner if u < v]
+    return years, months, spans
+
+
+def _totals(
+    conn: sqlite3.Connection, a: int, b: int, detail: bool = True
+) -> tuple[Counter[tuple[int, int]], set[int]]:
+    """Messages in [a, b) per (chat, side) (per (0, side) without `detail`) and, with it, the
+    contacts who sent: whole UTC months from stats_months, the rest from 15-minute buckets,
+    the partial buckets from messages. The sums are SQL's: a few hundred rows come back."""
     per: Counter[tuple[int, int]] = Counter()
     contacts: set[int] = set()
     if a >= b:
         return per, contacts
-    ym, start = _month_start(a)
-    first_full = ym if start == a else _next_month(ym)
-    last_ym, last_start = _month_start(b)  # months before last_ym end by b
-    spans = [(a, b)]
-    if first_full < last_ym:
-        spans = [(a, _month_ns(first_full)), (last_start, b)]
-        for r in conn.execute(store.MONTH_TOTALS, {"lo": first_full, "hi": last_ym}):
-            per[(r["chat_id"], r["is_from_me"])] += r["n"]
-        contacts |= {
-            r[0] for r in conn.execute(store.MONTH_CONTACTS, {"lo": first_full, "hi": last_ym})
-        }
-    for x, y in spans:
-        if x >= y:
+    years, months, spans = _pieces(conn, a, b)
+    by_month = store.MONTH_TOTALS if detail else store.MONTH_SIDES
+    by_bucket = store.BUCKET_TOTALS if detail else store.BUCKET_SIDES_CHAT
+    ranges = [(store.YEAR_TOTALS if detail else store.YEAR_SIDES, store.YEAR_CONTACTS, years)]
+    ranges += [(by_month, store.MONTH_CONTACTS, m) for m in months]
+    for totals_sql, contacts_sql, rng in ranges:
+        if rng is None:
             continue
-        lo, hi, edges = _span(conn, x, y)
-        for r in conn.execute(store.BUCKET_TOTALS, {"lo": lo, "hi": hi}):
-            per[(r["chat_id"], r["is_from_me"])] += r["n"]
-        contacts |= {r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})}
+        p = {"lo": rng[0], "hi": rng[1]}
+        for chat, side, n in conn.execute(totals_sql, p):
+            per[(chat, side)] += n
+        if detail:
+            contacts |= {r[0] for r in conn.execute(contacts_sql, p)}
+    for lo, hi, edges in spans:
+        if lo < hi:
+            for chat, side, n in conn.execute(by_bucket, {"lo": lo, "hi": hi}):
+                per[(chat, side)] += n
+            if detail:
+                contacts |= {
+                    r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})
+                }
         for e in edges:
-            per[(e["chat_id"], e["is_from_me"])] += 1
-            if not e["is_from_me"] and e["contact_id"] is not None:
+            per[(e["chat_id"] if detail else 0, e["is_from_me"])] += 1
+            if detail and not e["is_from_me"] and e["contact_id"] is not None:
                 contacts.add(e["contact_id"])
     return per, contacts
+
+
+def _sides(conn: sqlite3.Connection, a: int, b: int) -> list[int]:
+    """[received, sent] in [a, b)."""
+    ys = [0, 0]
+    for (_chat, side), n in _totals(conn, a, b, detail=False)[0].items():
+        ys[side] += n
+    return ys
+
+
+def _edge_message(conn: sqlite3.Connection, since: int, until: int, last: bool) -> int | None:
+    """The first (or last) message time in [since, until): the first (last) bucket holding
+    any, then that bucket's chats read exactly; a bucket cut by the bound may hold none."""
+    if since >= until:
+        return None
+    lo, hi = since // store.BUCKET_NS, (until - 1) // store.BUCKET_NS
+    while lo <= hi:
+        b = store.one_value(
+            conn, store.LAST_BUCKET if last else store.FIRST_BUCKET, {"lo": lo, "hi": hi}
+        )
+        if b is None:
+            return None
+        b = int(b)  # type: ignore[call-overload]
+        a2 = max(since, b * store.BUCKET_NS)
+        b2 = min(until, (b + 1) * store.BUCKET_NS)
+        found = [
+            int(v)  # type: ignore[call-overload]
+            for (chat,) in conn.execute(store.CHATS_IN_BUCKET, {"b": b}).fetchall()
+            if (
+                v := store.one_value(
+                    conn,
+                    store.LAST_IN_CHAT if last else store.FIRST_IN_CHAT,
+                    {"chat": chat, "a": a2, "b": b2},
+                )
+            )
+            is not None
+        ]
+        if found:
+            return int(max(found) if last else min(found))
+        if last:
+            hi = b - 1
+        else:
+            lo = b + 1
+    return None
 
 
 def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -> dict[str, Any]:
@@ -176,34 +261,26 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
         per_chat[chat] += n
         sides[side] += n
     chats = [c for c, n in per_chat.items() if n > 0]
-    first = min(
-        (
-            v
-            for c in chats
-            if (
-                v := store.one_value(conn, store.FIRST_IN_CHAT, {"chat": c, "a": since, "b": until})
-            )
-            is not None
-        ),
-        default=None,
-    )
-    last = max(
-        (
-            v
-            for c in chats
-            if (v := store.one_value(conn, store.LAST_IN_CHAT, {"chat": c, "a": since, "b": until}))
-            is not None
-        ),
-        default=None,
-    )
+    first = _edge_message(conn, since, until, last=False) if chats else None
+    last = _edge_message(conn, since, until, last=True) if chats else None
     by_year = []
     if first is not None and last is not None:
-        for year in range(local(int(first), zone).year, local(int(last), zone).year + 1):
+        utc_years: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for year, side, n in conn.execute(store.YEARS_SIDES):
+            utc_years[year][side] += n
+        for year in range(local(first, zone).year, local(last, zone).year + 1):
             a = max(since, local_year_start_ns(year, zone))
             b = min(until, local_year_start_ns(year + 1, zone))
-            ys = [0, 0]
-            for (_chat, side), n in _totals(conn, a, b)[0].items():
-                ys[side] += n
+            if a == local_year_start_ns(year, zone) and b == local_year_start_ns(year + 1, zone):
+                # A whole local year: its UTC year, give or take the hours between the two
+                # new years at each end (a few buckets).
+                u0, u1 = _year_ns(year), _year_ns(year + 1)
+                ys = list(utc_years[year])
+                for x, y, sign in ((a, u0, 1), (u1, b, 1)):
+                    lo_, hi_, k = (x, y, sign) if x <= y else (y, x, -sign)
+                    ys = [v + k * d for v, d in zip(ys, _sides(conn, lo_, hi_), strict=True)]
+            else:
+                ys = _sides(conn, a, b)
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]
@@ -218,8 +295,8 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
         "received": sides[0],
         "chats": len(chats),
         "contacts": len(contacts),
-        "first_message_time": iso(None if first is None else int(first)),
-        "last_message_time": iso(None if last is None else int(last)),
+        "first_message_time": iso(first),
+        "last_message_time": iso(last),
         "by_year": by_year,
         "top_chats": [{"chat_id": c, "title": titles.get(c), "messages": per_chat[c]} for c in top],
     }
@@ -376,40 +453,65 @@ def contact_stats(
 
 
 def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) -> dict[str, Any]:
-    """The year in messages: the overview of the year and the year before, plus its highlights."""
+    """The year in messages: the overview of the year, the year before's totals, and its
+    highlights, all from the summaries (a local year is whole 15-minute buckets).
+
+    The most reacted message is the one with the most standing tapbacks, the earliest on a tie.
+    """
     a, b = local_year_start_ns(year, zone), local_year_start_ns(year + 1, zone)
     this = overview(conn, zone, a, b)
-    before = overview(conn, zone, local_year_start_ns(year - 1, zone), a)
-    rows: list[sqlite3.Row] = []
-    lo, hi = a // store.BUCKET_NS, -(-b // store.BUCKET_NS)
-    for (chat,) in conn.execute(store.CHATS_IN_BUCKETS, {"lo": lo, "hi": hi}).fetchall():
-        rows += conn.execute(store.CHAT_MESSAGES, {"chat": chat, "a": a, "b": b}).fetchall()
-    fig = _figures(conn, zone, rows, today, a, b)
-    people: Counter[int] = Counter(
-        r["contact_id"] for r in rows if not r["is_from_me"] and r["contact_id"] is not None
-    )
-    most_reacted = None
-    tapbacks = _reactions(conn, {r["chat_id"] for r in rows}, a, b)
-    for r in rows:
-        n = len(tapbacks.get(r["guid"], ()))
-        if n and (most_reacted is None or n > most_reacted["reactions"]):
-            most_reacted = {"message_id": r["id"], "chat_id": r["chat_id"], "reactions": n}
-    replies: dict[int, list[float]] = defaultdict(list)
-    by_conv: dict[int, list[sqlite3.Row]] = defaultdict(list)
-    for r in rows:
-        if r["conversation_id"] is not None:
-            by_conv[r["conversation_id"]].append(r)
-    for msgs in by_conv.values():
-        for prev, cur in pairwise(msgs):
-            if prev["is_from_me"] and not cur["is_from_me"] and cur["contact_id"] is not None:
-                replies[cur["contact_id"]].append((cur["date_ns"] - prev["date_ns"]) / 1e9)
+    before = _sides(conn, local_year_start_ns(year - 1, zone), a)
+    lo, hi = a // store.BUCKET_NS, b // store.BUCKET_NS
+    text = conn.execute(store.YEAR_BUCKETS, {"lo": lo, "hi": hi}).fetchone()[0]
+    cols = summary.ints(text).reshape(-1, 4)  # bucket, handle, side, messages
+    people: Counter[int] = Counter()
+    busiest = None
+    days = np.zeros(0, dtype=np.int64)
+    hours = [0] * 24
+    if len(cols):
+        grid = np.zeros((len(cols), 5), dtype=np.int64)
+        grid[:, :4] = cols
+        days, sent, recv, how = summary.local_grid(zone, grid)
+        hours = [sum(how[d][h] for d in range(7)) for h in range(24)]
+        totals = sent + recv
+        best = int(np.flatnonzero(totals == totals.max())[-1])  # the latest of the busiest
+        busiest = {
+            "date": summary.day_iso(int(days[best])),
+            "sent": int(sent[best]),
+            "received": int(recv[best]),
+        }
+        theirs = cols[cols[:, 2] == 0]
+        handles, inv = np.unique(theirs[:, 1], return_inverse=True)
+        counts = np.bincount(inv, weights=theirs[:, 3], minlength=len(handles))
+        contact_of = _contacts_of(conn, handles.tolist())
+        for h, n in zip(handles.tolist(), counts.tolist(), strict=True):
+            k = contact_of.get(h)
+            if k is not None:
+                people[k] += int(n)
+    reply = {"a": a, "b": b}
+    mine_rt = summary.ints(conn.execute(store.YEAR_GAPS, {**reply, "side": 1}).fetchone()[0])
+    who, gaps = conn.execute(store.YEAR_THEIR_GAPS, reply).fetchone()
+    their_h, their_rt = summary.ints(who), summary.ints(gaps)
+    rt = {
+        "me": summary.reply_times(conn, [mine_rt], 1),
+        "them": summary.reply_times(conn, [their_rt], 0),
+    }
+    by_contact: dict[int, list[int]] = defaultdict(list)
+    contact_of = _contacts_of(conn, np.unique(their_h).tolist())
+    for h, gap in zip(their_h.tolist(), their_rt.tolist(), strict=True):
+        k = contact_of.get(h)
+        if k is not None:
+            by_contact[k].append(gap)
     fastest = min(
-        ((k, median(v)) for k, v in replies.items() if len(v) >= 3),
+        (
+            (k, summary.median(np.array(v, dtype=np.int64) / 1e9))
+            for k, v in by_contact.items()
+            if len(v) >= 3
+        ),
         key=lambda kv: (kv[1], kv[0]),
         default=None,
     )
-    busiest = max(fig["by_day"], key=lambda d: (d["sent"] + d["received"], d["date"]), default=None)
-    hours = [sum(fig["hour_of_week"][d][h] for d in range(7)) for h in range(24)]
+    top = conn.execute(store.MOST_REACTED, reply).fetchone()
     return {
         "timezone": zone.key,
         "year": year,
@@ -426,18 +528,25 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
         "fastest_responder": None
         if fastest is None
         else {"contact_id": fastest[0], "median_s": fastest[1]},
-        "most_reacted_message": most_reacted,
+        "most_reacted_message": None
+        if top is None
+        else {"message_id": top[0], "chat_id": top[1], "reactions": top[2]},
         "busiest_day": busiest,
-        "streaks": fig["streaks"],
-        "response_times": fig["response_times"],
+        "streaks": summary.streaks(days, today),
+        "response_times": rt,
         "top_hour": max(range(24), key=lambda h: (hours[h], -h)) if any(hours) else None,
         "previous_year": {
             "year": year - 1,
-            "messages": before["messages"],
-            "sent": before["sent"],
-            "received": before["received"],
+            "messages": before[0] + before[1],
+            "sent": before[1],
+            "received": before[0],
         },
     }
+
+
+def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int | None]:
+    ids = "[" + ",".join(str(h) for h in handles) + "]"
+    return {h: c for h, c in conn.execute(store.HANDLE_CONTACTS, {"ids": ids})}
 
 
 class Stats:

@@ -24,6 +24,31 @@ MONTH_CONTACTS = (
     " WHERE month >= :lo AND month < :hi AND is_from_me = 0) b"
     " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
 )
+YEAR_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_years"
+    " WHERE year >= :lo AND year < :hi GROUP BY chat_id, is_from_me"
+)
+YEARS_SIDES = "SELECT year, is_from_me, SUM(messages) FROM stats_years GROUP BY year, is_from_me"
+YEAR_SIDES = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_years"
+    " WHERE year >= :lo AND year < :hi GROUP BY is_from_me"
+)
+YEAR_CONTACTS = (
+    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_years"
+    " WHERE year >= :lo AND year < :hi AND is_from_me = 0) b"
+    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
+)
+MONTH_SIDES = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_months"
+    " WHERE month >= :lo AND month < :hi GROUP BY is_from_me"
+)
+BUCKET_SIDES_CHAT = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
+)
+FIRST_BUCKET = "SELECT MIN(bucket) FROM stats_buckets WHERE bucket >= :lo AND bucket <= :hi"
+LAST_BUCKET = "SELECT MAX(bucket) FROM stats_buckets WHERE bucket >= :lo AND bucket <= :hi"
+CHATS_IN_BUCKET = "SELECT DISTINCT chat_id FROM stats_buckets WHERE bucket = :b"
 BUCKET_SIDES = (
     "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
@@ -94,3 +119,25 @@ CHAT_REACTIONS = (
 def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> object:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else row[0]
+
+
+# A year in messages (wrapped): its buckets, its replies, its most reacted message.
+YEAR_BUCKETS = (
+    "SELECT group_concat(bucket || ',' || handle_id || ',' || is_from_me || ',' || messages)"
+    " FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+)
+YEAR_GAPS = (
+    "SELECT group_concat(gap_ns) FROM stats_replies WHERE date_ns >= :a AND date_ns < :b"
+    " AND date_ns - gap_ns >= :a AND is_from_me = :side"
+)
+YEAR_THEIR_GAPS = (
+    "SELECT group_concat(handle_id), group_concat(gap_ns) FROM stats_replies"
+    " WHERE date_ns >= :a AND date_ns < :b AND date_ns - gap_ns >= :a AND is_from_me = 0"
+)
+MOST_REACTED = (
+    "SELECT message_id, chat_id, n FROM stats_reacted WHERE date_ns >= :a AND date_ns < :b"
+    " ORDER BY n DESC, date_ns, message_id LIMIT 1"
+)
+HANDLE_CONTACTS = (
+    "SELECT id, contact_id FROM handles WHERE id IN (SELECT value FROM json_each(:ids))"
+)

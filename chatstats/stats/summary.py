@@ -124,7 +124,8 @@ class Parts:
         self.first: list[int] = []
         self.last: list[int] = []
         self.sizes: list[np.ndarray] = []  # per conversation: messages * 2 + started_by_me
-        self.gaps: dict[int, list[np.ndarray]] = {0: [], 1: []}  # by the reply's side, ns
+        # By the reply's side: gaps in ns, or a chat id standing for all of that chat's.
+        self.gaps: dict[int, list[np.ndarray | int]] = {0: [], 1: []}
         self.given: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
 
@@ -286,19 +287,25 @@ def chat_part(
         if seq:
             parts.sizes.append(np.array([len(seq) * 2 + seq[0][0]], dtype=_I64))
     # Replies (only where both sides are counted: not a contact's share of a group chat).
+    # A whole chat's stay in the index (its order statistics are read there, see `finish`).
     if handles is None:
-        unbounded = since == MIN_NS and until == MAX_NS
         for side in (0, 1):
+            if since == MIN_NS and until == MAX_NS:
+                parts.gaps[side].append(chat)
+                continue
             p2 = {"chat": chat, "side": side, "a": since, "b": until}
-            text = conn.execute(_GAPS_ALL if unbounded else _GAPS, p2).fetchone()[0]
-            parts.gaps[side].append(ints(text))
+            parts.gaps[side].append(ints(conn.execute(_GAPS, p2).fetchone()[0]))
     # Standing tapbacks on the counted messages, whole buckets (the edges were read above).
     if lo < hi:
         if hs is None:
-            for tfm, by_me, sink in ((0, 1, parts.given), (1, 0, parts.received)):
+            sinks: tuple[tuple[int, int, Counter[str]], ...] = (
+                (0, 1, parts.given),
+                (1, 0, parts.received),
+            )
+            for tfm, by_me, tally in sinks:
                 q = {"chat": chat, "tfm": tfm, "by_me": by_me, "lo": lo, "hi": hi}
                 for kind, n in conn.execute(_REACTIONS, q):
-                    sink[kind] += n
+                    tally[kind] += n
         else:
             for kind, n in conn.execute(
                 _REACTIONS_OF, {"chat": chat, "lo": lo, "hi": hi, "hs": hs}
@@ -307,7 +314,12 @@ def chat_part(
 
 
 def rows_part(
-    conn: sqlite3.Connection, parts: Parts, chat: int, rows: list[tuple], since: int, until: int
+    conn: sqlite3.Connection,
+    parts: Parts,
+    chat: int,
+    rows: list[tuple[Any, ...]],
+    since: int,
+    until: int,
 ) -> None:
     """A share of one chat given as its counted message rows (date_ns, handle, side, text,
     guid, conversation_id) in time order: the exact path for what no summary matches (a 1:1
@@ -316,15 +328,18 @@ def rows_part(
     if rows:
         parts.first.append(rows[0][0])
         parts.last.append(rows[-1][0])
-    convs: dict[int, list[tuple]] = defaultdict(list)
+    convs: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
         if r[5] is not None:
             convs[r[5]].append(r)
     parts.sizes.append(np.array([len(c) * 2 + c[0][2] for c in convs.values()], dtype=_I64))
+    gaps: dict[int, list[int]] = {0: [], 1: []}
     for c in convs.values():
         for prev, cur in pairwise(c):
             if prev[2] != cur[2]:
-                parts.gaps[cur[2]].append(np.array([cur[0] - prev[0]], dtype=_I64))
+                gaps[cur[2]].append(cur[0] - prev[0])
+    for side in (0, 1):
+        parts.gaps[side].append(np.array(gaps[side], dtype=_I64))
     side_of = {r[4]: r[2] for r in rows}
     for kind, by_me, _tfm, _h, guid in conn.execute(
         "SELECT r.type, r.is_from_me, m.is_from_me, m.handle_id, m.guid FROM messages m"
@@ -363,6 +378,11 @@ def streaks(days: np.ndarray, today: date) -> dict[str, Any]:
     }
 
 
+def day_strings(days: np.ndarray) -> list[str]:
+    """ISO dates of local day numbers, in one numpy conversion."""
+    return days.astype("datetime64[D]").astype(str).tolist() if len(days) else []
+
+
 def day_iso(n: int) -> str:
     return date.fromordinal(_EPOCH_ORDINAL + n).isoformat()
 
@@ -385,6 +405,37 @@ def local_grid(
     return days, sent, recv, grid
 
 
+_GAP_COUNT = "SELECT COUNT(*) FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
+_GAP_AT = (
+    "SELECT gap_ns FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
+    " ORDER BY gap_ns LIMIT 1 OFFSET :k"
+)
+
+
+def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int) -> dict[str, Any]:
+    """n, median and nearest-rank p90 in seconds. One whole chat alone is read as order
+    statistics over stats_replies_chat (three index walks, no list in Python); anything
+    else as the union of the gap lists."""
+    chats = [g for g in got if isinstance(g, int)]
+    arrays = [g for g in got if not isinstance(g, int) and len(g)]
+    if len(chats) == 1 and not arrays:
+        p = {"chat": chats[0], "side": side}
+        n = conn.execute(_GAP_COUNT, p).fetchone()[0]
+        if not n:
+            return {"n": 0, "median_s": None, "p90_s": None}
+
+        def at(k: int) -> int:
+            return int(conn.execute(_GAP_AT, {**p, "k": k}).fetchone()[0])
+
+        mid = at(n // 2) / 1e9 if n % 2 else (at(n // 2 - 1) / 1e9 + at(n // 2) / 1e9) / 2
+        return {"n": n, "median_s": mid, "p90_s": at(-(-9 * n // 10) - 1) / 1e9}
+    for chat in chats:
+        p = {"chat": chat, "side": side}
+        arrays.append(ints(conn.execute(_GAPS_ALL, p).fetchone()[0]))
+    gaps = (np.concatenate(arrays) if arrays else np.zeros(0, dtype=_I64)) / 1e9
+    return {"n": len(gaps), "median_s": median(gaps), "p90_s": p90(gaps)}
+
+
 def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) -> dict[str, Any]:
     cols = np.concatenate(parts.buckets) if parts.buckets else np.zeros((0, 5), dtype=_I64)
     cols = cols[cols[:, 3] != 0] if len(cols) else cols
@@ -395,8 +446,8 @@ def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) 
     uniq, inv = np.unique(keys, return_inverse=True)
     msgs = np.bincount(inv, weights=cols[:, 3], minlength=len(uniq)).astype(_I64)
     words = np.bincount(inv, weights=cols[:, 4], minlength=len(uniq)).astype(_I64)
-    first_at = np.full(len(uniq), np.iinfo(_I64).max)
-    np.minimum.at(first_at, inv, cols[:, 0])
+    # Ties in by_sender go to the sender seen first (as a walk through the messages would).
+    first_at = [int(cols[inv == i, 0].min()) for i in range(len(uniq))]
     handle_ids = [int(k) // 2 for k in uniq if k % 2 == 0 and k // 2 != 0]
     contact_of = {
         h: c
@@ -406,30 +457,24 @@ def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) 
         )
     }
     by_sender: dict[tuple[int | None, int], list[int]] = {}
-    for k, m, w, f in zip(
-        uniq.tolist(), msgs.tolist(), words.tolist(), first_at.tolist(), strict=True
-    ):
+    for k, m, w, f in zip(uniq.tolist(), msgs.tolist(), words.tolist(), first_at, strict=True):
         mine = k % 2
         key = (None if mine else contact_of.get(k // 2), mine)
         got = by_sender.setdefault(key, [0, 0, f])
         got[0] += m
         got[1] += w
         got[2] = min(got[2], f)
+    empty = np.zeros(0, dtype=_I64)
     days, day_sent, day_recv, how = (
-        local_grid(zone, cols)
-        if len(cols)
-        else (np.zeros(0, dtype=_I64), [], [], [[0] * 24 for _ in range(7)])
+        local_grid(zone, cols) if len(cols) else (empty, empty, empty, [[0] * 24] * 7)
     )
     sizes = np.concatenate(parts.sizes) if parts.sizes else np.zeros(0, dtype=_I64)
     by_me = int((sizes % 2).sum())
-    rt = {}
-    for name, side in (("me", 1), ("them", 0)):
-        gaps = (
-            np.concatenate(parts.gaps[side]) if parts.gaps[side] else np.zeros(0, dtype=_I64)
-        ) / 1e9
-        rt[name] = {"n": len(gaps), "median_s": median(gaps), "p90_s": p90(gaps)}
-    day_sent_l = list(map(int, day_sent))
-    day_recv_l = list(map(int, day_recv))
+    rt = {
+        name: reply_times(conn, parts.gaps[side], side) for name, side in (("me", 1), ("them", 0))
+    }
+    day_sent_l = [int(x) for x in day_sent]
+    day_recv_l = [int(x) for x in day_recv]
     return {
         "timezone": zone.key,
         "messages": total,
@@ -444,8 +489,8 @@ def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) 
             )
         ],
         "by_day": [
-            {"date": day_iso(d), "sent": s, "received": r}
-            for d, s, r in zip(days.tolist(), day_sent_l, day_recv_l, strict=True)
+            {"date": d, "sent": s, "received": r}
+            for d, s, r in zip(day_strings(days), day_sent_l, day_recv_l, strict=True)
         ],
         "hour_of_week": how,
         "conversations": {
