@@ -197,6 +197,7 @@ async def _run(
 def _start_live(tg: Any, settings: Settings, state: AppState, stop: anyio.Event) -> None:
     """The live tail, the sealer and the AddressBook sync, all owned by the daemon's task
     group; what the tail commits is published here, after the commit."""
+    from chatstats.api import live_stats
     from chatstats.ingest.addressbook_sync import AddressBookSync
     from chatstats.ingest.batch import Outcome
     from chatstats.ingest.live import LiveTail
@@ -211,7 +212,7 @@ def _start_live(tg: Any, settings: Settings, state: AppState, stop: anyio.Event)
     async def publish_contacts(contact_ids: list[int]) -> None:
         _messages, _chats, contacts = await library.changes([], [], contact_ids)
         if contacts:
-            hub.publish_contacts(contacts)
+            hub.publish_contacts((await live_stats.payloads(db, [], contacts))[1])
 
     abook = AddressBookSync(db, addressbook, on_change=publish_contacts)
 
@@ -233,10 +234,12 @@ def _start_live(tg: Any, settings: Settings, state: AppState, stop: anyio.Event)
             by_chat.setdefault(m.chat_id, []).append(m)
         for chat_id, items in by_chat.items():
             hub.publish_messages(chat_id, items)
-        if chats:
-            hub.publish_chats(chats)
-        if contacts:
-            hub.publish_contacts(contacts)
+        if chats or contacts:  # with their statistics counts, read once per batch
+            chat_load, contact_load = await live_stats.payloads(db, chats, contacts)
+            if chats:
+                hub.publish_chats(chat_load)
+            if contacts:
+                hub.publish_contacts(contact_load)
 
     tail = LiveTail(db, Path(settings.source), publish=publish)
 

@@ -31,6 +31,10 @@ CREATE TABLE stats_years (
     messages   INTEGER NOT NULL,
     PRIMARY KEY (year, chat_id, handle_id, is_from_me)
 ) WITHOUT ROWID;
+-- A chat's or a handle's all-time counts (the chats and contacts SSE streams' `stats`, the
+-- chats a contact sent in) without reading stats_buckets.
+CREATE INDEX stats_years_chat ON stats_years(chat_id, is_from_me, messages);
+CREATE INDEX stats_years_handle ON stats_years(handle_id, chat_id, is_from_me, messages);
 
 CREATE TABLE stats_blocks (
     chat_id    INTEGER NOT NULL,

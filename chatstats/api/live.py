@@ -28,7 +28,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
-from chatstats.api import state
+from chatstats.api import live_stats, state
 from chatstats.api.imessage import chat_json, contact_json, message_json
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
 from chatstats.errors import NotFound
@@ -181,7 +181,7 @@ async def chats(request: Request) -> EventSourceResponse:
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.chats(INITIAL_LIMIT)
-        return [chat_json(c) for c in page.items], page.next
+        return await live_stats.chats_with_stats(app_state.db, page.items), page.next
 
     return event_stream(
         request,
@@ -196,7 +196,7 @@ async def contacts(request: Request) -> EventSourceResponse:
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.contacts(INITIAL_LIMIT)
-        return [contact_json(c) for c in page.items], page.next
+        return await live_stats.contacts_with_stats(app_state.db, page.items), page.next
 
     return event_stream(
         request,

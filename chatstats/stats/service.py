@@ -549,6 +549,49 @@ def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int 
     return {h: c for h, c in conn.execute(store.HANDLE_CONTACTS, {"ids": ids})}
 
 
+def live_counts(
+    conn: sqlite3.Connection, chat_ids: list[int], contact_ids: list[int]
+) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+    """All-time {messages, sent, received} per chat and per contact, as their stats routes
+    count them (a contact: their messages anywhere, mine in their 1:1 chats), from
+    stats_years: a few rows each, cheap enough to send with every live batch."""
+    conn.execute("BEGIN")  # one snapshot for every figure
+    try:
+        chats: dict[int, dict[str, int]] = {
+            c: {"messages": 0, "sent": 0, "received": 0} for c in chat_ids
+        }
+        ids = "[" + ",".join(str(int(c)) for c in chat_ids) + "]"
+        for chat, side, n in conn.execute(store.CHAT_COUNTS, {"ids": ids}):
+            chats[chat]["sent" if side else "received"] += n
+        contacts: dict[int, dict[str, int]] = {}
+        for k in contact_ids:
+            received = conn.execute(store.HANDLES_RECEIVED, {"contact": k}).fetchone()[0] or 0
+            own = [r[0] for r in conn.execute(store.CONTACT_CHATS, {"contact": k}) if not r[1]]
+            sent = 0
+            p = {"ids": "[" + ",".join(str(int(c)) for c in own) + "]"}
+            for _chat, side, n in conn.execute(store.CHAT_COUNTS, p):
+                sent += n if side else 0
+            contacts[k] = {"messages": received + sent, "sent": sent, "received": received}
+    finally:
+        conn.execute("COMMIT")
+    for v in chats.values():
+        v["messages"] = v["sent"] + v["received"]
+    return chats, contacts
+
+
+def _snapshot(fn: Any) -> Any:
+    """`fn` inside one read transaction: every figure of an answer sees the same commit."""
+
+    def run(conn: sqlite3.Connection, *args: Any) -> Any:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    return run
+
+
 class Stats:
     """The statistics service the routes and the CLI call (reads only)."""
 
@@ -560,22 +603,27 @@ class Stats:
         return datetime.now(self.zone).date()
 
     async def overview(self, since: int | None, until: int | None) -> dict[str, Any]:
-        return await self._db.read(overview, self.zone, _lo(since), _hi(until))
+        return await self._db.read(_snapshot(overview), self.zone, _lo(since), _hi(until))
 
     async def chat(self, chat_id: int, since: int | None, until: int | None) -> dict[str, Any]:
         return await self._db.read(
-            chat_stats, self.zone, chat_id, _lo(since), _hi(until), self._today()
+            _snapshot(chat_stats), self.zone, chat_id, _lo(since), _hi(until), self._today()
         )
 
     async def contact(
         self, contact_id: int, since: int | None, until: int | None
     ) -> dict[str, Any]:
         return await self._db.read(
-            contact_stats, self.zone, contact_id, _lo(since), _hi(until), self._today()
+            _snapshot(contact_stats), self.zone, contact_id, _lo(since), _hi(until), self._today()
         )
 
+    async def live_counts(
+        self, chat_ids: list[int], contact_ids: list[int]
+    ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+        return await self._db.read(live_counts, chat_ids, contact_ids)
+
     async def wrapped(self, year: int) -> dict[str, Any]:
-        return await self._db.read(wrapped, self.zone, year, self._today())
+        return await self._db.read(_snapshot(wrapped), self.zone, year, self._today())
 
 
 def _lo(ns: int | None) -> int:

@@ -95,7 +95,7 @@ CONTACT_CHATS = (
     "SELECT c.id, c.is_group FROM chats c WHERE c.id IN ("
     " SELECT p.chat_id FROM chat_participants p JOIN handles h ON h.id = p.handle_id"
     " WHERE h.contact_id = :contact"
-    " UNION SELECT DISTINCT b.chat_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
+    " UNION SELECT DISTINCT y.chat_id FROM stats_years y JOIN handles h ON h.id = y.handle_id"
     " WHERE h.contact_id = :contact)"
 )
 CONTACT_HANDLES = "SELECT id FROM handles WHERE contact_id = :contact"
@@ -140,4 +140,14 @@ MOST_REACTED = (
 )
 HANDLE_CONTACTS = (
     "SELECT id, contact_id FROM handles WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+
+# All-time counts for the live streams.
+CHAT_COUNTS = (
+    "SELECT chat_id, is_from_me, SUM(messages) FROM stats_years"
+    " WHERE chat_id IN (SELECT value FROM json_each(:ids)) GROUP BY chat_id, is_from_me"
+)
+HANDLES_RECEIVED = (
+    "SELECT SUM(y.messages) FROM handles h JOIN stats_years y ON y.handle_id = h.id"
+    " WHERE h.contact_id = :contact AND y.is_from_me = 0"
 )
