@@ -462,16 +462,16 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
     this = overview(conn, zone, a, b)
     before = _sides(conn, local_year_start_ns(year - 1, zone), a)
     lo, hi = a // store.BUCKET_NS, b // store.BUCKET_NS
-    text = conn.execute(store.YEAR_BUCKETS, {"lo": lo, "hi": hi}).fetchone()[0]
-    cols = summary.ints(text).reshape(-1, 4)  # bucket, handle, side, messages
-    people: Counter[int] = Counter()
+    keys, counts_text = conn.execute(store.YEAR_BUCKETS, {"lo": lo, "hi": hi}).fetchone()
+    packed = summary.ints(keys)  # bucket * 2 + side
+    cols = np.zeros((len(packed), 5), dtype=np.int64)
+    cols[:, 0], cols[:, 2], cols[:, 3] = packed // 2, packed % 2, summary.ints(counts_text)
+    people = _people(conn, a, b)
     busiest = None
     days = np.zeros(0, dtype=np.int64)
     hours = [0] * 24
     if len(cols):
-        grid = np.zeros((len(cols), 5), dtype=np.int64)
-        grid[:, :4] = cols
-        days, sent, recv, how = summary.local_grid(zone, grid)
+        days, sent, recv, how = summary.local_grid(zone, cols)
         hours = [sum(how[d][h] for d in range(7)) for h in range(24)]
         totals = sent + recv
         best = int(np.flatnonzero(totals == totals.max())[-1])  # the latest of the busiest
@@ -480,14 +480,6 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
             "sent": int(sent[best]),
             "received": int(recv[best]),
         }
-        theirs = cols[cols[:, 2] == 0]
-        handles, inv = np.unique(theirs[:, 1], return_inverse=True)
-        counts = np.bincount(inv, weights=theirs[:, 3], minlength=len(handles))
-        contact_of = _contacts_of(conn, handles.tolist())
-        for h, n in zip(handles.tolist(), counts.tolist(), strict=True):
-            k = contact_of.get(h)
-            if k is not None:
-                people[k] += int(n)
     reply = {"a": a, "b": b}
     mine_rt = summary.ints(conn.execute(store.YEAR_GAPS, {**reply, "side": 1}).fetchone()[0])
     who, gaps = conn.execute(store.YEAR_THEIR_GAPS, reply).fetchone()
@@ -542,6 +534,29 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
             "received": before[0],
         },
     }
+
+
+def _people(conn: sqlite3.Connection, a: int, b: int) -> Counter[int]:
+    """Messages each contact sent in [a, b): per handle from the coarsest summaries."""
+    years, months, spans = _pieces(conn, a, b)
+    per_handle: Counter[int] = Counter()
+    people: Counter[int] = Counter()
+    ranges = [(store.YEAR_HANDLES, years)] + [(store.MONTH_HANDLES, m) for m in months]
+    ranges += [(store.BUCKET_HANDLES, (lo, hi)) for lo, hi, _e in spans if lo < hi]
+    for sql, rng in ranges:
+        if rng is not None:
+            for h, n in conn.execute(sql, {"lo": rng[0], "hi": rng[1]}):
+                per_handle[h] += n
+    for _lo, _hi, edges in spans:
+        for e in edges:
+            if not e["is_from_me"] and e["contact_id"] is not None:
+                people[e["contact_id"]] += 1
+    contact_of = _contacts_of(conn, list(per_handle))
+    for h, n in per_handle.items():
+        k = contact_of.get(h)
+        if k is not None:
+            people[k] += n
+    return people
 
 
 def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int | None]:

@@ -123,7 +123,7 @@ def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> 
 
 # A year in messages (wrapped): its buckets, its replies, its most reacted message.
 YEAR_BUCKETS = (
-    "SELECT group_concat(bucket || ',' || handle_id || ',' || is_from_me || ',' || messages)"
+    "SELECT group_concat(bucket * 2 + is_from_me), group_concat(messages)"
     " FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
 )
 YEAR_GAPS = (
@@ -150,4 +150,16 @@ CHAT_COUNTS = (
 HANDLES_RECEIVED = (
     "SELECT SUM(y.messages) FROM handles h JOIN stats_years y ON y.handle_id = h.id"
     " WHERE h.contact_id = :contact AND y.is_from_me = 0"
+)
+YEAR_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_years WHERE year >= :lo AND year < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
+)
+MONTH_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_months WHERE month >= :lo AND month < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
+)
+BUCKET_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
 )
