@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from chatstats import __version__, config, log
+from chatstats import __version__, config, errors, log, mcp
 from chatstats.errors import ChatStatsError
 from chatstats.stats import report
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tracker_parsers(sub)
     _analysis_parsers(sub)
     report.add_parsers(sub, _common)
+    mcp.add_parser(sub, _common)
     return parser
 
 
@@ -92,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             return _analysis_command(args)
         if args.command in report.COMMANDS:
             return report.run(args, _settings(args))
-    except ChatStatsError as exc:
-        print(f"chatstats: {exc.message}", file=sys.stderr)
+        if args.command == mcp.COMMAND:
+            return mcp.run(args, _settings(args))
+    except errors.REPORTED as exc:
+        print(f"chatstats: {errors.public(exc).message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("chatstats: interrupted", file=sys.stderr)

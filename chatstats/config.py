@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from chatstats.errors import BadRequest
+from chatstats.errors import SettingsError
 
 ENV_PREFIX = "CHATSTATS_"
 
@@ -116,7 +116,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 def load(
     overrides: dict[str, object] | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
-    """Environment first, then non-None overrides; a malformed value is a clear BadRequest."""
+    """Environment first, then non-None overrides; a malformed value is a clear SettingsError."""
     env = os.environ if environ is None else environ
     raw: dict[str, object] = {}
     for name in Settings.__struct_fields__:
@@ -129,7 +129,7 @@ def load(
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid setting: {exc}") from None
+        raise SettingsError(f"invalid setting: {exc}") from None
 
 
 def setting_docs() -> dict[str, str]:

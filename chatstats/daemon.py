@@ -30,14 +30,17 @@ import anyio.lowlevel
 import msgspec
 import uvicorn
 
-from chatstats import log
+from chatstats import errors, log
+from chatstats import metrics as metrics_module
 from chatstats.api.app import create_app
 from chatstats.api.auth import resolve_token
 from chatstats.api.server import QuietServer
-from chatstats.api.state import AppState, ImportStatus
+from chatstats.api.state import BUS_FALLBACK_SECONDS, AppState, ImportStatus
 from chatstats.config import Settings
 from chatstats.db import Database
-from chatstats.errors import ChatStatsError, MigrationError
+from chatstats.errors import MigrationError
+from chatstats.events.bus import EventBus
+from chatstats.events.hub import MessageHub
 from chatstats.library.service import Library
 
 T = TypeVar("T")
@@ -120,15 +123,9 @@ async def _run(
     ready: Callable[[dict[str, Any]], None],
     stop: anyio.Event,
 ) -> None:
-    status = ImportStatus(last_summary=await Library(db).last_import_summary())
-    state = AppState(
-        settings=settings,
-        db=db,
-        token=resolve_token(settings),
-        started_ns=time.time_ns(),
-        import_status=status,
-        shutdown=stop,
-    )
+    state = _compose(settings, db, stop)
+    status = state.import_status
+    status.last_summary = await state.library.last_import_summary()
     server = http_server(create_app(state))
     sock = open_listener(settings.host, settings.port)
     port = sock.getsockname()[1]
@@ -150,8 +147,10 @@ async def _run(
         finally:
             import_done.set()
         if not stop.is_set():  # history is in: tail what comes next, seal, keep names fresh
-            tg.start_soon(state.search_index.run, stop)  # type: ignore[attr-defined]
-            _start_live(tg, settings, state, stop)
+            if state.search_index is not None:
+                tg.start_soon(state.search_index.run, stop)
+            if state.live is not None:
+                tg.start_soon(state.live.run, stop)
 
     began = time.monotonic()
     async with anyio.create_task_group() as tg:
@@ -163,10 +162,6 @@ async def _run(
         while not server.started and not http_done.is_set():
             await anyio.sleep(0.005)
         if server.started:
-            from chatstats.analysis.service import AnalysisService
-
-            # Jobs in flight get 0.5 s at shutdown, then go back to pending (the stop budget).
-            state.analysis = AnalysisService(db, state.bus, settings, grace_seconds=0.5)
             tg.start_soon(state.analysis.run, stop)
             if settings.llm_model:  # import LiteLLM (~4 s) now, in a thread, not at first use
                 from chatstats import llm
@@ -174,9 +169,6 @@ async def _run(
                 tg.start_soon(llm.warm_up)
             host = f"[{settings.host}]" if ":" in settings.host else settings.host
             url = f"http://{host}:{port}"
-            from chatstats.context import embed, search
-
-            state.search_index = search.SearchIndex(state, embed.from_settings(settings))  # type: ignore[attr-defined]
             ready({"event": "ready", "url": url, "port": port, "pid": os.getpid()})
             logger.info("daemon_ready", port=port)
             tg.start_soon(import_history)
@@ -194,65 +186,37 @@ async def _run(
     logger.info("daemon_stopped", stop_ms=round((time.monotonic() - began) * 1000))
 
 
-def _start_live(tg: Any, settings: Settings, state: AppState, stop: anyio.Event) -> None:
-    """The live tail, the sealer and the AddressBook sync, all owned by the daemon's task
-    group; what the tail commits is published here, after the commit."""
-    from chatstats.api import live_stats
-    from chatstats.ingest.addressbook_sync import AddressBookSync
-    from chatstats.ingest.batch import Outcome
-    from chatstats.ingest.live import LiveTail
-    from chatstats.ingest.tracker import Sealer
+def _compose(settings: Settings, db: Database, stop: anyio.Event) -> AppState:
+    """The composition root: every long-lived service, built once, before the app serves.
 
-    db, bus, hub, metrics = state.db, state.bus, state.hub, state.metrics
-    assert bus is not None
+    The app only reads what is here; tasks start later (analysis once HTTP listens, live sync
+    and the vector index once the import is in)."""
+    from chatstats.analysis.service import AnalysisService
+    from chatstats.context import embed, search
+    from chatstats.ingest.sync import LiveSync
+
+    bus = EventBus(db, poll_seconds=BUS_FALLBACK_SECONDS)
     library = Library(db)
-    sealer = Sealer(db, bus)
-    addressbook = Path(settings.addressbook) if settings.addressbook else None
-
-    async def publish_contacts(contact_ids: list[int]) -> None:
-        _messages, _chats, contacts = await library.changes([], [], contact_ids)
-        if contacts:
-            hub.publish_contacts((await live_stats.payloads(db, [], contacts))[1])
-
-    abook = AddressBookSync(db, addressbook, on_change=publish_contacts)
-
-    async def publish(outcome: Outcome) -> None:
-        bus.notify()
-        if outcome.sealed_timers_changed:
-            sealer.wake()
-        if outcome.unknown_identifiers:
-            abook.request(list(outcome.unknown_identifiers))
-        ids = [*outcome.new_message_ids, *outcome.changed_message_ids]
-        ids += [i for i in outcome.reacted_message_ids if i not in set(ids)]
-        if not (ids or outcome.chat_ids or outcome.contact_ids):
-            return
-        messages, chats, contacts = await library.changes(
-            ids, outcome.chat_ids, outcome.contact_ids
-        )
-        by_chat: dict[int, list[Any]] = {}
-        for m in messages:
-            by_chat.setdefault(m.chat_id, []).append(m)
-        for chat_id, items in by_chat.items():
-            hub.publish_messages(chat_id, items)
-        if chats or contacts:  # with their statistics counts, read once per batch
-            chat_load, contact_load = await live_stats.payloads(db, chats, contacts)
-            if chats:
-                hub.publish_chats(chat_load)
-            if contacts:
-                hub.publish_contacts(contact_load)
-
-    tail = LiveTail(db, Path(settings.source), publish=publish)
-
-    def observe(outcome: Outcome, counters: Any) -> None:
-        metrics.incr("ingest.messages", len(outcome.new_message_ids))
-        metrics.incr("ingest.changed", len(outcome.changed_message_ids))
-
-    tail.on_batch = observe
-    state.live, state.sealer = tail, sealer
-    metrics.gauge("ingest.tail", lambda: msgspec.to_builtins(tail.status))
-    tg.start_soon(tail.run, stop)
-    tg.start_soon(sealer.run, stop)
-    tg.start_soon(abook.run, stop)
+    hub = MessageHub()
+    metrics = metrics_module.REGISTRY
+    state = AppState(
+        settings=settings,
+        db=db,
+        token=resolve_token(settings),
+        started_ns=time.time_ns(),
+        import_status=ImportStatus(),
+        shutdown=stop,
+        bus=bus,
+        library=library,
+        hub=hub,
+        metrics=metrics,
+        # Jobs in flight get 0.5 s at shutdown, then go back to pending (the stop budget).
+        analysis=AnalysisService(db, bus, settings, grace_seconds=0.5),
+        live=LiveSync(settings, db, bus, hub, metrics, library),
+    )
+    # The index reads the state's bus and settings; it loads or builds when it runs.
+    state.search_index = search.SearchIndex(state, embed.from_settings(settings))
+    return state
 
 
 def _parent_alive(pid: int) -> bool:
@@ -322,9 +286,10 @@ async def _import_history(settings: Settings, status: ImportStatus, stop: thread
     except _ImportStopped:
         status.state, status.error = "failed", "stopped before it finished"
         logger.info("import_stopped")
-    except ChatStatsError as exc:  # raised on purpose: its message is safe to show and log
-        status.state, status.error = "failed", exc.message
-        logger.error("import_failed", code=exc.code, error=exc.message)
+    except errors.REPORTED as exc:  # raised on purpose: its message is safe to show and log
+        shown = errors.public(exc)
+        status.state, status.error = "failed", shown.message
+        logger.error("import_failed", code=shown.code, error=shown.message)
     except Exception as exc:
         status.state, status.error = "failed", f"import failed ({type(exc).__name__}); see the log"
         frames = traceback.extract_tb(exc.__traceback__)[-6:]

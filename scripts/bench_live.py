@@ -87,7 +87,17 @@ def main() -> None:
             c["id"] for c in client.get("/api/chats?limit=500").json() if c["guid"] == guid
         )
 
-        time.sleep(2.0)  # let start-up work settle
+        # Let start-up work settle: the vector index is built (or loaded) after the import.
+        index_s = time.monotonic()
+        while True:
+            idx = client.get("/api/index/status").json()
+            if idx.get("built_at") and not idx.get("building"):
+                break
+            time.sleep(0.2)
+        print(
+            f"index ready {time.monotonic() - index_s:.1f} s after live sync ({idx['items']} units)"
+        )
+        time.sleep(2.0)
         c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
         time.sleep(args.idle)
         idle_pct = 100 * (cpu_seconds(daemon.pid) - c0) / (time.monotonic() - t0)

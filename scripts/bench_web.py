@@ -10,6 +10,9 @@ Commit -> DOM: with the busiest 1:1 chat open, this process commits `--messages`
 chat.db (one short transaction each, as Messages.app) and a MutationObserver in the page
 stamps the moment each `[data-message-guid]` enters the DOM; latency is that wall-clock
 stamp minus the commit's (same machine clock). Targets: first load <= 1 s; p95 <= 100 ms.
+To tell the daemon's share from the page's, a second reader in this process follows the same
+chat's SSE stream over loopback and stamps each message's arrival: commit -> SSE is the
+daemon's part (ingest's live tail, hub, stream), SSE -> DOM roughly the page's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +53,23 @@ OBSERVE = """() => {
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def follow_sse(base: str, chat_id: int, arrived: dict[str, float], stop: threading.Event) -> None:
+    """Stamp when each message of an `update` event reaches this process (wall clock, ms)."""
+    url = f"{base}/api/live-sync/stream/chat/{chat_id}/messages"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(timeout=None) as c, c.stream("GET", url, headers=headers) as r:
+        event = None
+        for line in r.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "update":
+                now = time.time_ns() / 1e6
+                for m in json.loads(line[5:])["messages"]:
+                    arrived.setdefault(m["guid"], now)
 
 
 def main() -> None:
@@ -105,6 +126,13 @@ def main() -> None:
             page.click(f'[data-chat-id="{chat["id"]}"]')
             page.wait_for_selector("#message-list [data-message-guid]", state="attached")
             page.evaluate(OBSERVE)
+            arrived: dict[str, float] = {}
+            stop = threading.Event()
+            reader = threading.Thread(
+                target=follow_sse, args=(base, chat["id"], arrived, stop), daemon=True
+            )
+            reader.start()
+            time.sleep(0.5)  # the reader's stream is open before the first commit
             w = MessagesWriter(lib / "chat.db", create=False)
             rowid = w.find_chat(chat["guid"])
             handle = chat["participants"][0]["identifier"]
@@ -125,8 +153,10 @@ def main() -> None:
                 if all(g in seen for g in commits):
                     break
                 time.sleep(0.1)
+            stop.set()
             browser.close()
         lat = [seen[g] - t for g, t in commits.items() if g in seen]
+        daemon_lat = [arrived[g] - t for g, t in commits.items() if g in arrived]
         print(
             f"library: {args.library_size} messages; chat {chat['id']} ({chat['message_count']} messages)"
         )
@@ -140,6 +170,12 @@ def main() -> None:
             )
         else:
             print("commit -> DOM: no message reached the page")
+        if daemon_lat:
+            print(
+                f"commit -> SSE (daemon only) over {len(daemon_lat)}/{len(commits)} messages: "
+                f"p50 {pct(daemon_lat, 0.5):.1f} ms, p95 {pct(daemon_lat, 0.95):.1f} ms, "
+                f"max {max(daemon_lat):.1f} ms"
+            )
     finally:
         daemon.terminate()
         daemon.wait(timeout=20)

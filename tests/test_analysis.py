@@ -363,6 +363,14 @@ async def test_a_whole_run_survives_scripted_faults_and_accounts_every_call(db, 
     ]
     assert types[:2] == ["run_starting", "run_seeded"] and types[-1] == "run_complete"
     assert types.count("analysis_completed") < 24
+    # One shape on both audiences: every job on its chat's scope, the same keys on the run's.
+    completed = rows(db_path, "SELECT scope, data FROM events WHERE type = 'analysis_completed'")
+    per_chat = [json.loads(d) for scope, d in completed if scope.startswith("chat:")]
+    per_run = [json.loads(d) for scope, d in completed if scope == "historic"]
+    assert len(per_chat) == 24 and per_run
+    assert {frozenset(d) for d in per_chat + per_run} == {frozenset(per_chat[0])}
+    assert all(d["run_id"] == run.id and d["total"] == 24 for d in per_chat + per_run)
+    assert sum(d["status"] == "success" for d in per_chat) == final["success"]
     assert rows(
         db_path, "SELECT count(*) FROM events WHERE scope LIKE 'task:%' AND type = 'completed'"
     )[0][0] == len(done)

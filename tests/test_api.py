@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -16,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatstats.api.app import create_app
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import iso_time
 from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database, connect
@@ -788,3 +790,39 @@ async def test_limit_defaults_to_50(client, monkeypatch):
     await get(client, "/api/chats/1/messages")
     await get(client, "/api/chats/1/messages?limit=")
     assert seen == [50, 50]
+
+
+async def test_text_search_filters_by_contact_and_time(client, sql):
+    """mode=text honours contact_id (what that contact sent), since and until, as the other
+    modes do; paging keeps the filters."""
+    rows = sql.execute(
+        "SELECT m.id, h.contact_id, m.date_ns FROM messages m"
+        " LEFT JOIN handles h ON h.id = m.handle_id"
+        " WHERE m.text LIKE '%hello%' ORDER BY m.date_ns DESC, m.id DESC"
+    ).fetchall()
+    contacts = {r[1] for r in rows if r[1] is not None}
+    assert contacts and len({r[1] for r in rows}) > 1
+    for contact in contacts:
+        found = [m["id"] for m in await get(client, f"/api/search?q=hello&contact_id={contact}")]
+        assert found == [r[0] for r in rows if r[1] == contact]
+    times = sorted({r[2] for r in rows})
+    assert len(times) >= 3
+    cut = times[len(times) // 2] // 10**9  # whole seconds: exact in ISO 8601
+    iso = quote(datetime.fromtimestamp(cut, UTC).isoformat())
+    since = await walk(client, f"/api/search?q=hello&since={iso}", 1)
+    assert [m["id"] for m in since] == [r[0] for r in rows if r[2] >= cut * 10**9]
+    until = [m["id"] for m in await get(client, f"/api/search?q=hello&until={iso}")]
+    assert until == [r[0] for r in rows if r[2] < cut * 10**9]
+    assert since and until
+    assert_error(await get(client, "/api/search?q=hello&since=tuesday", 400), "bad_request")
+    assert_error(await get(client, "/api/search?q=hello&contact_id=x", 400), "bad_request")
+
+
+async def test_search_times_outside_sqlite_integers_are_a_400_not_a_500():
+    from chatstats.context.search import parse_time
+    from chatstats.errors import BadRequest
+
+    assert parse_time("2024-01-01T00:00:00Z", "since") == 1704067200 * 10**9
+    for raw in ("8400-01-04T12:11:18+17:03", "0195-01-03"):
+        with pytest.raises(BadRequest, match="between the years"):
+            parse_time(raw, "until")

@@ -34,3 +34,23 @@ def test_read_snapshot_does_not_take_the_write_lock(tmp_path):
         other.execute("BEGIN IMMEDIATE")
     other.close()
     writer.close()
+
+
+def test_the_pure_layers_errors_map_to_statuses_in_one_place():
+    """imessage/ and config.py raise their own errors (no HTTP in them); errors.public maps
+    them: an unreadable chat.db is a 503 source_unavailable, a bad setting a 400."""
+    from chatstats import config, errors
+    from chatstats.imessage.chatdb import ChatDBError
+
+    with pytest.raises(errors.SettingsError) as bad:
+        config.load(environ={"CHATSTATS_PORT": "not-a-port"})
+    assert not isinstance(bad.value, errors.ChatStatsError)
+    shown = errors.public(bad.value)
+    assert (shown.status, shown.code) == (400, "bad_request")
+    assert "invalid setting" in shown.message
+    shown = errors.public(ChatDBError("Messages database not found: /x"))
+    assert (shown.status, shown.code, shown.message) == (
+        503,
+        "source_unavailable",
+        "Messages database not found: /x",
+    )

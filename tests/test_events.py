@@ -44,7 +44,7 @@ def count(db: Database) -> int:
 
 
 async def test_publish_returns_increasing_ids_and_read_returns_them_in_order(bus):
-    ids = [await bus.publish("global", "run_seeded", {"total": n}) for n in range(5)]
+    ids = [await bus.publish("global", "seeded", {"total": n}) for n in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5
     with anyio.fail_after(5):
         events = await bus.read(0)
@@ -54,7 +54,7 @@ async def test_publish_returns_increasing_ids_and_read_returns_them_in_order(bus
     assert (first.stream, first.scope, first.type, first.data) == (
         DEFAULT_STREAM,
         "global",
-        "run_seeded",
+        "seeded",
         {"total": 0},
     )
     assert first.run_id is None and first.created_ns > 0
@@ -106,7 +106,7 @@ async def test_a_zero_timeout_still_returns_what_is_there(bus):
 async def test_an_event_appended_in_a_write_transaction_is_seen_after_notify(db, bus):
     def work(conn: sqlite3.Connection) -> int:
         conn.execute("INSERT INTO contacts (id, name) VALUES (1, 'x')")
-        return append(conn, scope="chat:1", type="analysis_completed", data={"conversation_id": 7})
+        return append(conn, scope="chat:1", type="job_done", data={"conversation_id": 7})
 
     got: list[Event] = []
 
@@ -124,7 +124,7 @@ async def test_an_event_appended_in_a_write_transaction_is_seen_after_notify(db,
 async def test_an_event_in_a_rolled_back_transaction_leaves_nothing(db, bus):
     def fails(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO contacts (id, name) VALUES (1, 'x')")
-        append(conn, scope="global", type="run_complete", data={"run_id": "r"})
+        append(conn, scope="global", type="finished", data={"run_id": "r"})
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -138,11 +138,11 @@ async def test_an_event_in_a_rolled_back_transaction_leaves_nothing(db, bus):
 
 
 async def test_filters_by_stream_scope_and_run_id(bus):
-    await bus.publish("global", "run_starting", {"run_id": "r1"})
-    await bus.publish("global", "run_starting", {"run_id": "r2"})
-    await bus.publish("chat:1", "analysis_completed", {"conversation_id": 1})
-    await bus.publish("chat:12", "analysis_completed", {"conversation_id": 2})
-    await bus.publish("task:abc", "progress", {"progress": 50}, run_id="r1")
+    await bus.publish("global", "started", {"run_id": "r1"})
+    await bus.publish("global", "started", {"run_id": "r2"})
+    await bus.publish("chat:1", "job_done", {"conversation_id": 1})
+    await bus.publish("chat:12", "job_done", {"conversation_id": 2})
+    await bus.publish("task:abc", "tick", {"tick": 50}, run_id="r1")
     await bus.publish("chat:1", "other_stream", {}, stream="custom")
 
     async def types(**kw) -> list[tuple[str, str]]:
@@ -150,18 +150,18 @@ async def test_filters_by_stream_scope_and_run_id(bus):
             return [(e.scope, e.type) for e in await bus.read(0, timeout=0.05, **kw)]
 
     assert await types(scopes="chat:1") == [
-        ("chat:1", "analysis_completed"),
+        ("chat:1", "job_done"),
         ("chat:1", "other_stream"),
     ]
-    assert await types(stream=DEFAULT_STREAM, scopes="chat:1") == [("chat:1", "analysis_completed")]
+    assert await types(stream=DEFAULT_STREAM, scopes="chat:1") == [("chat:1", "job_done")]
     assert await types(stream="custom") == [("chat:1", "other_stream")]
     assert await types(scopes=["chat:12", "task:abc"]) == [
-        ("chat:12", "analysis_completed"),
-        ("task:abc", "progress"),
+        ("chat:12", "job_done"),
+        ("task:abc", "tick"),
     ]
     # run_id comes from the argument or, for the seeds' habit, from data["run_id"].
-    assert await types(run_id="r1") == [("global", "run_starting"), ("task:abc", "progress")]
-    assert await types(scopes="global", run_id="r2") == [("global", "run_starting")]
+    assert await types(run_id="r1") == [("global", "started"), ("task:abc", "tick")]
+    assert await types(scopes="global", run_id="r2") == [("global", "started")]
     assert await types(scopes="chat:") == []
     assert await types(scopes=[]) == await types()  # no scopes given: no scope filter
 
@@ -300,7 +300,7 @@ async def test_bad_events_are_refused(db):
 
 
 async def test_run_id_is_stored_as_text(bus):
-    await bus.publish("global", "run_complete", {"run_id": 42})
+    await bus.publish("global", "finished", {"run_id": 42})
     with anyio.fail_after(5):
         (event,) = await bus.read(0, run_id=42)
     assert event.run_id == "42"

@@ -404,12 +404,12 @@ async def test_queue_stream_starts_at_now_by_default(app_state):
             stream(client, "/api/analysis/streaming/queue/stream") as events,
         ):
             await anyio.sleep(0.1)  # the stream has taken "now" as its start
-            first = await bus.publish("global", "run_starting", {"run_id": "r1"})
-            second = await bus.publish("chat:4", "analysis_completed", {"conversation_id": 8})
+            first = await bus.publish("global", "started", {"run_id": "r1"})
+            second = await bus.publish("chat:4", "job_done", {"conversation_id": 8})
             a, b = await events.next(), await events.next()
     for ev in (a, b):
         check_event_shape(ev)
-    assert (a["id"], a["event"]) == (str(first), "run_starting")
+    assert (a["id"], a["event"]) == (str(first), "started")
     assert a["data"]["run_id"] == "r1" and a["data"]["data"] == {"run_id": "r1"}
     assert (b["id"], b["data"]["scope"], b["data"]["data"]) == (
         str(second),
@@ -453,12 +453,12 @@ async def test_resume_with_last_event_id_has_no_gap_and_no_repeat(app_state):
 
 async def test_scope_and_run_id_filters(app_state):
     bus = app_state.bus
-    await bus.publish("global", "run_starting", {"run_id": "r1"})
-    await bus.publish("global", "run_starting", {"run_id": "r2"})
-    await bus.publish("chat:1", "analysis_completed", {"conversation_id": 1, "run_id": "r1"})
-    await bus.publish("chat:12", "analysis_completed", {"conversation_id": 2, "run_id": "r1"})
-    await bus.publish("task:abc", "progress", {"progress": 10})
-    last = await bus.publish("global", "run_complete", {"run_id": "r1"})
+    await bus.publish("global", "started", {"run_id": "r1"})
+    await bus.publish("global", "started", {"run_id": "r2"})
+    await bus.publish("chat:1", "job_done", {"conversation_id": 1, "run_id": "r1"})
+    await bus.publish("chat:12", "job_done", {"conversation_id": 2, "run_id": "r1"})
+    await bus.publish("task:abc", "tick", {"tick": 10})
+    last = await bus.publish("global", "finished", {"run_id": "r1"})
 
     async def scopes_of(query: str) -> list[tuple[str, str]]:
         url = f"/api/analysis/streaming/queue/stream?start_id=0&{query}"
@@ -473,16 +473,16 @@ async def test_scope_and_run_id_filters(app_state):
     with anyio.fail_after(10):
         async with serving(app_state) as client:
             assert await scopes_of("scope=global&run_id=r1") == [
-                ("global", "run_starting"),
-                ("global", "run_complete"),
+                ("global", "started"),
+                ("global", "finished"),
             ]
             assert await scopes_of("scope=chat:1,global&scope=chat:12&run_id=r1") == [
-                ("global", "run_starting"),
-                ("chat:1", "analysis_completed"),
-                ("chat:12", "analysis_completed"),
-                ("global", "run_complete"),
+                ("global", "started"),
+                ("chat:1", "job_done"),
+                ("chat:12", "job_done"),
+                ("global", "finished"),
             ]
-            assert await scopes_of("scope=task:abc") == [("task:abc", "progress")]
+            assert await scopes_of("scope=task:abc") == [("task:abc", "tick")]
 
 
 async def test_a_named_stream_starts_from_the_oldest_kept_event(app_state):

@@ -45,6 +45,7 @@ from chatstats.analysis import transcript as transcripts
 from chatstats.analysis.passes import Pass, PassSet, commitments_of
 from chatstats.db import Database
 from chatstats.events import bus as events
+from chatstats.events import catalogue
 from chatstats.events.bus import EventBus
 
 logger = log.get(__name__)
@@ -450,9 +451,14 @@ class Engine:
             self._dead_tx(conn, job, [], _Unrunnable("interrupted"), "interrupted", now_ns)
             return None
         if job is not None:
-            runs.task_event(conn, job, "status", status="running", attempt=job.attempts)
+            runs.task_event(conn, job, catalogue.TaskStatus, status="running", attempt=job.attempts)
             runs.task_event(
-                conn, job, "progress", progress=0.0, status="running", message="calling the model"
+                conn,
+                job,
+                catalogue.TaskProgress,
+                progress=0.0,
+                status="running",
+                message="calling the model",
             )
         return job
 
@@ -485,33 +491,23 @@ class Engine:
         )
         if p.stores == "commitments":
             self._store_commitments(conn, job, p, analysis_id, normalised, now_ns)
-        runs.task_event(conn, job, "progress", progress=1.0, status="done")
+        runs.task_event(conn, job, catalogue.TaskProgress, progress=1.0, status="done")
         runs.task_event(
-            conn, job, "completed", message="analysis stored", result={"analysis_id": analysis_id}
-        )
-        events.append(
             conn,
-            scope=f"chat:{job.chat_id}",
-            type="analysis_completed",
-            run_id=job.run_id,
-            data={
-                "chat_id": job.chat_id,
-                "conversation_id": job.conversation_id,
-                "pass": job.pass_name,
-                "pass_version": job.pass_version,
-                "analysis_id": analysis_id,
-                "status": "success",
-            },
+            job,
+            catalogue.TaskCompleted,
+            message="analysis stored",
+            result={"analysis_id": analysis_id},
         )
-        if job.run_id is not None:
-            runs.count(
-                conn,
-                job.run_id,
-                success=1,
-                now_ns=now_ns,
-                throttle=self.throttle,
-                latency_ms=latency_ms,
-            )
+        runs.job_finished(
+            conn,
+            job,
+            status="success",
+            analysis_id=analysis_id,
+            now_ns=now_ns,
+            throttle=self.throttle,
+            latency_ms=latency_ms,
+        )
         if rerun:
             store.enqueue(
                 conn,
@@ -545,19 +541,15 @@ class Engine:
                 return
         items = msgspec.to_builtins(commitments_of(normalised))
         n = store.replace_commitments(conn, analysis_id, job, items, now_ns)
-        events.append(
-            conn,
-            scope=f"commitments:{job.chat_id}",
-            type="commitments_updated",
-            data={
-                "chat_id": job.chat_id,
-                "conversation_id": job.conversation_id,
-                "analysis_id": analysis_id,
-                "pass": p.name,
-                "count": n,
-                "open": sum(1 for c in items if c.get("status") == "open"),
-            },
+        updated = catalogue.CommitmentsUpdated(
+            chat_id=job.chat_id,
+            conversation_id=job.conversation_id,
+            analysis_id=analysis_id,
+            pass_=p.name,
+            count=n,
+            open=sum(1 for c in items if c.get("status") == "open"),
         )
+        events.append(conn, updated, scope=f"commitments:{job.chat_id}")
 
     def _retry_tx(
         self,
@@ -575,7 +567,7 @@ class Engine:
             runs.task_event(
                 conn,
                 job,
-                "retry",
+                catalogue.TaskRetry,
                 error=error,
                 retry_count=job.attempts,
                 max_retries=job.max_attempts - 1,
@@ -595,27 +587,15 @@ class Engine:
         self._write_records(conn, records, invalid=invalid)
         if not store.bury(conn, job, error=error, now_ns=now_ns):
             return
-        runs.task_event(conn, job, "failed", error=error, permanent=True, attempts=job.attempts)
-        runs.task_event(conn, job, "status", status="dead", error=error)
-        events.append(
-            conn,
-            scope=f"chat:{job.chat_id}",
-            type="analysis_completed",
-            run_id=job.run_id,
-            data={
-                "chat_id": job.chat_id,
-                "conversation_id": job.conversation_id,
-                "pass": job.pass_name,
-                "pass_version": job.pass_version,
-                "status": "failed",
-            },
+        runs.task_event(
+            conn, job, catalogue.TaskFailed, error=error, permanent=True, attempts=job.attempts
         )
-        if job.run_id is not None:
-            runs.count(conn, job.run_id, failed=1, now_ns=now_ns, throttle=self.throttle)
+        runs.task_event(conn, job, catalogue.TaskStatus, status="dead", error=error)
+        runs.job_finished(conn, job, status="failed", now_ns=now_ns, throttle=self.throttle)
 
     def _release_tx(
         self, conn: sqlite3.Connection, job: store.Job, records: list[Any], now_ns: int
     ) -> None:
         self._write_records(conn, records)
         if store.release(conn, job, now_ns):
-            runs.task_event(conn, job, "status", status="pending")
+            runs.task_event(conn, job, catalogue.TaskStatus, status="pending")

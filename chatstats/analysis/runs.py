@@ -21,10 +21,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from chatstats.analysis import store
-from chatstats.events import bus
+from chatstats.events import bus, catalogue
 
 KINDS = ("global", "historic", "backfill")
 # At most this many `analysis_completed` events per second per run.
@@ -86,21 +86,7 @@ def create(
     scope = scope_of(kind)
     names = [p.name for p in passes]
     store.insert_run(conn, run_id, kind, names, now_ns)
-    bus.append(
-        conn,
-        scope=scope,
-        type="run_starting",
-        run_id=run_id,
-        data={
-            "run_id": run_id,
-            "kind": kind,
-            "passes": names,
-            "message": "queueing analysis",
-            "percentage": 0,
-            "status": "starting",
-            "running": True,
-        },
-    )
+    bus.append(conn, catalogue.RunStarting(run_id=run_id, kind=kind, passes=names), scope=scope)
     total = 0
     per_pass: dict[str, int] = {}
     for p in passes:
@@ -119,16 +105,14 @@ def create(
     store.set_run_total(conn, run_id, total)
     bus.append(
         conn,
+        catalogue.RunSeeded(
+            run_id=run_id,
+            total=total,
+            pending=total,
+            per_pass=per_pass,
+            percentage=0 if total else 100,
+        ),
         scope=scope,
-        type="run_seeded",
-        run_id=run_id,
-        data={
-            "run_id": run_id,
-            "total": total,
-            "pending": total,
-            "per_pass": per_pass,
-            "percentage": 0 if total else 100,
-        },
     )
     run = store.get_run(conn, run_id)
     assert run is not None
@@ -139,37 +123,54 @@ def create(
     return run
 
 
-def count(
+def job_finished(
     conn: sqlite3.Connection,
-    run_id: str,
+    job: store.Job,
     *,
-    success: int = 0,
-    failed: int = 0,
+    status: Literal["success", "failed"],
     now_ns: int,
     throttle: Throttle | None,
+    analysis_id: int | None = None,
     latency_ms: float | None = None,
-) -> store.Run:
-    """Count one job outcome; announce progress (throttled) or the run's completion."""
-    run = store.count_outcome(conn, run_id, success=success, failed=failed)
-    if run.status == "running" and run.success + run.failed >= run.total:
-        _complete(conn, run, now_ns)
-        if throttle is not None:
-            throttle.forget(run_id)
-    elif throttle is None or throttle.allow(run_id):
-        data: dict[str, Any] = {
-            "run_id": run_id,
-            "total": run.total,
-            "success": run.success,
-            "failed": run.failed,
-            "pending": run.pending,
-            "processing": store.run_running_count(conn, run_id),
-            "percentage": percentage(run),
-        }
-        if latency_ms is not None:
-            data["timings"] = {"latency_ms": round(latency_ms, 1)}
-        bus.append(
-            conn, scope=scope_of(run.kind), type="analysis_completed", run_id=run_id, data=data
-        )
+) -> store.Run | None:
+    """A job stored its analysis or died: count it in its run and announce it.
+
+    One `analysis_completed` shape for both audiences: the chat's scope hears every job, the
+    run's scope hears the same event (throttled) with the run's counters, and the run's last
+    job announces `run_complete` instead.
+    """
+    run = None
+    announce_run = False
+    if job.run_id is not None:
+        ok = status == "success"
+        run = store.count_outcome(conn, job.run_id, success=int(ok), failed=int(not ok))
+        if run.status == "running" and run.success + run.failed >= run.total:
+            _complete(conn, run, now_ns)
+            if throttle is not None:
+                throttle.forget(run.id)
+            completed = store.get_run(conn, run.id)
+            assert completed is not None
+            run = completed
+        elif throttle is None or throttle.allow(run.id):
+            announce_run = True
+    event = catalogue.AnalysisCompleted(
+        chat_id=job.chat_id,
+        conversation_id=job.conversation_id,
+        pass_=job.pass_name,
+        pass_version=job.pass_version,
+        status=status,
+        analysis_id=analysis_id,
+        run_id=job.run_id,
+        timings=None if latency_ms is None else catalogue.Timings(latency_ms=round(latency_ms, 1)),
+    )
+    if run is not None:
+        event.total, event.success, event.failed = run.total, run.success, run.failed
+        event.pending = run.pending
+        event.processing = store.run_running_count(conn, run.id)
+        event.percentage = percentage(run)
+    bus.append(conn, event, scope=f"chat:{job.chat_id}", run_id=job.run_id)
+    if run is not None and announce_run:
+        bus.append(conn, event, scope=scope_of(run.kind), run_id=run.id)
     return run
 
 
@@ -184,32 +185,29 @@ def _complete(conn: sqlite3.Connection, run: store.Run, now_ns: int) -> None:
     store.set_run_status(conn, run.id, "complete", now_ns)
     bus.append(
         conn,
+        catalogue.RunComplete(
+            run_id=run.id, total=run.total, success=run.success, failed=run.failed
+        ),
         scope=scope_of(run.kind),
-        type="run_complete",
-        run_id=run.id,
-        data={
-            "run_id": run.id,
-            "total": run.total,
-            "success": run.success,
-            "failed": run.failed,
-            "percentage": 100,
-            "is_complete": True,
-        },
     )
 
 
-def task_event(conn: sqlite3.Connection, job: store.Job, type: str, **data: Any) -> int:
+TaskEvent = type[
+    catalogue.TaskStatus
+    | catalogue.TaskProgress
+    | catalogue.TaskCompleted
+    | catalogue.TaskRetry
+    | catalogue.TaskFailed
+]
+
+
+def task_event(conn: sqlite3.Connection, job: store.Job, kind: TaskEvent, **fields: Any) -> int:
     """One lifecycle event of a job on `task:{id}` (ids, counts and error classes only)."""
-    return bus.append(
-        conn,
-        scope=f"task:{job.id}",
-        type=type,
-        run_id=job.run_id,
-        data={
-            "task_id": job.id,
-            "conversation_id": job.conversation_id,
-            "chat_id": job.chat_id,
-            "pass": job.pass_name,
-            **data,
-        },
+    event = kind(
+        task_id=job.id,
+        conversation_id=job.conversation_id,
+        chat_id=job.chat_id,
+        pass_=job.pass_name,
+        **fields,
     )
+    return bus.append(conn, event, scope=f"task:{job.id}", run_id=job.run_id)

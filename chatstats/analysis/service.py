@@ -36,14 +36,14 @@ from chatstats.analysis.queue import LIVE_DEBOUNCE_SECONDS, Engine
 from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.errors import BadRequest, NotFound
+from chatstats.events import catalogue
 from chatstats.events.bus import DEFAULT_STREAM, EventBus
 
 logger = log.get(__name__)
 
 CONSUMER = "analysis"
-READY = "conversation_ready_for_analysis"
-SYNCED = "messages_synced"
-REOPENED = "conversation_reopened"
+# The event types the consumer turns into jobs (or stale marks).
+WANTED = frozenset({"conversation_ready_for_analysis", "messages_synced", "conversation_reopened"})
 NO_MODEL = "no model configured (set CHATSTATS_LLM_MODEL)"
 JOB_STATES = store.STATES
 COMMITMENT_STATUSES = ("open", "done", "cancelled", "unknown")
@@ -121,7 +121,7 @@ class AnalysisService:
             while True:
                 try:
                     events = await self.bus.read(cursor, stream=DEFAULT_STREAM, limit=500)
-                    wanted = [e for e in events if e.type in (READY, SYNCED, REOPENED)]
+                    wanted = [e for e in events if e.type in WANTED]
                     last = events[-1].id
                     if wanted or last - saved >= CURSOR_LAZY_EVENTS:
                         queued = await self.bus.write(self._handle_tx, wanted, last, time.time_ns())
@@ -148,17 +148,14 @@ class AnalysisService:
         sealed = [_ref(p) for p in self.passes.enabled("sealed")]
         live = [_ref(p) for p in self.passes.enabled("live")]
         for e in events:
-            data = e.data if isinstance(e.data, dict) else {}
-            if e.type == REOPENED:
-                cid = data.get("conversation_id")
-                if isinstance(cid, int):
-                    marked = store.mark_stale(conn, cid)
-                    if marked:
-                        logger.info("analyses_marked_stale", conversation_id=cid, count=marked)
-            elif e.type == READY and sealed:
-                cid = data.get("conversation_id")
-                if not isinstance(cid, int):
-                    continue
+            payload = e.payload if e.type in WANTED else None
+            if isinstance(payload, catalogue.ConversationReopened):
+                cid = payload.conversation_id
+                marked = store.mark_stale(conn, cid)
+                if marked:
+                    logger.info("analyses_marked_stale", conversation_id=cid, count=marked)
+            elif isinstance(payload, catalogue.ConversationReady) and sealed:
+                cid = payload.conversation_id
                 chat_id = store.conversation_chat(conn, cid)
                 if chat_id is None:
                     continue
@@ -173,8 +170,8 @@ class AnalysisService:
                         skip_if_analysed=True,
                     )
                     queued += job_id is not None
-            elif e.type == SYNCED and live:
-                ids = [i for i in data.get("new_message_ids") or [] if isinstance(i, int)]
+            elif isinstance(payload, catalogue.MessagesSynced) and live:
+                ids = payload.new_message_ids
                 if not ids:
                     continue
                 not_before = now_ns + int(self.live_debounce_s * 1e9)
@@ -459,7 +456,7 @@ class AnalysisService:
                 raise BadRequest(f"job {job_id} is {existing.state}, not dead")
             if job.run_id is not None:
                 runs.reopen(conn, job.run_id)
-            runs.task_event(conn, job, "status", status="pending", retried=True)
+            runs.task_event(conn, job, catalogue.TaskStatus, status="pending", retried=True)
             return job
 
         job = await self.bus.write(tx)

@@ -19,60 +19,29 @@ from starlette.requests import Request
 
 from chatstats.analysis.service import AnalysisService, job_json, run_json
 from chatstats.api import state
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import iso_time
+from chatstats.api.common import limit as _limit
+from chatstats.api.common import path_id as _path_id
+from chatstats.api.common import query_int as _query_int
 from chatstats.errors import BadRequest, NotFound
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-MAX_ID = 2**63 - 1
 MAX_BODY_BYTES = 1_000_000
 MAX_CHAT_IDS = 10_000
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
 _RUN_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 def service_of(request: Request) -> AnalysisService:
-    """The daemon's service (AppState.analysis); without one (an app built for tests or a
-    daemon without analysis), one over the same database, which queues but runs nothing."""
-    app_state = state.of(request)
-    svc = getattr(app_state, "analysis", None)
-    if svc is None:
-        svc = getattr(request.app.state, "analysis_fallback", None)
-        if svc is None:
-            svc = AnalysisService(app_state.db, app_state.bus, app_state.settings)
-            request.app.state.analysis_fallback = svc
-    return svc
+    return state.of(request).analysis
 
 
 # ---------------------------------------------------------------------------------------------
 # Parameters
 
 
-def _query_int(request: Request, name: str, *, lo: int = 1, hi: int = MAX_ID) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if _DIGITS.fullmatch(raw) is None or not lo <= int(raw) <= hi:
-        raise BadRequest(f"{name} must be an integer from {lo} to {hi}")
-    return int(raw)
-
-
-def _limit(request: Request) -> int:
-    value = _query_int(request, "limit", hi=MAX_LIMIT)
-    return DEFAULT_LIMIT if value is None else value
-
-
 def _query_text(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     return None if raw is None or raw == "" else raw
-
-
-def _path_id(request: Request) -> int:
-    value: int = request.path_params["id"]
-    if value > MAX_ID:
-        raise NotFound("no such id")
-    return value
 
 
 class RunRequest(msgspec.Struct, forbid_unknown_fields=True):

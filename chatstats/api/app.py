@@ -22,13 +22,24 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatstats import log
-from chatstats.api import analysis, auth, imessage, live, search, stats, streams, web
+from chatstats.api import (
+    analysis,
+    auth,
+    chatbot,
+    imessage,
+    live,
+    openapi,
+    search,
+    stats,
+    streams,
+    web,
+)
 from chatstats.api.state import AppState
-from chatstats.errors import ChatStatsError, Forbidden, Unauthorized
+from chatstats.errors import ChatStatsError, DataError, Forbidden, Unauthorized, public
 
 logger = log.get(__name__)
 
@@ -66,10 +77,24 @@ def error_response(exc: Exception, request_id: str | None = None) -> Response:
 
 
 async def _handled(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DataError):  # a pure layer's own error: `errors.public` says the status
+        exc = public(exc)
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        exc = HTTPException(405, headers={"Allow": _allowed(request.app, request.scope)})
     status = exc.status if isinstance(exc, ChatStatsError) else getattr(exc, "status_code", 500)
     if status >= 500:
         _log_failure(exc, request.scope)
     return error_response(exc, request.scope.get("state", {}).get("request_id"))
+
+
+def _allowed(app: Starlette, scope: Scope) -> str:
+    """Every method the path takes: Starlette's own 405 names only the first route matching
+    the path, so `Allow` left out DELETE /api/session and GET /api/analysis/runs."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def _log_failure(exc: BaseException, scope: Scope) -> None:
@@ -189,16 +214,19 @@ def create_app(state: AppState) -> Starlette:
         *streams.JSON_ROUTES,
         *analysis.ROUTES,
         *stats.ROUTES,
+        *chatbot.JSON_ROUTES,
     ]
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),
             *live.ROUTES,
             *streams.ROUTES,
+            *chatbot.ROUTES,
             *web.ROUTES,
+            Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         ],
         middleware=[Middleware(_Gate, token=state.token)],
-        exception_handlers={ChatStatsError: _handled, HTTPException: _handled},
+        exception_handlers={ChatStatsError: _handled, DataError: _handled, HTTPException: _handled},
     )
     app.state.chatstats = state
     return app

@@ -29,12 +29,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from chatstats.api import live_stats, state
-from chatstats.api.imessage import chat_json, contact_json, message_json
+from chatstats.api.common import MAX_ID, chat_json, contact_json, message_json
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
 from chatstats.errors import NotFound
 from chatstats.events.hub import Subscription
-from chatstats.library.service import Chat, Contact, Library, Message
-from chatstats.library.store import MAX_ID
+from chatstats.library.service import Chat, Contact, Message
 
 INITIAL_LIMIT = 50
 
@@ -106,10 +105,15 @@ def _items(
         raw = payload
     else:
         raw = []
+    # Live sync publishes {key: [structs], "stats": {id: counts}}: read once per batch.
+    stats = payload.get("stats") if isinstance(payload, Mapping) else None
     out = []
     for item in raw if isinstance(raw, list | tuple) else ():
         if isinstance(item, struct):
-            out.append(shape(item))
+            shaped = shape(item)
+            if isinstance(stats, Mapping) and shaped.get("id") in stats:
+                shaped["stats"] = stats[shaped["id"]]
+            out.append(shaped)
         elif isinstance(item, Mapping):
             out.append(dict(item))
     return out
@@ -154,7 +158,7 @@ async def chat_messages(request: Request) -> EventSourceResponse:
     chat_id: int = request.path_params["chat_id"]
     if chat_id > MAX_ID:
         raise NotFound(f"no chat {chat_id}")
-    library = Library(app_state.db)
+    library = app_state.library
     await library.chat(chat_id)  # NotFound → 404
 
     async def newest() -> tuple[list[dict[str, Any]], str | None]:
@@ -177,7 +181,7 @@ async def chat_messages(request: Request) -> EventSourceResponse:
 async def chats(request: Request) -> EventSourceResponse:
     """SSE 2: the first page of the chat list, then its changes."""
     app_state = state.of(request)
-    library = Library(app_state.db)
+    library = app_state.library
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.chats(INITIAL_LIMIT)
@@ -192,7 +196,7 @@ async def chats(request: Request) -> EventSourceResponse:
 async def contacts(request: Request) -> EventSourceResponse:
     """SSE 3: the first page of the contact list, then its changes."""
     app_state = state.of(request)
-    library = Library(app_state.db)
+    library = app_state.library
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.contacts(INITIAL_LIMIT)

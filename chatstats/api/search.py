@@ -18,7 +18,7 @@ class IndexUnavailable(ChatStatsError):
 
 
 def _index(request: Request) -> Any:
-    found = getattr(state.of(request), "search_index", None)
+    found = state.of(request).search_index
     if found is None or not found.ready.is_set():
         raise IndexUnavailable("the vector index is not loaded yet; see /api/index/status")
     return found
@@ -28,7 +28,7 @@ async def search_by_meaning(
     request: Request, mode: str, limit: int, chat_id: int | None, contact_id: int | None
 ) -> list[dict[str, Any]]:
     """Best first, `limit` only (no paging): what the fused ranking says is most relevant."""
-    from chatstats.api.imessage import message_json
+    from chatstats.api.common import message_json
 
     if mode not in MODES:
         raise BadRequest("mode must be text, semantic or hybrid")
@@ -53,7 +53,7 @@ async def search_by_meaning(
 
 
 async def index_status(request: Request) -> dict[str, Any]:
-    found = getattr(state.of(request), "search_index", None)
+    found = state.of(request).search_index
     if found is None:
         return {
             "model": None,

@@ -26,8 +26,7 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from chatstats import log
-from chatstats.errors import ChatStatsError
+from chatstats import errors, log
 
 logger = log.get(__name__)
 
@@ -200,8 +199,9 @@ class EventSourceResponse(Response):
                 await emit(encode_event(ev))
         except _ClientGone:
             raise
-        except ChatStatsError as exc:
-            await emit(encode_event(error_event(exc.code, exc.message)))
+        except errors.REPORTED as exc:
+            shown = errors.public(exc)
+            await emit(encode_event(error_event(shown.code, shown.message)))
         except Exception as exc:
             frames = traceback.extract_tb(exc.__traceback__)[-6:]
             logger.error(

@@ -8,7 +8,7 @@ assignment, which is atomic enough for a progress display.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from starlette.requests import Request
@@ -18,7 +18,13 @@ from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.events.bus import EventBus
 from chatstats.events.hub import MessageHub
+from chatstats.library.service import Library
 from chatstats.metrics import Metrics
+
+if TYPE_CHECKING:  # the types only: importing them here would load every service at import
+    from chatstats.analysis.service import AnalysisService
+    from chatstats.context.search import SearchIndex
+    from chatstats.ingest.sync import LiveSync
 
 ImportState = Literal["idle", "running", "complete", "failed"]
 
@@ -59,16 +65,26 @@ class AppState:
     metrics: Metrics = field(default_factory=lambda: metrics_module.REGISTRY)
     # Set when the daemon stops: SSE streams end on it within uvicorn's grace period.
     shutdown: anyio.Event = field(default_factory=anyio.Event)
-    bus: EventBus | None = None
-    # Live-sync and sealing status for /api/health, filled in by the daemon.
-    live: Any = None
-    sealer: Any = None
-    # The analysis engine (chatstats.analysis.service.AnalysisService), started by the daemon.
-    analysis: Any = None
+    bus: EventBus = None  # type: ignore[assignment]  # built in __post_init__ when not given
+    library: Library = None  # type: ignore[assignment]  # likewise: one per app, not per request
+    # The analysis engine: the daemon's running one, or (an app built for tests or tools) an
+    # idle one over the same database, which queues but runs nothing.
+    analysis: AnalysisService = None  # type: ignore[assignment]
+    # Live sync (the tail, the sealer, the AddressBook sync): built by the daemon before it
+    # serves, running once the import is in; None in an app without live sync.
+    live: LiveSync | None = None
+    # The vector index behind semantic and hybrid search; None without one.
+    search_index: SearchIndex | None = None
 
     def __post_init__(self) -> None:
         if self.bus is None:
             self.bus = EventBus(self.db, poll_seconds=BUS_FALLBACK_SECONDS)
+        if self.library is None:
+            self.library = Library(self.db)
+        if self.analysis is None:
+            from chatstats.analysis.service import AnalysisService
+
+            self.analysis = AnalysisService(self.db, self.bus, self.settings)
 
 
 def of(request: Request) -> AppState:

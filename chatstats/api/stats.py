@@ -32,7 +32,10 @@ def parse_time(raw: str | None, name: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if not -_MAX_ID - 1 <= ns <= _MAX_ID:  # SQLite's integers: else an OverflowError, a 500
+        raise BadRequest(f"{name} must fall between 1677-09-22 and 2262-04-11")
+    return ns
 
 
 def _range(request: Request) -> tuple[int | None, int | None]:

@@ -27,12 +27,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from chatstats.api import state
-from chatstats.api.imessage import iso_time
+from chatstats.api.common import MAX_ID, iso_time
 from chatstats.api.live import event_stream
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent, open_streams, utc_now_iso
 from chatstats.errors import BadRequest
 from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus, Reset
-from chatstats.library.store import MAX_ID
 
 RESET_EVENT = "reset"
 MAX_PARAM_CHARS = 200

@@ -20,6 +20,7 @@ from chatstats import log
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
+from chatstats.events import catalogue
 from chatstats.library import store
 from chatstats.library.service import _build_messages, search_terms
 
@@ -104,7 +105,10 @@ def parse_time(raw: str | None, name: str) -> int | None:
         raise BadRequest(f"{name} is not an ISO 8601 time") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1_000_000_000)
+    ns = int(t.timestamp() * 1_000_000_000)
+    if not -(2**63) <= ns < 2**63:  # SQLite's integers: years 1677 to 2262 (schemathesis found it)
+        raise BadRequest(f"{name} must be between the years 1678 and 2261")
+    return ns
 
 
 def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
@@ -123,6 +127,10 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     except sqlite3.OperationalError as exc:
         raise BadRequest(f"bad search syntax: {exc}") from None
     return [r[0] for r in rows]
+
+
+# At most one live refresh of the vector index per this many seconds.
+REFRESH_EVERY_S = 1.0
 
 
 class SearchIndex:
@@ -146,16 +154,7 @@ class SearchIndex:
                 self.index.rebuild(conn, last_event)
             else:  # messages imported while the daemon was down: their chats' windows
                 seen = self.index.max_message_id
-                chats = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT DISTINCT chat_id FROM messages WHERE id > :seen"
-                        " AND chat_id IS NOT NULL",
-                        {"seen": seen},
-                    )
-                ]
-                if chats:
-                    self.index.refresh(conn, chats)
+                if catch_up(self.index, conn, seen) > seen:
                     self.index.save()
         finally:
             conn.close()
@@ -169,7 +168,7 @@ class SearchIndex:
             tg.start_soon(self._report_progress, bus)
             await anyio.to_thread.run_sync(self._prepare, last)
             tg.cancel_scope.cancel()
-        await bus.publish("global", "index_ready", self.index.describe())
+        await bus.publish("global", catalogue.IndexReady(**self.index.describe()))
         after = self.index.event_id or last
         try:
             await self._follow(bus, after, stop)
@@ -179,13 +178,25 @@ class SearchIndex:
                     await anyio.to_thread.run_sync(self.index.save)
 
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
+        # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
+        # slow fallback poll: no timer of its own, so an idle daemon does not wake for it.
+        # The daemon cancels this task at shutdown; `stop` is checked between batches.
+        # A refresh re-reads whole chats (Python work that holds the GIL), so a burst of
+        # batches is coalesced into one refresh a second: live sync keeps the loop.
+        last_refresh = 0.0
         while not stop.is_set():
-            with anyio.move_on_after(1.0):
-                events = await bus.read(after, limit=500, timeout=1.0)
+            events = await bus.read(after, limit=500)
             if not events:
                 continue
+            wait = last_refresh + REFRESH_EVERY_S - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)
+                events += await bus.read(events[-1].id, limit=5000, timeout=0)
+            last_refresh = time.monotonic()
             after = events[-1].id
-            chats = sorted({int(e.data["chat_id"]) for e in events if e.type == "messages_synced"})
+            chats = sorted(
+                {p.chat_id for e in events if isinstance(p := e.payload, catalogue.MessagesSynced)}
+            )
             if chats:
                 self.index.status.pending = len(chats)
                 await anyio.to_thread.run_sync(self._refresh, chats, after)
@@ -195,7 +206,7 @@ class SearchIndex:
         while True:
             await anyio.sleep(1.0)
             if self.index.status.building:
-                await bus.publish("global", "index_progress", self.index.describe())
+                await bus.publish("global", catalogue.IndexProgress(**self.index.describe()))
 
     def _refresh(self, chats: list[int], event_id: int) -> None:
         conn = self._conn()
@@ -226,47 +237,90 @@ class SearchIndex:
         until_ns: int | None = None,
         limit: int = 50,
     ) -> list[tuple[Any, float, list[str]]]:
-        if mode not in ("semantic", "hybrid"):
-            raise BadRequest("mode must be text, semantic or hybrid")
-        terms = search_terms(q)
         conn = self._conn()
         try:
-            if chat_id is not None and not store.chat_exists(conn, chat_id):
-                raise NotFound(f"no chat {chat_id}")
-            filtered = any(x is not None for x in (chat_id, contact_id, since_ns, until_ns))
-            sem = self._semantic(conn, " ".join(terms), 4 * CANDIDATES if filtered else CANDIDATES)
-            lists: dict[str, list[int]] = {"semantic": sem}
-            if mode == "hybrid":
-                lists["text"] = _fts_ranked(conn, q, 4 * CANDIDATES if filtered else CANDIDATES)
-            scores: dict[int, float] = {}
-            matched: dict[int, list[str]] = {}
-            for name, ids in lists.items():
-                weight = TEXT_WEIGHT if name == "text" else 1.0
-                for rank, mid in enumerate(ids):
-                    scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
-                    matched.setdefault(mid, []).append(name)
-            ordered = sorted(scores, key=lambda m: -scores[m])
-            rows = store.messages_by_ids(conn, ordered)
-            keep = {
-                r["id"]: r
-                for r in rows
-                if r["kind"] == "message"
-                and not r["unsent"]
-                and (chat_id is None or r["chat_id"] == chat_id)
-                and (contact_id is None or r["contact_id"] == contact_id)
-                and (since_ns is None or r["date_ns"] >= since_ns)
-                and (until_ns is None or r["date_ns"] < until_ns)
-            }
-            chosen = [keep[m] for m in ordered if m in keep][:limit]
-            built = {m.id: m for m in _build_messages(conn, chosen)}
-            return [
-                (built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]]))
-                for r in chosen
-            ]
+            return ranked_search(
+                conn,
+                self.index,
+                q,
+                mode,
+                chat_id=chat_id,
+                contact_id=contact_id,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                limit=limit,
+            )
         finally:
             conn.close()
 
-    def _semantic(self, conn: sqlite3.Connection, q: str, k: int) -> list[int]:
-        """Messages nearest the query, each by its own vector (which carries its context)."""
-        qv = self.index.embedder.embed([q])[0]
-        return [unit.message_id for unit, _sim in self.index.query(qv, k)]
+
+def catch_up(index: VectorIndex, conn: sqlite3.Connection, after_id: int) -> int:
+    """Refresh (in memory) the chats of messages with ids above `after_id`, written since the
+    index last followed them; returns the newest message id seen (`after_id` if none)."""
+    rows = conn.execute(
+        "SELECT chat_id, max(id) FROM messages WHERE id > :seen AND chat_id IS NOT NULL"
+        " GROUP BY chat_id",
+        {"seen": after_id},
+    ).fetchall()
+    if rows:
+        index.refresh(conn, [r[0] for r in rows])
+    return max([after_id, *(r[1] for r in rows)])
+
+
+def ranked_search(
+    conn: sqlite3.Connection,
+    index: VectorIndex | None,
+    q: str,
+    mode: str,
+    *,
+    chat_id: int | None = None,
+    contact_id: int | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    limit: int = 50,
+) -> list[tuple[Any, float, list[str]]]:
+    """Best first: (message, fused score, which lists matched it). `index` None (no vector
+    index loaded, as for a reader without the daemon) leaves the word list alone in the
+    fusion, so mode "hybrid" still ranks by bm25 and "semantic" is refused."""
+    if mode not in ("semantic", "hybrid"):
+        raise BadRequest("mode must be text, semantic or hybrid")
+    if index is None and mode == "semantic":
+        raise BadRequest("semantic search needs the vector index, which is not loaded")
+    terms = search_terms(q)
+    if chat_id is not None and not store.chat_exists(conn, chat_id):
+        raise NotFound(f"no chat {chat_id}")
+    filtered = any(x is not None for x in (chat_id, contact_id, since_ns, until_ns))
+    k = 4 * CANDIDATES if filtered else CANDIDATES
+    lists: dict[str, list[int]] = {}
+    if index is not None:
+        lists["semantic"] = _semantic(index, " ".join(terms), k)
+    if mode == "hybrid":
+        lists["text"] = _fts_ranked(conn, q, k)
+    scores: dict[int, float] = {}
+    matched: dict[int, list[str]] = {}
+    for name, ids in lists.items():
+        weight = TEXT_WEIGHT if name == "text" else 1.0
+        for rank, mid in enumerate(ids):
+            scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
+            matched.setdefault(mid, []).append(name)
+    ordered = sorted(scores, key=lambda m: -scores[m])
+    rows = store.messages_by_ids(conn, ordered)
+    keep = {
+        r["id"]: r
+        for r in rows
+        if r["kind"] == "message"
+        and not r["unsent"]
+        and (chat_id is None or r["chat_id"] == chat_id)
+        and (contact_id is None or r["contact_id"] == contact_id)
+        and (since_ns is None or r["date_ns"] >= since_ns)
+        and (until_ns is None or r["date_ns"] < until_ns)
+    }
+    chosen = [keep[m] for m in ordered if m in keep][:limit]
+    built = {m.id: m for m in _build_messages(conn, chosen)}
+    return [(built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]])) for r in chosen]
+
+
+def _semantic(index: VectorIndex, q: str, k: int) -> list[int]:
+    """Messages nearest the query, each by its own vector (which carries its context)."""
+    qv = index.embedder.embed([q])[0]
+    return [unit.message_id for unit, _sim in index.query(qv, k)]

@@ -32,6 +32,8 @@ import anyio
 import msgspec
 
 from chatstats.db import Database
+from chatstats.events import catalogue
+from chatstats.events.catalogue import Payload
 
 T = TypeVar("T")
 
@@ -55,6 +57,12 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
     created_ns: int
 
+    @property
+    def payload(self) -> catalogue.EventPayload | None:
+        """The typed payload (None for a type outside the catalogue): consumers `match` on
+        it instead of reading keys out of `data`."""
+        return catalogue.decode(self.type, self.data)
+
 
 class Reset(msgspec.Struct, frozen=True, kw_only=True):
     """The events after `requested_id` are no longer in the log (trimmed, or the position
@@ -70,23 +78,32 @@ class Reset(msgspec.Struct, frozen=True, kw_only=True):
 
 def append(
     conn: sqlite3.Connection,
+    payload: Payload | None = None,
     *,
     scope: str,
-    type: str,
-    data: Mapping[str, Any],
+    type: str | None = None,
+    data: Mapping[str, Any] | None = None,
     run_id: str | int | None = None,
     stream: str = DEFAULT_STREAM,
 ) -> int:
     """Add one event in the caller's transaction and return its id.
 
-    The caller must call `EventBus.notify()` once the transaction commits, or readers only see
-    the event at their next fallback poll. When `run_id` is not given but `data` carries one
-    (the seeds' habit), it is used, so `?run_id=` filtering works for such events too.
+    The daemon's own emitters pass a catalogued `payload` (chatstats.events.catalogue); the
+    `type`/`data` form stays for the log's generic uses, and a catalogued type given that way
+    is still checked against its shape. The caller must call `EventBus.notify()` once the
+    transaction commits, or readers only see the event at their next fallback poll. When
+    `run_id` is not given but the data carries one (the seeds' habit), it is used, so
+    `?run_id=` filtering works for such events too.
     """
+    if payload is not None:
+        if type is not None or data is not None:
+            raise TypeError("give a payload or type and data, not both")
+        type, data = catalogue.type_of(payload), catalogue.data_of(payload)
     if not scope or not type:
         raise ValueError("an event needs a scope and a type")
     if not isinstance(data, Mapping):
         raise TypeError("event data must be a mapping")
+    data = catalogue.check(type, data)
     if run_id is None:
         candidate = data.get("run_id")
         if isinstance(candidate, str | int) and not isinstance(candidate, bool):
@@ -272,17 +289,23 @@ class EventBus:
     async def publish(
         self,
         scope: str,
-        type: str,
-        data: Mapping[str, Any],
+        type: str | Payload,
+        data: Mapping[str, Any] | None = None,
         run_id: str | int | None = None,
         stream: str = DEFAULT_STREAM,
     ) -> int:
-        """Append one event in its own transaction, for callers that have none open."""
-        return await self.write(
-            functools.partial(
+        """Append one event (a catalogued payload, or a type and its data) in its own
+        transaction, for callers that have none open."""
+        if isinstance(type, Payload):
+            payload = type
+
+            def call(conn: sqlite3.Connection) -> int:
+                return append(conn, payload, scope=scope, run_id=run_id, stream=stream)
+        else:
+            call = functools.partial(
                 append, scope=scope, type=type, data=data, run_id=run_id, stream=stream
             )
-        )
+        return await self.write(call)
 
     # -- reading ----------------------------------------------------------------------------
 

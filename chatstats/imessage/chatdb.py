@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from chatstats.errors import SourceError
+from chatstats.errors import SourceDataError
+
+
+class ChatDBError(SourceDataError):
+    """chat.db is missing, locked, not a Messages database, or failed while being read."""
+
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -112,24 +117,24 @@ BUSY_TIMEOUT_MS = 5000
 
 
 def open_source(path: Path, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
-    """Open chat.db read-only, or raise SourceError saying what is wrong and what to do.
+    """Open chat.db read-only, or raise ChatDBError saying what is wrong and what to do.
 
     `busy_timeout_ms` defaults to BUSY_TIMEOUT_MS, read at call time so tests can shorten it.
     """
     timeout = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
     if not path.exists():
-        raise SourceError(f"Messages database not found: {path}")
+        raise ChatDBError(f"Messages database not found: {path}")
     if path.is_dir():
-        raise SourceError(f"expected a chat.db file, got a folder: {path}")
+        raise ChatDBError(f"expected a chat.db file, got a folder: {path}")
     try:
         with path.open("rb") as fh:
             head = fh.read(16)
     except PermissionError:
-        raise SourceError(
+        raise ChatDBError(
             f"permission denied reading {path}; on macOS grant Full Disk Access to the app"
         ) from None
     if head != SQLITE_MAGIC:
-        raise SourceError(f"{path} is not an SQLite database (encrypted or damaged?)")
+        raise ChatDBError(f"{path} is not an SQLite database (encrypted or damaged?)")
     try:
         conn = sqlite3.connect(
             readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
@@ -139,11 +144,11 @@ def open_source(path: Path, *, busy_timeout_ms: int | None = None) -> sqlite3.Co
         conn.execute(f"PRAGMA busy_timeout={int(timeout)}")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from None
+        raise ChatDBError(f"cannot read {path}: {exc}") from None
     missing = {"message", "handle", "chat", "chat_message_join"} - tables
     if missing:
         conn.close()
-        raise SourceError(
+        raise ChatDBError(
             f"{path} is not a Messages database (missing {', '.join(sorted(missing))})"
         )
     return conn
@@ -163,7 +168,7 @@ class Reader:
     """Chunked reads of one source database; every call is its own short statement.
 
     Any SQLite failure while reading (locked past the busy timeout, a damaged page) becomes
-    a SourceError naming the problem, so callers roll back and report instead of crashing.
+    a ChatDBError naming the problem, so callers roll back and report instead of crashing.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -171,7 +176,7 @@ class Reader:
         try:
             self._init()
         except sqlite3.Error as exc:
-            raise SourceError(f"cannot read the Messages database: {exc}") from None
+            raise ChatDBError(f"cannot read the Messages database: {exc}") from None
 
     def _with_chats(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Append each row's chat ROWID (the lowest, for a row in several chats; None for
@@ -199,7 +204,7 @@ class Reader:
         try:
             return self.conn.execute(sql, params or {}).fetchall()
         except sqlite3.Error as exc:
-            raise SourceError(f"reading the Messages database failed: {exc}") from None
+            raise ChatDBError(f"reading the Messages database failed: {exc}") from None
 
     def _init(self) -> None:
         conn = self.conn

@@ -36,9 +36,8 @@ import msgspec
 
 from chatstats import log
 from chatstats.db import Database
-from chatstats.errors import SourceError
 from chatstats.imessage import chatdb
-from chatstats.imessage.chatdb import M
+from chatstats.imessage.chatdb import ChatDBError, M
 from chatstats.imessage.dates import unix_ns_to_apple
 from chatstats.ingest import watermark
 from chatstats.ingest.batch import Counters, Ingest, Outcome
@@ -54,7 +53,9 @@ FALLBACK_CHECK_SECONDS = 2.0
 # `data_version` checks only catch an event the watcher dropped: they can be slow (idle CPU).
 # Starting, waiting (a locked or missing chat.db writes nothing to watch) or unwatched, the
 # short `poll_interval` and FALLBACK_CHECK_SECONDS apply.
-WATCHED_POLL_SECONDS = 5.0
+# 1 s, not 5: a file event the watcher drops (seen intermittently in the browser test) must
+# still reach clients within a second; two stat() calls a second cost nothing measurable.
+WATCHED_POLL_SECONDS = 1.0
 WATCHED_FALLBACK_SECONDS = 30.0
 # Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting, without
 # moving any date a cursor could follow. The correction is a commit, so it triggers a sync;
@@ -234,7 +235,7 @@ class LiveTail:
     async def _sync_safely(self, *, full: bool = False) -> bool:
         try:
             await self.sync(full=full)
-        except SourceError as exc:
+        except ChatDBError as exc:
             self._report_waiting(exc.message)
             return False
         except (OSError, sqlite3.Error) as exc:
@@ -263,7 +264,7 @@ class LiveTail:
         """One transaction: new rows, changed rows, watermarks. Then publish."""
         async with self._sync_lock:
             if not self.source.exists():
-                raise SourceError(f"Messages database not found: {self.source}")
+                raise ChatDBError(f"Messages database not found: {self.source}")
             reader = self._open()
             self._version_changed()
             counters = Counters()
@@ -350,7 +351,7 @@ class LiveTail:
         live analysis passes consume it and can never miss a batch."""
         if not (outcome.new_message_ids or outcome.changed_message_ids):
             return
-        from chatstats.events import bus
+        from chatstats.events import bus, catalogue
 
         per_chat: dict[int, dict[str, list[int]]] = {}
         ids = outcome.new_message_ids + outcome.changed_message_ids
@@ -364,17 +365,13 @@ class LiveTail:
             if conversation_id is not None and conversation_id not in entry["conversations"]:
                 entry["conversations"].append(conversation_id)
         for chat_id, entry in per_chat.items():
-            bus.append(
-                conn,
-                scope=f"chat:{chat_id}",
-                type="messages_synced",
-                data={
-                    "chat_id": chat_id,
-                    "new_message_ids": entry["new"],
-                    "changed_message_ids": entry["changed"],
-                    "conversation_ids": entry["conversations"],
-                },
+            synced = catalogue.MessagesSynced(
+                chat_id=chat_id,
+                new_message_ids=entry["new"],
+                changed_message_ids=entry["changed"],
+                conversation_ids=entry["conversations"],
             )
+            bus.append(conn, synced, scope=f"chat:{chat_id}")
 
 
 def summary_of(status: TailStatus) -> dict[str, Any]:

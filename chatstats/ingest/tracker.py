@@ -48,6 +48,7 @@ import msgspec
 from chatstats import log
 from chatstats.errors import NotFound
 from chatstats.events import bus as events
+from chatstats.events import catalogue
 from chatstats.ingest.conversations import GAP_NS
 
 logger = log.get(__name__)
@@ -132,17 +133,13 @@ def reopen(conn: sqlite3.Connection, conversation_id: int, chat_id: int) -> int 
     if row is None:
         return None
     end_ns, count = row
-    event = events.append(
-        conn,
-        scope=f"chat:{chat_id}",
-        type=REOPENED,
-        data={
-            "chat_id": chat_id,
-            "conversation_id": conversation_id,
-            "last_message_time": iso_time(end_ns),
-            "message_count": count,
-        },
+    reopened = catalogue.ConversationReopened(
+        chat_id=chat_id,
+        conversation_id=conversation_id,
+        last_message_time=iso_time(end_ns),
+        message_count=count,
     )
+    event = events.append(conn, reopened, scope=f"chat:{chat_id}")
     logger.info(
         "conversation_reopened",
         chat_id=chat_id,
@@ -274,30 +271,22 @@ def _seal(
     )
     conn.execute("DELETE FROM seal_timers WHERE conversation_id = :id", {"id": conversation_id})
     scope = f"chat:{chat_id}"
-    sealed_event = events.append(
-        conn,
-        scope=scope,
-        type=SEALED,
-        data={
-            "chat_id": chat_id,
-            "conversation_id": conversation_id,
-            "last_message_time": iso_time(last_ns),
-            "message_count": count,
-        },
+    sealed = catalogue.ConversationSealed(
+        chat_id=chat_id,
+        conversation_id=conversation_id,
+        last_message_time=iso_time(last_ns),
+        message_count=count,
     )
+    sealed_event = events.append(conn, sealed, scope=scope)
     start_ns, end_ns, count = finalize(conn, conversation_id) or (first_ns, last_ns, count)
-    ready_event = events.append(
-        conn,
-        scope=scope,
-        type=READY,
-        data={
-            "chat_id": chat_id,
-            "conversation_id": conversation_id,
-            "start_time": iso_time(start_ns),
-            "end_time": iso_time(end_ns),
-            "message_count": count,
-        },
+    ready = catalogue.ConversationReady(
+        chat_id=chat_id,
+        conversation_id=conversation_id,
+        start_time=iso_time(start_ns),
+        end_time=iso_time(end_ns),
+        message_count=count,
     )
+    ready_event = events.append(conn, ready, scope=scope)
     logger.info(
         "conversation_sealed",
         chat_id=chat_id,

@@ -216,11 +216,17 @@ class Library:
         limit: int,
         before_id: int | None = None,
         cursor: str | None = None,
+        *,
+        contact_id: int | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
     ) -> Page[Message]:
-        """Messages containing every word of `text`, newest first."""
+        """Messages containing every word of `text`, newest first; `contact_id` keeps what
+        that contact sent, `since_ns`/`until_ns` bound the time (until excluded)."""
         match = store.match_expression(search_terms(text))
         after = _position(before_id, cursor, "search")
-        return await self._db.read(_search, match, chat_id, limit, before_id, after)
+        filters = {"contact_id": contact_id, "since_ns": since_ns, "until_ns": until_ns}
+        return await self._db.read(_search, match, chat_id, limit, before_id, after, filters)
 
 
 def _position(before_id: int | None, cursor: str | None, list_name: str) -> Keyset | None:
@@ -530,6 +536,7 @@ def _search(
     limit: int,
     before_id: int | None,
     after: Keyset | None,
+    filters: dict[str, int | None] | None = None,
 ) -> Page[Message]:
     conn.execute("BEGIN")
     if chat_id is not None and not store.chat_exists(conn, chat_id):
@@ -540,6 +547,7 @@ def _search(
         if row is None:
             raise BadRequest("before_id does not name a message")
         cursor = (row["date_ns"], row["id"])
-    found = _build_messages(conn, store.search_messages(conn, match, chat_id, limit, cursor))
+    rows = store.search_messages(conn, match, chat_id, limit, cursor, **(filters or {}))
+    found = _build_messages(conn, rows)
     last_ns = found[-1].date_ns if found else None
     return Page(found, _next(found, limit, "search", last_ns))

@@ -48,6 +48,10 @@ class CallResult(msgspec.Struct, kw_only=True):
     outcome: str
     error: str | None
     call_id: int | None
+    # A streamed answer's tool calls, `{id, name, arguments}` with `arguments` as the model
+    # sent it (raw JSON text, possibly malformed: parsing is the caller's business).
+    tool_calls: list[dict[str, str]] = []
+    finish_reason: str | None = None
 
 
 # `record` may write at once (async, returns the row id) or stash the record to write it

@@ -274,6 +274,7 @@ class LLMStream:
         run_id: str | None = None,
         conversation_id: int | None = None,
         thread_id: int | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> AsyncGenerator[str, None]:
         config = _not_configured(config)
         lm = await ensure_litellm()
@@ -287,6 +288,8 @@ class LLMStream:
             thread_id=thread_id,
         )
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        finish_reason: str | None = None
         usage_obj: Any = None
         response: Any = None
         finished = False
@@ -296,6 +299,8 @@ class LLMStream:
                 call.provider = provider_of(lm, config)[1]
                 kwargs["stream"] = True
                 kwargs["stream_options"] = {"include_usage": True}
+                if tools:
+                    kwargs["tools"] = list(tools)
                 call.started = time.perf_counter()
                 response = await lm.acompletion(**kwargs)
                 async for chunk in response:
@@ -303,11 +308,12 @@ class LLMStream:
                     if chunk_usage is not None:
                         usage_obj = chunk_usage
                     choices = getattr(chunk, "choices", None) or []
-                    delta = (
-                        getattr(getattr(choices[0], "delta", None), "content", None)
-                        if choices
-                        else None
-                    )
+                    message = getattr(choices[0], "delta", None) if choices else None
+                    delta = getattr(message, "content", None)
+                    if choices and getattr(choices[0], "finish_reason", None):
+                        finish_reason = str(choices[0].finish_reason)
+                    for part in getattr(message, "tool_calls", None) or ():
+                        _merge_tool_call(calls, part)
                     if delta:
                         parts.append(delta)
                         yield delta
@@ -333,6 +339,8 @@ class LLMStream:
                 outcome="ok",
                 error=None,
                 call_id=call_id,
+                tool_calls=[calls[i] for i in sorted(calls)],
+                finish_reason=finish_reason,
             )
         finally:
             if not finished and not call.recorded:
@@ -355,11 +363,14 @@ def stream(
     run_id: str | None = None,
     conversation_id: int | None = None,
     thread_id: int | None = None,
+    tools: Sequence[dict[str, Any]] | None = None,
 ) -> LLMStream:
     """A streamed chat completion (for the chatbot): `async for delta in stream(...)`.
 
     Usage comes from the final chunk (`stream_options.include_usage`); the record is handed
-    to `record` when the stream ends, fails, or is closed early.
+    to `record` when the stream ends, fails, or is closed early. With `tools` (OpenAI
+    function specs) the model may answer with tool calls instead of text: they arrive in
+    pieces and are put together in `result.tool_calls`.
     """
     return LLMStream(
         config,
@@ -370,4 +381,22 @@ def stream(
         run_id=run_id,
         conversation_id=conversation_id,
         thread_id=thread_id,
+        tools=tools,
     )
+
+
+def _merge_tool_call(calls: dict[int, dict[str, str]], part: Any) -> None:
+    """One streamed fragment of a tool call: the first names it, the rest extend its
+    arguments (OpenAI's stream sends them as pieces of one JSON text, keyed by index)."""
+    index = getattr(part, "index", None)
+    index = index if isinstance(index, int) else len(calls)
+    entry = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    if getattr(part, "id", None):
+        entry["id"] = str(part.id)
+    function = getattr(part, "function", None)
+    name = getattr(function, "name", None)
+    if name:
+        entry["name"] = str(name)
+    arguments = getattr(function, "arguments", None)
+    if isinstance(arguments, str):
+        entry["arguments"] += arguments

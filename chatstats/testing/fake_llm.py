@@ -38,6 +38,21 @@ class Reply:
 
     content: Any
     finish_reason: str = "stop"
+    # Streamed answers only: a pause before each content chunk, so a client can leave
+    # mid-answer (a test of a reader that disconnects).
+    chunk_delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Answer with tool calls, as a model asking for a tool does (finish_reason "tool_calls").
+
+    `calls` holds (name, arguments) pairs: a dict is sent as its JSON, a str verbatim (so a
+    test can send malformed arguments). Streamed, each call's arguments arrive in pieces.
+    """
+
+    calls: tuple[tuple[str, Any], ...]
+    content: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,15 @@ class Disconnect:
 
 
 Fault = (
-    Reply | RateLimit | ServerError | ClientError | Timeout | Malformed | BadJSONBody | Disconnect
+    Reply
+    | ToolCalls
+    | RateLimit
+    | ServerError
+    | ClientError
+    | Timeout
+    | Malformed
+    | BadJSONBody
+    | Disconnect
 )
 Responder = Callable[[dict[str, Any]], Any]
 
@@ -550,19 +573,30 @@ class FakeLLM:
                 await self._send(writer, 200, item.body)
             return
         finish = "stop"
+        delay = 0.0
+        if item is None:
+            answer = self.responder(payload)
+            item = answer if isinstance(answer, Reply | ToolCalls) else Reply(answer)
+        tool_calls: list[dict[str, Any]] = []
         if isinstance(item, Reply):
-            content, finish = item.content, item.finish_reason
-        elif isinstance(item, Malformed):
+            content, finish, delay = item.content, item.finish_reason, item.chunk_delay_s
+        elif isinstance(item, ToolCalls):
+            content, finish = item.content, "tool_calls"
+            for name, arguments in item.calls:
+                raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                n = next(self._ids)
+                tool_calls.append(
+                    {"id": f"call_fake{n}", "type": "function",
+                     "function": {"name": name, "arguments": raw}}
+                )  # fmt: skip
+        else:  # Malformed
             content = item.content
-        else:
-            content = self.responder(payload)
-            if isinstance(content, Reply):
-                content, finish = content.content, content.finish_reason
         text = content if isinstance(content, str) else json.dumps(content)
         model = str(payload.get("model") or "fake")
+        called = "".join(c["function"]["name"] + c["function"]["arguments"] for c in tool_calls)
         usage = {
             "prompt_tokens": _prompt_tokens(payload.get("messages") or []),
-            "completion_tokens": _tokens(text),
+            "completion_tokens": _tokens(text + called),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         ident = f"chatcmpl-fake{next(self._ids)}"
@@ -577,7 +611,12 @@ class FakeLLM:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "message": {
+                            "role": "assistant",
+                            "content": text if text or not tool_calls else None,
+                            "refusal": None,
+                            **({"tool_calls": tool_calls} if tool_calls else {}),
+                        },
                         "logprobs": None,
                         "finish_reason": finish,
                     }
@@ -588,7 +627,9 @@ class FakeLLM:
             return
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         step = self.stream_chunk_chars
-        pieces = [text[i : i + step] for i in range(0, len(text), step)] or [""]
+        pieces = [text[i : i + step] for i in range(0, len(text), step)]
+        if not pieces and not tool_calls:
+            pieces = [""]
 
         def chunk(delta: dict[str, Any], finish_reason: str | None) -> bytes:
             body: dict[str, Any] = {
@@ -603,8 +644,19 @@ class FakeLLM:
                 body["usage"] = None
             return b"data: " + json.dumps(body).encode() + b"\n\n"
 
-        events = [chunk({"role": "assistant", "content": ""}, None)]
-        events += [chunk({"content": p}, None) for p in pieces]
+        events: list[bytes | float] = [chunk({"role": "assistant", "content": ""}, None)]
+        for p in pieces:
+            if delay > 0:
+                events.append(delay)
+            events.append(chunk({"content": p}, None))
+        for index, call in enumerate(tool_calls):
+            raw = call["function"]["arguments"]
+            head = {**call, "index": index, "function": {"name": call["function"]["name"],
+                                                         "arguments": ""}}  # fmt: skip
+            events.append(chunk({"tool_calls": [head]}, None))
+            for i in range(0, len(raw), step):
+                piece = {"index": index, "function": {"arguments": raw[i : i + step]}}
+                events.append(chunk({"tool_calls": [piece]}, None))
         events.append(chunk({}, finish))
         if include_usage:
             final = {
@@ -619,7 +671,10 @@ class FakeLLM:
         events.append(b"data: [DONE]\n\n")
         await self._send_stream_raw(writer, events)
 
-    async def _send_stream_raw(self, writer: asyncio.StreamWriter, events: list[bytes]) -> None:
+    async def _send_stream_raw(
+        self, writer: asyncio.StreamWriter, events: list[bytes] | list[bytes | float]
+    ) -> None:
+        """Send the events chunked; a float in the list is a pause of that many seconds."""
         head = (
             "HTTP/1.1 200 OK\r\n"
             "content-type: text/event-stream; charset=utf-8\r\n"
@@ -628,6 +683,9 @@ class FakeLLM:
         )
         writer.write(head.encode("latin-1"))
         for event in events:
+            if isinstance(event, float):
+                await asyncio.sleep(event)
+                continue
             writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             await writer.drain()
         writer.write(b"0\r\n\r\n")

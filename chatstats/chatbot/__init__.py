@@ -1,0 +1,1 @@
+"""The AI chatbot: its read-only tools over the history (tools.py), shared with `chatstats mcp`."""
