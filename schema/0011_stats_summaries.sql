@@ -51,7 +51,9 @@ CREATE TABLE stats_conversations (
     start_ns        INTEGER NOT NULL,
     end_ns          INTEGER NOT NULL,
     messages        INTEGER NOT NULL,
-    first_from_me   INTEGER NOT NULL
+    first_from_me   INTEGER NOT NULL,
+    last_id         INTEGER NOT NULL,     -- its last message in (date_ns, id) order:
+    last_from_me    INTEGER NOT NULL      -- an appended message needs only this row
 );
 CREATE INDEX stats_conversations_chat
     ON stats_conversations(chat_id, start_ns, end_ns, messages, first_from_me);
@@ -148,15 +150,41 @@ CREATE TRIGGER stats_block_delete AFTER DELETE ON stats_buckets BEGIN
       AND is_from_me = OLD.is_from_me AND bucket >= OLD.bucket / 2880 * 2880 AND bucket < OLD.bucket / 2880 * 2880 + 2880
     GROUP BY chat_id;
 END;
+-- A message appended after its conversation's last one (live batches, the per-row import)
+-- updates the conversation's rows in O(1); one landing inside a conversation recomputes it.
+-- The two WHENs exclude each other whichever trigger runs first: after either, the new
+-- message is at or before the conversation's last.
+CREATE TRIGGER stats_conv_append AFTER INSERT ON messages
+WHEN NEW.conversation_id IS NOT NULL AND NEW.kind = 'message' AND NEW.chat_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM stats_conversations c WHERE c.conversation_id = NEW.conversation_id
+    AND (c.end_ns > NEW.date_ns OR (c.end_ns = NEW.date_ns AND c.last_id > NEW.id))) BEGIN
+    INSERT INTO stats_replies (message_id, chat_id, conversation_id, handle_id, is_from_me, date_ns, gap_ns)
+    SELECT NEW.id, NEW.chat_id, NEW.conversation_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me,
+           NEW.date_ns, NEW.date_ns - c.end_ns
+    FROM stats_conversations c WHERE c.conversation_id = NEW.conversation_id AND c.last_from_me <> NEW.is_from_me;
+    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
+    VALUES (NEW.conversation_id, NEW.chat_id, NEW.date_ns, NEW.date_ns, 1, NEW.is_from_me, NEW.id, NEW.is_from_me)
+    ON CONFLICT (conversation_id) DO UPDATE SET end_ns = excluded.end_ns, messages = messages + 1,
+        last_id = excluded.last_id, last_from_me = excluded.last_from_me;
+    INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
+    VALUES (NEW.conversation_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me, NEW.chat_id, 1)
+    ON CONFLICT (conversation_id, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
+END;
 CREATE TRIGGER stats_conv_insert AFTER INSERT ON messages
-WHEN NEW.conversation_id IS NOT NULL AND NEW.kind = 'message' BEGIN
+WHEN NEW.conversation_id IS NOT NULL AND NEW.kind = 'message' AND NEW.chat_id IS NOT NULL
+  AND EXISTS (SELECT 1 FROM stats_conversations c WHERE c.conversation_id = NEW.conversation_id
+    AND (c.end_ns > NEW.date_ns OR (c.end_ns = NEW.date_ns AND c.last_id > NEW.id))) BEGIN
     DELETE FROM stats_conversations WHERE conversation_id = NEW.conversation_id;
     DELETE FROM stats_conv_senders WHERE conversation_id = NEW.conversation_id;
     DELETE FROM stats_replies WHERE conversation_id = NEW.conversation_id;
-    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me)
+    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
     SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),
            (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = NEW.conversation_id
-              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1)
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1),
+           (SELECT f.id FROM messages f WHERE f.conversation_id = NEW.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1),
+           (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = NEW.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1)
     FROM messages WHERE conversation_id = NEW.conversation_id AND kind = 'message' AND chat_id IS NOT NULL
     GROUP BY conversation_id;
     INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
@@ -176,10 +204,14 @@ WHEN OLD.conversation_id IS NOT NULL AND OLD.kind = 'message' BEGIN
     DELETE FROM stats_conversations WHERE conversation_id = OLD.conversation_id;
     DELETE FROM stats_conv_senders WHERE conversation_id = OLD.conversation_id;
     DELETE FROM stats_replies WHERE conversation_id = OLD.conversation_id;
-    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me)
+    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
     SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),
            (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = OLD.conversation_id
-              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1)
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1),
+           (SELECT f.id FROM messages f WHERE f.conversation_id = OLD.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1),
+           (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = OLD.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1)
     FROM messages WHERE conversation_id = OLD.conversation_id AND kind = 'message' AND chat_id IS NOT NULL
     GROUP BY conversation_id;
     INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
@@ -200,10 +232,14 @@ WHEN OLD.conversation_id IS NOT NULL AND OLD.conversation_id IS NOT NEW.conversa
     DELETE FROM stats_conversations WHERE conversation_id = OLD.conversation_id;
     DELETE FROM stats_conv_senders WHERE conversation_id = OLD.conversation_id;
     DELETE FROM stats_replies WHERE conversation_id = OLD.conversation_id;
-    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me)
+    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
     SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),
            (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = OLD.conversation_id
-              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1)
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1),
+           (SELECT f.id FROM messages f WHERE f.conversation_id = OLD.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1),
+           (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = OLD.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1)
     FROM messages WHERE conversation_id = OLD.conversation_id AND kind = 'message' AND chat_id IS NOT NULL
     GROUP BY conversation_id;
     INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
@@ -224,10 +260,14 @@ WHEN NEW.conversation_id IS NOT NULL AND (OLD.kind = 'message' OR NEW.kind = 'me
     DELETE FROM stats_conversations WHERE conversation_id = NEW.conversation_id;
     DELETE FROM stats_conv_senders WHERE conversation_id = NEW.conversation_id;
     DELETE FROM stats_replies WHERE conversation_id = NEW.conversation_id;
-    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me)
+    INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
     SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),
            (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = NEW.conversation_id
-              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1)
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns, f.id LIMIT 1),
+           (SELECT f.id FROM messages f WHERE f.conversation_id = NEW.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1),
+           (SELECT f.is_from_me FROM messages f WHERE f.conversation_id = NEW.conversation_id
+              AND f.kind = 'message' AND f.chat_id IS NOT NULL ORDER BY f.date_ns DESC, f.id DESC LIMIT 1)
     FROM messages WHERE conversation_id = NEW.conversation_id AND kind = 'message' AND chat_id IS NOT NULL
     GROUP BY conversation_id;
     INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
@@ -252,7 +292,8 @@ WHEN NEW.kind = 'message' AND NEW.chat_id IS NOT NULL BEGIN
     INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)
     SELECT NEW.id, NEW.chat_id, NEW.date_ns, (SELECT COUNT(*) FROM reactions r WHERE r.target_guid = NEW.guid AND r.active = 1 AND r.is_removal = 0)
     WHERE EXISTS (SELECT 1 FROM reactions r WHERE r.target_guid = NEW.guid AND r.active = 1 AND r.is_removal = 0)
-    ON CONFLICT (message_id) DO UPDATE SET n = n + excluded.n;
+    ON CONFLICT (message_id) DO UPDATE SET n = n + excluded.n, chat_id = excluded.chat_id,
+        date_ns = excluded.date_ns;
 END;
 CREATE TRIGGER stats_react_message_delete AFTER DELETE ON messages
 WHEN OLD.kind = 'message' AND OLD.chat_id IS NOT NULL BEGIN
@@ -290,7 +331,8 @@ WHEN NEW.kind = 'message' AND NEW.chat_id IS NOT NULL AND (OLD.chat_id IS NOT NE
     INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)
     SELECT NEW.id, NEW.chat_id, NEW.date_ns, (SELECT COUNT(*) FROM reactions r WHERE r.target_guid = NEW.guid AND r.active = 1 AND r.is_removal = 0)
     WHERE EXISTS (SELECT 1 FROM reactions r WHERE r.target_guid = NEW.guid AND r.active = 1 AND r.is_removal = 0)
-    ON CONFLICT (message_id) DO UPDATE SET n = n + excluded.n;
+    ON CONFLICT (message_id) DO UPDATE SET n = n + excluded.n, chat_id = excluded.chat_id,
+        date_ns = excluded.date_ns;
 END;
 CREATE TRIGGER stats_react_insert AFTER INSERT ON reactions
 WHEN NEW.active = 1 AND NEW.is_removal = 0 BEGIN
@@ -356,12 +398,14 @@ SELECT chat_id, bucket / 2880, handle_id, is_from_me,
 FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880;
 CREATE TEMP TABLE stats_walk AS
 SELECT id, chat_id, conversation_id, COALESCE(handle_id, 0) AS h, is_from_me, date_ns,
-       LAG(is_from_me) OVER w AS prev_me, LAG(date_ns) OVER w AS prev_ns
+       LAG(is_from_me) OVER w AS prev_me, LAG(date_ns) OVER w AS prev_ns,
+       LEAD(id) OVER w IS NULL AS is_last
 FROM messages WHERE conversation_id IS NOT NULL AND kind = 'message' AND chat_id IS NOT NULL
 WINDOW w AS (PARTITION BY conversation_id ORDER BY date_ns, id);
-INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me)
+INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages, first_from_me, last_id, last_from_me)
 SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),
-       MAX(CASE WHEN prev_me IS NULL THEN is_from_me END)
+       MAX(CASE WHEN prev_me IS NULL THEN is_from_me END),
+       MAX(CASE WHEN is_last THEN id END), MAX(CASE WHEN is_last THEN is_from_me END)
 FROM temp.stats_walk GROUP BY conversation_id;
 INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)
 SELECT conversation_id, h, is_from_me, chat_id, COUNT(*) FROM temp.stats_walk GROUP BY 1, 2, 3;

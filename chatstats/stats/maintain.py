@@ -1,9 +1,10 @@
-"""Stats maintenance around the historical import's one-statement bulk load.
+"""Stats maintenance for the historical import: set-based, never one trigger call per row.
 
-Why: a per-row trigger (an upsert and a Python word count for each of 300k rows) made the
-race-mode load ~58% slower. So the bulk load runs with the insert trigger dropped, and the
-buckets of the rows it wrote are then built by one GROUP BY, in the same transaction, before
-the trigger is put back. Live batches, edits and unsends keep using the triggers.
+Why: per-row triggers (an upsert, a Python word count and a conversation's rows for each of
+300k rows) made the import far slower than the load itself. Race mode drops every statistics
+trigger for the load and `resume` rebuilds all summaries in one pass (`REBUILD`); a bulk
+load outside race mode builds its rows' buckets in one GROUP BY (`bulk_insert`). Live
+batches, edits and unsends keep using the triggers (appends in O(1), schema 0011).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from chatstats.db import word_count
 
 _TRIGGER = "stats_message_insert"
 
@@ -52,11 +55,14 @@ def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
         conn.execute(row[0])
 
 
-# Schema 0011's summaries. Their triggers recompute a conversation or a 30-day block per
-# changed row: right for live batches, ruinous for a 300k-row load into an empty database
-# (and their lookups by GUID would run while race mode has the indexes dropped). So race
-# mode drops them for the whole load and rebuilds every summary once, after the indexes are
-# back and before the one COMMIT: what a reader sees is always in step.
+# Schema 0007's and 0011's summaries. Their triggers update a bucket, a conversation or a
+# 30-day block per changed row: right for live batches, ruinous for a 300k-row load into an
+# empty database (and their lookups by GUID would run while race mode has the indexes
+# dropped). So race mode drops every statistics trigger for the whole load and rebuilds
+# every summary once, set-based, after the indexes are back and before the one COMMIT: what
+# a reader sees is always in step. One pass over the messages (stats_walk, words counted
+# there once) feeds the buckets and the conversations; months, years and blocks come from
+# the buckets, not the messages.
 SUMMARY_TABLES = (
     "stats_years",
     "stats_blocks",
@@ -66,32 +72,74 @@ SUMMARY_TABLES = (
     "stats_reactions",
     "stats_reacted",
 )
-_REBUILD_MARK = "-- Rows already there before this migration"
+ALL_TABLES = ("stats_buckets", "stats_months", *SUMMARY_TABLES)
+
+REBUILD = (
+    "CREATE TEMP TABLE stats_walk AS"
+    " SELECT id, chat_id, conversation_id, COALESCE(handle_id, 0) AS h, is_from_me, date_ns,"
+    " cs_words(text) AS w, LAG(is_from_me) OVER w AS prev_me, LAG(date_ns) OVER w AS prev_ns,"
+    " LEAD(id) OVER w IS NULL AS is_last"
+    " FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL"
+    " WINDOW w AS (PARTITION BY conversation_id ORDER BY date_ns, id)",
+    "INSERT INTO stats_buckets (bucket, chat_id, handle_id, is_from_me, messages, words)"
+    " SELECT date_ns / 900000000000, chat_id, h, is_from_me, COUNT(*), SUM(w)"
+    " FROM temp.stats_walk GROUP BY 1, 2, 3, 4",
+    # A bucket never straddles a UTC month (months start on a multiple of 15 minutes).
+    "INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)"
+    " SELECT CAST(strftime('%Y%m', bucket * 900, 'unixepoch') AS INTEGER), chat_id, handle_id,"
+    " is_from_me, SUM(messages) FROM stats_buckets GROUP BY 1, 2, 3, 4",
+    "INSERT INTO stats_years (year, chat_id, handle_id, is_from_me, messages)"
+    " SELECT month / 100, chat_id, handle_id, is_from_me, SUM(messages) FROM stats_months"
+    " GROUP BY 1, 2, 3, 4",
+    "INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)"
+    " SELECT chat_id, bucket / 2880, handle_id, is_from_me,"
+    " group_concat(bucket || ',' || messages || ',' || words)"
+    " FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880",
+    "INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages,"
+    " first_from_me, last_id, last_from_me)"
+    " SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),"
+    " MAX(CASE WHEN prev_me IS NULL THEN is_from_me END),"
+    " MAX(CASE WHEN is_last THEN id END), MAX(CASE WHEN is_last THEN is_from_me END)"
+    " FROM temp.stats_walk WHERE conversation_id IS NOT NULL GROUP BY conversation_id",
+    "INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)"
+    " SELECT conversation_id, h, is_from_me, chat_id, COUNT(*) FROM temp.stats_walk"
+    " WHERE conversation_id IS NOT NULL GROUP BY 1, 2, 3",
+    "INSERT INTO stats_replies (message_id, chat_id, conversation_id, handle_id, is_from_me,"
+    " date_ns, gap_ns)"
+    " SELECT id, chat_id, conversation_id, h, is_from_me, date_ns, date_ns - prev_ns"
+    " FROM temp.stats_walk WHERE conversation_id IS NOT NULL AND prev_me <> is_from_me",
+    "DROP TABLE temp.stats_walk",
+    "INSERT INTO stats_reactions (chat_id, target_from_me, by_me, type, bucket, target_handle, n)"
+    " SELECT m.chat_id, m.is_from_me, r.is_from_me, r.type, m.date_ns / 900000000000,"
+    " COALESCE(m.handle_id, 0), COUNT(*)"
+    " FROM reactions r JOIN messages m ON m.guid = r.target_guid"
+    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
+    " GROUP BY 1, 2, 3, 4, 5, 6",
+    "INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)"
+    " SELECT m.id, m.chat_id, m.date_ns, COUNT(*)"
+    " FROM reactions r JOIN messages m ON m.guid = r.target_guid"
+    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
+    " GROUP BY m.id",
+)
 
 
-def rebuild_statements() -> list[str]:
-    """The statements that fill the summaries from messages, reactions and stats_buckets:
-    the tail of migration 0011, so the migration and race mode cannot drift apart."""
-    from chatstats.db import _statements, migrations
-
-    for _version, name, path in migrations():
-        if name == "stats_summaries":
-            script = path.read_text(encoding="utf-8")
-            tail = script.split(_REBUILD_MARK, 1)[1].split("\n", 1)[1]
-            return _statements(tail)
-    return []
-
-
-def rebuild(conn: sqlite3.Connection) -> None:
-    """Empty and refill every summary table (inside the caller's transaction)."""
-    for table in SUMMARY_TABLES:
+def _fill(conn: sqlite3.Connection) -> None:
+    conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
+    for table in ALL_TABLES:
         conn.execute(f"DELETE FROM {table}")  # names are constants
-    for sql in rebuild_statements():
+    for sql in REBUILD:
         conn.execute(sql)
 
 
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Empty and refill every statistics table from the rows (inside the caller's
+    transaction), with the triggers off meanwhile."""
+    suspend(conn).resume()
+
+
 class Suspended:
-    """Summary triggers dropped by `suspend`; `resume` rebuilds the tables and puts them back."""
+    """Statistics triggers dropped by `suspend`; `resume` rebuilds the tables and puts them
+    back."""
 
     def __init__(self, conn: sqlite3.Connection, triggers: list[str]) -> None:
         self._conn = conn
@@ -100,17 +148,18 @@ class Suspended:
     def resume(self) -> None:
         if not self._triggers:
             return
-        rebuild(self._conn)
+        _fill(self._conn)
         for sql in self._triggers:
             self._conn.execute(sql)
         self._triggers = []
 
 
 def suspend(conn: sqlite3.Connection) -> Suspended:
-    """Inside the caller's transaction: drop 0011's triggers until `resume()`."""
+    """Inside the caller's transaction: drop 0007's and 0011's triggers until `resume()`."""
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ("
-        " name LIKE 'stats\\_block\\_%' ESCAPE '\\' OR name LIKE 'stats\\_conv\\_%' ESCAPE '\\'"
+        " name LIKE 'stats\\_message\\_%' ESCAPE '\\'"
+        " OR name LIKE 'stats\\_block\\_%' ESCAPE '\\' OR name LIKE 'stats\\_conv\\_%' ESCAPE '\\'"
         " OR name LIKE 'stats\\_react\\_%' ESCAPE '\\' OR name LIKE 'stats\\_year\\_%' ESCAPE '\\')"
     ).fetchall()
     for name, _sql in rows:
