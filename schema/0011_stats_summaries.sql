@@ -101,6 +101,97 @@ CREATE TABLE stats_reacted (
 );
 CREATE INDEX stats_reacted_date ON stats_reacted(date_ns, n);
 
+-- Words without a custom SQL function, so any SQLite client may write the messages: the
+-- 0007 triggers are replaced by ones that queue each added or removed text with its bucket
+-- (stats_words_pending); the app's writer counts the queued words into stats_buckets before
+-- its commits (stats/maintain.py `drain`), and readers add what is still queued. Invariant:
+-- a bucket's words plus its queued words are its messages' words, and nothing is queued
+-- for a bucket that is gone (a bucket emptied drops its queue with it).
+CREATE TABLE stats_words_pending (
+    id         INTEGER PRIMARY KEY,
+    chat_id    INTEGER NOT NULL,
+    bucket     INTEGER NOT NULL,
+    handle_id  INTEGER NOT NULL,
+    is_from_me INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    sign       INTEGER NOT NULL           -- +1 added, -1 removed
+);
+CREATE INDEX stats_words_pending_chat ON stats_words_pending(chat_id, bucket, handle_id, is_from_me);
+DROP TRIGGER stats_message_insert;
+DROP TRIGGER stats_message_delete;
+DROP TRIGGER stats_message_update_old;
+DROP TRIGGER stats_message_update_new;
+CREATE TRIGGER stats_message_insert AFTER INSERT ON messages
+WHEN NEW.kind = 'message' AND NEW.chat_id IS NOT NULL
+BEGIN
+    INSERT INTO stats_buckets (chat_id, bucket, handle_id, is_from_me, messages, words)
+    VALUES (NEW.chat_id, NEW.date_ns / 900000000000, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1, 0)
+    ON CONFLICT (chat_id, bucket, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
+    INSERT INTO stats_words_pending (chat_id, bucket, handle_id, is_from_me, text, sign)
+    SELECT NEW.chat_id, NEW.date_ns / 900000000000, COALESCE(NEW.handle_id, 0), NEW.is_from_me, NEW.text, 1
+    WHERE NEW.text <> '';
+    INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)
+    VALUES (CAST(strftime('%Y%m', NEW.date_ns / 1000000000, 'unixepoch') AS INTEGER), NEW.chat_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1)
+    ON CONFLICT (month, chat_id, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
+END;
+CREATE TRIGGER stats_message_delete AFTER DELETE ON messages
+WHEN OLD.kind = 'message' AND OLD.chat_id IS NOT NULL
+BEGIN
+    UPDATE stats_buckets SET messages = messages - 1 WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    INSERT INTO stats_words_pending (chat_id, bucket, handle_id, is_from_me, text, sign)
+    SELECT OLD.chat_id, OLD.date_ns / 900000000000, COALESCE(OLD.handle_id, 0), OLD.is_from_me, OLD.text, -1
+    WHERE OLD.text <> '' AND EXISTS (SELECT 1 FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages > 0);
+    DELETE FROM stats_words_pending WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me
+      AND EXISTS (SELECT 1 FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0);
+    DELETE FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
+    UPDATE stats_months SET messages = messages - 1
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    DELETE FROM stats_months
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
+END;
+CREATE TRIGGER stats_message_update_old AFTER UPDATE OF text, chat_id, date_ns, handle_id, is_from_me, kind ON messages
+WHEN OLD.kind = 'message' AND OLD.chat_id IS NOT NULL
+BEGIN
+    UPDATE stats_buckets SET messages = messages - 1 WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    INSERT INTO stats_words_pending (chat_id, bucket, handle_id, is_from_me, text, sign)
+    SELECT OLD.chat_id, OLD.date_ns / 900000000000, COALESCE(OLD.handle_id, 0), OLD.is_from_me, OLD.text, -1
+    WHERE OLD.text <> '' AND EXISTS (SELECT 1 FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages > 0);
+    DELETE FROM stats_words_pending WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me
+      AND EXISTS (SELECT 1 FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0);
+    DELETE FROM stats_buckets WHERE chat_id = OLD.chat_id AND bucket = OLD.date_ns / 900000000000
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
+    UPDATE stats_months SET messages = messages - 1
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me;
+    DELETE FROM stats_months
+    WHERE month = CAST(strftime('%Y%m', OLD.date_ns / 1000000000, 'unixepoch') AS INTEGER) AND chat_id = OLD.chat_id
+      AND handle_id = COALESCE(OLD.handle_id, 0) AND is_from_me = OLD.is_from_me AND messages <= 0;
+END;
+CREATE TRIGGER stats_message_update_new AFTER UPDATE OF text, chat_id, date_ns, handle_id, is_from_me, kind ON messages
+WHEN NEW.kind = 'message' AND NEW.chat_id IS NOT NULL
+BEGIN
+    INSERT INTO stats_buckets (chat_id, bucket, handle_id, is_from_me, messages, words)
+    VALUES (NEW.chat_id, NEW.date_ns / 900000000000, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1, 0)
+    ON CONFLICT (chat_id, bucket, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
+    INSERT INTO stats_words_pending (chat_id, bucket, handle_id, is_from_me, text, sign)
+    SELECT NEW.chat_id, NEW.date_ns / 900000000000, COALESCE(NEW.handle_id, 0), NEW.is_from_me, NEW.text, 1
+    WHERE NEW.text <> '';
+    INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)
+    VALUES (CAST(strftime('%Y%m', NEW.date_ns / 1000000000, 'unixepoch') AS INTEGER), NEW.chat_id, COALESCE(NEW.handle_id, 0), NEW.is_from_me, 1)
+    ON CONFLICT (month, chat_id, handle_id, is_from_me) DO UPDATE SET messages = messages + 1;
+END;
+
 -- Triggers (generated by the same template per key; keep them in step with stats/maintain.py).
 CREATE TRIGGER stats_year_insert AFTER INSERT ON stats_months BEGIN
     INSERT INTO stats_years (year, chat_id, handle_id, is_from_me, messages)

@@ -124,6 +124,9 @@ async def test_routes_answer_over_http(imported, libraries):
         chat = (await c.get(f"/api/stats/chats/{chat_id}?since=2000-01-01T00:00:00")).json()
         year = over["by_year"][-1]["year"]
         wrapped = (await c.get(f"/api/stats/wrapped?year={year}")).json()
+        listed = (await c.get("/api/chats?limit=200")).json()
+    named = {c["id"]: c["title"] for c in listed}
+    assert over["top_chats"] and all(t["title"] == named[t["chat_id"]] for t in over["top_chats"])
     conn = _open(imported)
     zone = ZoneInfo("Europe/Paris")
     assert over == stats_truth.overview(truth, conn, zone, LO, HI)

@@ -192,6 +192,7 @@ def _import(
                 report("indexes", i + 1, len(dropped))
             if summaries is not None:  # one rebuild, not one trigger call per row
                 summaries.resume()
+            stats_maintain.drain(conn)  # words of rows the triggers queued
             conn.execute(
                 "UPDATE import_runs SET state = 'complete', finished_ns = :t, summary = :s"
                 " WHERE id = :id",

@@ -40,6 +40,7 @@ _BUILD_MONTHS = (
 def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
     """Inside the caller's transaction: rows with id >= first_id inserted in the block are
     summarised once at its end instead of one trigger call each."""
+    conn.create_function("cs_words", 1, word_count, deterministic=True)
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = :n", {"n": _TRIGGER}
     ).fetchone()
@@ -125,10 +126,42 @@ REBUILD = (
 
 def _fill(conn: sqlite3.Connection) -> None:
     conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
-    for table in ALL_TABLES:
+    for table in (*ALL_TABLES, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
     for sql in REBUILD:
         conn.execute(sql)
+
+
+_PENDING = "SELECT chat_id, bucket, handle_id, is_from_me, text, sign FROM stats_words_pending"
+_ADD_WORDS = (
+    "UPDATE stats_buckets SET words = words + :d WHERE chat_id = :c AND bucket = :b"
+    " AND handle_id = :h AND is_from_me = :s"
+)
+
+
+def drain(conn: sqlite3.Connection) -> int:
+    """Count the queued texts' words into their buckets (inside the caller's transaction).
+
+    Why a queue: the triggers stay plain SQL (any SQLite client can write the messages), and
+    words are counted here, in Python, once per batch. Readers add what is still queued, so
+    figures are exact before a drain too. Returns the number of queued texts."""
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_words_pending'"
+    ).fetchone():
+        return 0
+    rows = conn.execute(_PENDING).fetchall()
+    if not rows:
+        return 0
+    delta: dict[tuple[int, int, int, int], int] = {}
+    for c, b, h, s, text, sign in rows:
+        key = (c, b, h, s)
+        delta[key] = delta.get(key, 0) + sign * word_count(text)
+    conn.executemany(
+        _ADD_WORDS,
+        [{"d": d, "c": k[0], "b": k[1], "h": k[2], "s": k[3]} for k, d in delta.items() if d],
+    )
+    conn.execute("DELETE FROM stats_words_pending")
+    return len(rows)
 
 
 def rebuild(conn: sqlite3.Connection) -> None:

@@ -284,10 +284,7 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]
-    titles = {
-        r["id"]: r["display_name"] or r["chat_identifier"]
-        for r in conn.execute(store.CHAT_TITLES, {"ids": "[" + ",".join(map(str, top)) + "]"})
-    }
+    titles = chat_titles(conn, top)
     return {
         "timezone": zone.key,
         "messages": sides[0] + sides[1],
@@ -410,6 +407,34 @@ def _figures(
         },
         "streaks": streaks(days, today),
     }
+
+
+def chat_titles(conn: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+    """Chat titles exactly as /api/chats names them (the library's rule, repeated here
+    because the statistics may not import the library: a group's own name, else who is in
+    it, each person once, else the chat identifier or GUID); tests hold the two equal."""
+    p = {"ids": "[" + ",".join(map(str, ids)) + "]"}
+    people: dict[int, list[sqlite3.Row]] = defaultdict(list)
+    for r in conn.execute(store.CHAT_PEOPLE, p):
+        people[r["chat_id"]].append(r)
+    out = {}
+    for r in conn.execute(store.CHAT_TITLES, p):
+        title = r["display_name"] if r["is_group"] and r["display_name"] else ""
+        if not title:
+            seen: set[tuple[str, Any]] = set()
+            names = []
+            for m in people[r["id"]]:
+                key = (
+                    ("contact", m["contact_id"])
+                    if m["contact_id"] is not None
+                    else ("handle", m["identifier"])
+                )
+                if key not in seen:
+                    seen.add(key)
+                    names.append(m["name"] or m["identifier"] or "")
+            title = ", ".join(n for n in names if n) or r["display_name"] or ""
+        out[r["id"]] = title or r["chat_identifier"] or r["guid"]
+    return out
 
 
 def chat_stats(

@@ -80,7 +80,16 @@ LAST_IN_CHAT = (
     "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
     " AND kind = 'message' ORDER BY date_ns DESC LIMIT 1"
 )
-CHAT_TITLES = "SELECT id, display_name, chat_identifier FROM chats WHERE id IN (SELECT value FROM json_each(:ids))"
+CHAT_TITLES = (
+    "SELECT id, guid, display_name, chat_identifier, is_group FROM chats"
+    " WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+# As the library lists them (/api/chats titles): by handle id within a chat.
+CHAT_PEOPLE = (
+    "SELECT cp.chat_id, h.identifier, h.contact_id, c.name FROM chat_participants cp"
+    " JOIN handles h ON h.id = cp.handle_id LEFT JOIN contacts c ON c.id = h.contact_id"
+    " WHERE cp.chat_id IN (SELECT value FROM json_each(:ids)) ORDER BY cp.chat_id, h.id"
+)
 CHAT = "SELECT id, is_group FROM chats WHERE id = :id"
 CONTACT = "SELECT id FROM contacts WHERE id = :id"
 # A chat's messages in time order (messages_chat_date).

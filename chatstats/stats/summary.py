@@ -143,6 +143,10 @@ _BLOCKS = (
     " WHERE chat_id = :chat AND block >= :blo AND block <= :bhi"
 )
 _BLOCKS_OF = _BLOCKS + " AND is_from_me = 0 AND handle_id IN (SELECT value FROM json_each(:hs))"
+_QUEUED = (
+    "SELECT bucket, handle_id, is_from_me, sign, text FROM stats_words_pending"
+    " WHERE chat_id = :chat AND bucket >= :lo AND bucket < :hi"
+)
 _MESSAGES = (
     "SELECT date_ns, COALESCE(handle_id, 0), is_from_me, text, guid, conversation_id"
     " FROM messages WHERE chat_id = :chat AND kind = 'message'"
@@ -234,6 +238,14 @@ def chat_part(
             cols[:, 3] = flat[:, 1]
             cols[:, 4] = flat[:, 2]
             own.append(cols[keep])
+        # Words still queued by the triggers (schema 0011): rows of no messages.
+        queued = [
+            (r[0], r[1], r[2], 0, r[3] * word_count(r[4]))
+            for r in conn.execute(_QUEUED, {"chat": chat, "lo": lo, "hi": hi})
+            if counted(r[1], r[2])
+        ]
+        if queued:
+            own.append(np.array(queued, dtype=_I64).reshape(-1, 5))
     edge_rows = []
     for a, b in edges:
         if a >= b:
@@ -437,15 +449,18 @@ def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int
 
 
 def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) -> dict[str, Any]:
-    cols = np.concatenate(parts.buckets) if parts.buckets else np.zeros((0, 5), dtype=_I64)
-    cols = cols[cols[:, 3] != 0] if len(cols) else cols
+    every = np.concatenate(parts.buckets) if parts.buckets else np.zeros((0, 5), dtype=_I64)
+    cols = every[every[:, 3] != 0] if len(every) else every
     total = int(cols[:, 3].sum())
     sent = int(cols[cols[:, 2] == 1, 3].sum())
     # by_sender: handles to contacts (a merge moves handles, never rewrites the summaries).
     keys = cols[:, 1] * 2 + cols[:, 2]
     uniq, inv = np.unique(keys, return_inverse=True)
     msgs = np.bincount(inv, weights=cols[:, 3], minlength=len(uniq)).astype(_I64)
-    words = np.bincount(inv, weights=cols[:, 4], minlength=len(uniq)).astype(_I64)
+    # Words from every row: queued words come in rows of no messages, always for a sender
+    # with messages in that bucket.
+    at = np.searchsorted(uniq, every[:, 1] * 2 + every[:, 2]) if len(uniq) else inv
+    words = np.bincount(at, weights=every[:, 4], minlength=len(uniq)).astype(_I64)
     # Ties in by_sender go to the sender seen first (as a walk through the messages would).
     first_at = [int(cols[inv == i, 0].min()) for i in range(len(uniq))]
     handle_ids = [int(k) // 2 for k in uniq if k % 2 == 0 and k // 2 != 0]
