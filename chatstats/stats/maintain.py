@@ -9,6 +9,7 @@ batches, edits and unsends keep using the triggers (appends in O(1), schema 0011
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,12 +114,12 @@ REBUILD = (
     "INSERT INTO stats_reactions (chat_id, target_from_me, by_me, type, bucket, target_handle, n)"
     " SELECT m.chat_id, m.is_from_me, r.is_from_me, r.type, m.date_ns / 900000000000,"
     " COALESCE(m.handle_id, 0), COUNT(*)"
-    " FROM reactions r JOIN messages m ON m.guid = r.target_guid"
+    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
     " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
     " GROUP BY 1, 2, 3, 4, 5, 6",
     "INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)"
     " SELECT m.id, m.chat_id, m.date_ns, COUNT(*)"
-    " FROM reactions r JOIN messages m ON m.guid = r.target_guid"
+    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
     " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
     " GROUP BY m.id",
 )
@@ -128,7 +129,17 @@ def _fill(conn: sqlite3.Connection) -> None:
     conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
     for table in (*ALL_TABLES, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
+    # Secondary indexes built once from the filled tables (a sort), not row by row.
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        " AND tbl_name IN (SELECT value FROM json_each(:t))",
+        {"t": json.dumps(ALL_TABLES)},
+    ).fetchall()
+    for name, _sql in indexes:
+        conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
     for sql in REBUILD:
+        conn.execute(sql)
+    for _name, sql in indexes:
         conn.execute(sql)
 
 
