@@ -80,7 +80,8 @@ CREATE TABLE stats_replies (
 );
 CREATE INDEX stats_replies_chat ON stats_replies(chat_id, is_from_me, gap_ns, date_ns);
 CREATE INDEX stats_replies_conversation ON stats_replies(conversation_id);
-CREATE INDEX stats_replies_date ON stats_replies(date_ns, is_from_me, gap_ns, handle_id);
+-- A year's replies of one side (wrapped): the side first, so the range holds only those.
+CREATE INDEX stats_replies_side_date ON stats_replies(is_from_me, date_ns, gap_ns, handle_id);
 
 CREATE TABLE stats_reactions (
     chat_id        INTEGER NOT NULL,

@@ -227,3 +227,27 @@ def test_cli_report_and_wrapped(imported, capsys):
     assert "no chat with id 999999" in capsys.readouterr().err
     assert cli.main(["wrapped", "--year", "1800", *d]) == 1
     assert cli.main(["report", "--contact-id", "999999", *d]) == 1
+
+
+def test_any_window_of_the_overview_matches_the_truth(libraries, tmp_path, capsys):
+    """Windows cut anywhere (months read as rollup minus the buckets outside when those are
+    fewer, years around their UTC new year): every overview equals the truth's."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    lib, truth = libraries["sequoia"]
+    run_import(capsys, lib, tmp_path)
+    conn = _open(tmp_path)
+    times = sorted(m.date_ns for m in truth.messages)
+    lo, hi = times[0] - 40 * 86400 * 10**9, times[-1] + 40 * 86400 * 10**9
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(lo, hi), st.integers(0, 3 * 365 * 86400 * 10**9), st.sampled_from(ZONES))
+    def check(since: int, length: int, name: str) -> None:
+        zone = ZoneInfo(name)
+        until = since + length
+        assert service.overview(conn, zone, since, until) == stats_truth.overview(
+            truth, conn, zone, since, until
+        )
+
+    check()

@@ -138,11 +138,16 @@ def _year_ns(year: int) -> int:
     return _month_ns(year * 100 + 1)
 
 
+Span = tuple[int, int, list[sqlite3.Row], int]  # whole buckets [lo, hi), edge rows, sign
+
+
 def _pieces(
     conn: sqlite3.Connection, a: int, b: int
-) -> tuple[tuple[int, int] | None, list[tuple[int, int]], list[tuple[int, int, list[sqlite3.Row]]]]:
+) -> tuple[tuple[int, int] | None, list[tuple[int, int]], list[Span]]:
     """[a, b) as whole UTC years, whole UTC months (YYYYMM ranges), whole buckets and exact
-    edge rows: the coarsest summary that covers each stretch."""
+    edge rows: the coarsest summary that covers each stretch. A month cut by a bound is its
+    rollup minus the buckets it has outside [a, b) when those are the fewer (sign -1): a
+    local year then reads hours of buckets at its ends, not weeks."""
     years = None
     outer = [(a, b)]
     if a < b:
@@ -152,18 +157,32 @@ def _pieces(
             years = (first_full, yb)
             outer = [(a, _year_ns(first_full)), (_year_ns(yb), b)]
     months: list[tuple[int, int]] = []
-    spans = []
+    spans: list[Span] = []
+
+    def part(ym: int, x: int, y: int) -> None:
+        """[x, y) inside month ym: its buckets, or the month less the rest of it."""
+        m0, m1 = _month_ns(ym), _month_ns(_next_month(ym))
+        if (x - m0) + (m1 - y) < y - x:
+            months.append((ym, _next_month(ym)))
+            spans.extend((*_span(conn, u, v), -1) for u, v in ((m0, x), (y, m1)) if u < v)
+        else:
+            spans.append((*_span(conn, x, y), 1))
+
     for x, y in outer:
         if x >= y:
             continue
         ym, start = _month_start(x)
-        first_month = ym if start == x else _next_month(ym)
         last_ym, last_start = _month_start(y)  # months before last_ym end by y
-        inner = [(x, y)]
+        if ym == last_ym:
+            part(ym, x, y)
+            continue
+        first_month = ym if start == x else _next_month(ym)
+        if start != x:
+            part(ym, x, _month_ns(first_month))
         if first_month < last_ym:
             months.append((first_month, last_ym))
-            inner = [(x, _month_ns(first_month)), (last_start, y)]
-        spans += [_span(conn, u, v) for u, v in inner if u < v]
+        if last_start < y:
+            part(last_ym, last_start, y)
     return years, months, spans
 
 
@@ -171,8 +190,9 @@ def _totals(
     conn: sqlite3.Connection, a: int, b: int, detail: bool = True
 ) -> tuple[Counter[tuple[int, int]], set[int]]:
     """Messages in [a, b) per (chat, side) (per (0, side) without `detail`) and, with it, the
-    contacts who sent: whole UTC months from stats_months, the rest from 15-minute buckets,
-    the partial buckets from messages. The sums are SQL's: a few hundred rows come back."""
+    contacts who sent: whole UTC years and months from their rollups, the rest from 15-minute
+    buckets, the partial buckets from messages. The sums are SQL's: a few hundred rows come
+    back. Who sent is counted per handle (signed pieces subtract), then mapped to contacts."""
     per: Counter[tuple[int, int]] = Counter()
     contacts: set[int] = set()
     if a >= b:
@@ -180,28 +200,32 @@ def _totals(
     years, months, spans = _pieces(conn, a, b)
     by_month = store.MONTH_TOTALS if detail else store.MONTH_SIDES
     by_bucket = store.BUCKET_TOTALS if detail else store.BUCKET_SIDES_CHAT
-    ranges = [(store.YEAR_TOTALS if detail else store.YEAR_SIDES, store.YEAR_CONTACTS, years)]
-    ranges += [(by_month, store.MONTH_CONTACTS, m) for m in months]
-    for totals_sql, contacts_sql, rng in ranges:
+    ranges = [(store.YEAR_TOTALS if detail else store.YEAR_SIDES, store.YEAR_HANDLES, years, 1)]
+    ranges += [(by_month, store.MONTH_HANDLES, m, 1) for m in months]
+    ranges += [(by_bucket, store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
+    per_handle: Counter[int] = Counter()
+    people: Counter[int] = Counter()
+    for totals_sql, handles_sql, rng, sign in ranges:
         if rng is None:
             continue
         p = {"lo": rng[0], "hi": rng[1]}
         for chat, side, n in conn.execute(totals_sql, p):
-            per[(chat, side)] += n
+            per[(chat, side)] += sign * n
         if detail:
-            contacts |= {r[0] for r in conn.execute(contacts_sql, p)}
-    for lo, hi, edges in spans:
-        if lo < hi:
-            for chat, side, n in conn.execute(by_bucket, {"lo": lo, "hi": hi}):
-                per[(chat, side)] += n
-            if detail:
-                contacts |= {
-                    r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})
-                }
+            for h, n in conn.execute(handles_sql, p):
+                per_handle[h] += sign * n
+    for _lo, _hi, edges, sign in spans:
         for e in edges:
-            per[(e["chat_id"] if detail else 0, e["is_from_me"])] += 1
+            per[(e["chat_id"] if detail else 0, e["is_from_me"])] += sign
             if detail and not e["is_from_me"] and e["contact_id"] is not None:
-                contacts.add(e["contact_id"])
+                people[e["contact_id"]] += sign
+    if detail:
+        contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
+        for h, n in per_handle.items():
+            k = contact_of.get(h)
+            if k is not None:
+                people[k] += n
+        contacts = {k for k, n in people.items() if n > 0}
     return per, contacts
 
 
@@ -566,22 +590,22 @@ def _people(conn: sqlite3.Connection, a: int, b: int) -> Counter[int]:
     years, months, spans = _pieces(conn, a, b)
     per_handle: Counter[int] = Counter()
     people: Counter[int] = Counter()
-    ranges = [(store.YEAR_HANDLES, years)] + [(store.MONTH_HANDLES, m) for m in months]
-    ranges += [(store.BUCKET_HANDLES, (lo, hi)) for lo, hi, _e in spans if lo < hi]
-    for sql, rng in ranges:
+    ranges = [(store.YEAR_HANDLES, years, 1)] + [(store.MONTH_HANDLES, m, 1) for m in months]
+    ranges += [(store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
+    for sql, rng, sign in ranges:
         if rng is not None:
             for h, n in conn.execute(sql, {"lo": rng[0], "hi": rng[1]}):
-                per_handle[h] += n
-    for _lo, _hi, edges in spans:
+                per_handle[h] += sign * n
+    for _lo, _hi, edges, sign in spans:
         for e in edges:
             if not e["is_from_me"] and e["contact_id"] is not None:
-                people[e["contact_id"]] += 1
-    contact_of = _contacts_of(conn, list(per_handle))
+                people[e["contact_id"]] += sign
+    contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
     for h, n in per_handle.items():
         k = contact_of.get(h)
         if k is not None:
             people[k] += n
-    return people
+    return +people
 
 
 def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int | None]:

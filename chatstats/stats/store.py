@@ -19,11 +19,6 @@ MONTH_TOTALS = (
     "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_months"
     " WHERE month >= :lo AND month < :hi GROUP BY chat_id, is_from_me"
 )
-MONTH_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_months"
-    " WHERE month >= :lo AND month < :hi AND is_from_me = 0) b"
-    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
-)
 YEAR_TOTALS = (
     "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_years"
     " WHERE year >= :lo AND year < :hi GROUP BY chat_id, is_from_me"
@@ -32,11 +27,6 @@ YEARS_SIDES = "SELECT year, is_from_me, SUM(messages) FROM stats_years GROUP BY 
 YEAR_SIDES = (
     "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_years"
     " WHERE year >= :lo AND year < :hi GROUP BY is_from_me"
-)
-YEAR_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_years"
-    " WHERE year >= :lo AND year < :hi AND is_from_me = 0) b"
-    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
 )
 MONTH_SIDES = (
     "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_months"
@@ -57,11 +47,6 @@ BUCKET_SIDES = (
 BUCKET_RANGE = (
     "SELECT (SELECT MIN(bucket) FROM stats_buckets) AS lo,"
     " (SELECT MAX(bucket) FROM stats_buckets) AS hi"
-)
-BUCKET_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_buckets"
-    " WHERE bucket >= :lo AND bucket < :hi AND is_from_me = 0) b"
-    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
 )
 # Exact edges: one chat's messages in [a, b) ns, by the chat/date index.
 EDGE = (
