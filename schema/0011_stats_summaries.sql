@@ -2,8 +2,10 @@
 -- read a few hundred rows instead of every message of the chat (issue 11: every route
 -- p95 <= 20 ms on 300k messages). All are kept by triggers in the same transaction as the rows
 -- they summarise (live batches, edits, unsends, tapbacks and their removals, contact merges,
--- conversation re-splits); the historical import's race mode drops them and rebuilds in one
--- pass (chatstats/stats/maintain.py, the same statements as the end of this file).
+-- conversation re-splits; a message appended after its conversation's last costs O(1)); the
+-- historical import's race mode drops every statistics trigger and rebuilds all tables in
+-- one set-based pass (chatstats/stats/maintain.py REBUILD; tests hold triggers and rebuild
+-- equal).
 --
 -- stats_blocks: a chat's 15-minute buckets packed per sender and 30-day block (2880 buckets)
 --   as "bucket,messages,words,..." text. Local days and hours still need the zone at query
@@ -480,7 +482,7 @@ WHEN NEW.active = 1 AND NEW.is_removal = 0 AND (OLD.active IS NOT NEW.active OR 
     FROM messages m WHERE m.guid = NEW.target_guid AND m.kind = 'message' AND m.chat_id IS NOT NULL
     ON CONFLICT (message_id) DO UPDATE SET n = n + 1;
 END;
--- Rows already there before this migration (the same statements as maintain.REBUILD).
+-- Rows already there before this migration, from 0007's buckets (as maintain.REBUILD does).
 INSERT INTO stats_years (year, chat_id, handle_id, is_from_me, messages)
 SELECT month / 100, chat_id, handle_id, is_from_me, SUM(messages) FROM stats_months
 GROUP BY 1, 2, 3, 4;
