@@ -33,6 +33,7 @@ from chatstats.imessage import chatdb
 from chatstats.ingest import bulk, watermark
 from chatstats.ingest.batch import Counters, Ingest
 from chatstats.ingest.decode import Decoder
+from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
 
@@ -171,6 +172,7 @@ def _import(
         conn.execute("BEGIN IMMEDIATE")
         try:
             dropped = _drop_indexes(conn) if race else []
+            summaries = stats_maintain.suspend(conn) if race else None
             _load(
                 conn,
                 reader,
@@ -188,6 +190,9 @@ def _import(
             for i, sql in enumerate(dropped):
                 conn.execute(sql)
                 report("indexes", i + 1, len(dropped))
+            if summaries is not None:  # one rebuild, not one trigger call per row
+                summaries.resume()
+            stats_maintain.drain(conn)  # words of rows the triggers queued
             conn.execute(
                 "UPDATE import_runs SET state = 'complete', finished_ns = :t, summary = :s"
                 " WHERE id = :id",
