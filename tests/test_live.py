@@ -27,7 +27,7 @@ import pytest
 
 from chatstats.config import Settings
 from chatstats.daemon import serve
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from tests import daemon_proc
 
 pytestmark = pytest.mark.anyio

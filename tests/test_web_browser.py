@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.testing.fake_llm import FakeLLM, Reply, ToolCalls, default_responder
 from tests import daemon_proc
 

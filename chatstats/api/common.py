@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 
 from chatstats.api import state
@@ -143,3 +145,38 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "message_count": c.message_count,
         "sealed": c.sealed,
     }
+
+
+class RunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/analysis/runs`'s body; here because the OpenAPI schemas describe it too."""
+
+    passes: list[str] | None = None
+    chat_ids: list[int] | None = None
+    limit: int | None = None
+    kind: str = "global"
+    force: bool = False
+
+
+class BackfillRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"pass_": "pass"}):
+    """`POST /api/analysis/backfill`'s body; here because the OpenAPI schemas describe it too."""
+
+    pass_: str | list[str] | None = None
+    dry_run: bool = False
+    limit: int | None = None
+
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def _shipped() -> dict[str, Path]:
+    """The page's files by their path under /static/: only what ships in the package, so no
+    request path is ever joined onto the file system. Here, not in the web route, because the
+    request schemas (`schemas.StaticFile`) enumerate the same files."""
+    return {
+        p.relative_to(STATIC_DIR).as_posix(): p
+        for p in STATIC_DIR.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+STATIC_FILES = _shipped()

@@ -41,6 +41,7 @@ from chatstats.imessage.chatdb import ChatDBError, M
 from chatstats.imessage.dates import unix_ns_to_apple
 from chatstats.ingest import watermark
 from chatstats.ingest.batch import Counters, Ingest, Outcome
+from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
 
@@ -355,6 +356,7 @@ class LiveTail:
             conn, source_id, message_rowid=max_rowid, attachment_rowid=max_att, marks=marks
         )
         self._append_events(conn, ingest, outcome)
+        stats_maintain.drain(conn)  # the batch's words into the statistics, before the commit
         self._maps = ingest.maps
         self._recent = {r: until for r, until in self._recent.items() if until > clock}
         for r in new_rowids:
