@@ -67,7 +67,7 @@ def iso_minute(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-class _Labels:
+class Labels:
     """Speaker labels, stable within one transcript."""
 
     def __init__(self) -> None:
@@ -95,7 +95,7 @@ def _letters(n: int) -> str:
     return out
 
 
-def _body(row: sqlite3.Row) -> str | None:
+def message_body(row: sqlite3.Row) -> str | None:
     """What the message said, on one line; None when there is nothing worth showing."""
     kind = row["kind"]
     if kind != "message":
@@ -182,10 +182,10 @@ def build(conn: sqlite3.Connection, conversation_id: int, max_tokens: int) -> Tr
         total = conn.execute(
             "SELECT count(*) FROM messages WHERE conversation_id = :cid", {"cid": conversation_id}
         ).fetchone()[0]
-        labels = _Labels()
+        labels = Labels()
 
         def line_of(row: sqlite3.Row) -> _Line | None:
-            body = _body(row)
+            body = message_body(row)
             if body is None:
                 return None
             time = iso_minute(row["date_ns"])[11:]
