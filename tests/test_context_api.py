@@ -86,7 +86,7 @@ async def test_definitions_are_seeded_and_listed_in_the_files_order(client):
         "user_name",
     ]
     brief = next(d for d in r.json() if d["name"] == "chat_brief")
-    assert [s["retriever"] for s in brief["retrievers"]][0] == "user_name"
+    assert brief["retrievers"][0]["retriever"] == "user_name"
     assert brief["scopes"] == ["chat", "contact"]
 
 
