@@ -12,7 +12,7 @@ from pathlib import Path
 from chatstats.chatbot import store as chatbot_store
 from chatstats.db import connect, transaction
 from chatstats.ingest.importer import run_import
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from chatstats.config import Settings
 from chatstats.db import Database, connect
 from chatstats.events import bus as events
 from chatstats.events.bus import EventBus
-from chatstats.ingest import tracker
+from chatstats.ingest import sealer
 from chatstats.llm import tokens
 from chatstats.testing.fake_llm import (
     BadJSONBody,
@@ -622,7 +622,7 @@ async def test_sealed_and_live_events_queue_their_passes(db, db_path, fake):
             >= 1
         )
 
-        await bus.write(lambda conn: tracker.force_seal(conn, 1, T0 + 10**6 * S))
+        await bus.write(lambda conn: sealer.force_seal(conn, 1, T0 + 10**6 * S))
         await wait_until(lambda: _state_counts(db_path).get("done", 0) == 4)
         analysed = {p for (p,) in rows(db_path, "SELECT pass FROM analyses")}
         assert analysed == {"basic_live", "commitments_live", "basic", "commitments"}

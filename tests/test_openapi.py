@@ -31,7 +31,7 @@ from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.testing.fake_llm import ClientError, FakeLLM, Reply, ToolCalls
 from tests import daemon_proc
 

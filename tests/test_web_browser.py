@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from tests import daemon_proc
 
 CHROMIUM = "/usr/bin/chromium"

@@ -8,50 +8,18 @@ unknown retriever, a bad budget or a missing scope are 400s.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 from starlette.requests import Request
 
 from chatstats.api import state
+from chatstats.api.common import PreviewBody
 from chatstats.context.definitions import Step, check_step
-from chatstats.context.service import (
-    MAX_BUDGET,
-    MAX_QUERY_CHARS,
-    ContextService,
-    PreviewRequest,
-)
+from chatstats.context.service import ContextService, PreviewRequest
 from chatstats.errors import BadRequest
 
 MAX_BODY_BYTES = 100_000
-MAX_ID = 2**63 - 1
-
-_Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
-
-
-class RetrieverSpec(msgspec.Struct, forbid_unknown_fields=True):
-    """One retriever of an ad-hoc list: its name, its share of what is left, its params."""
-
-    retriever: Annotated[str, Meta(min_length=1, max_length=64)]
-    share: Annotated[float, Meta(gt=0, le=1)] | None = None
-    params: dict[str, Any] | None = None
-
-
-class PreviewBody(msgspec.Struct, forbid_unknown_fields=True):
-    budget_tokens: Annotated[int, Meta(ge=1, le=MAX_BUDGET)]
-    definition: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    retrievers: (
-        Annotated[
-            list[Annotated[str, Meta(min_length=1, max_length=64)] | RetrieverSpec],
-            Meta(min_length=1, max_length=10),
-        ]
-        | None
-    ) = None
-    chat_id: _Id | None = None
-    contact_id: _Id | None = None
-    conversation_id: _Id | None = None
-    query: Annotated[str, Meta(max_length=MAX_QUERY_CHARS)] | None = None
 
 
 def service_of(request: Request) -> ContextService:

@@ -22,9 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from chatstats.api import web
-from chatstats.api.analysis import BackfillRequest, RunRequest
-from chatstats.api.context import PreviewBody
+from chatstats.api.common import STATIC_FILES, BackfillRequest, PreviewBody, RunRequest
 
 MAX_ID = 2**63 - 1
 
@@ -711,7 +709,7 @@ class PathStreamKey(msgspec.Struct):
 
 
 # The files the page ships (any other path is a 404), so a generated request can hit one.
-StaticFile = Literal[tuple(sorted(web._FILES))]  # type: ignore[valid-type]
+StaticFile = Literal[tuple(sorted(STATIC_FILES))]  # type: ignore[valid-type]
 
 
 class PathStatic(msgspec.Struct):
