@@ -30,6 +30,7 @@ from chatstats.api import (
     analysis,
     auth,
     chatbot,
+    context,
     feeds,
     imessage,
     openapi,
@@ -212,6 +213,7 @@ def create_app(state: AppState) -> Starlette:
     json_routes = [
         *imessage.ROUTES,
         *search.ROUTES,
+        *context.ROUTES,
         *streams.JSON_ROUTES,
         *analysis.ROUTES,
         *stats.ROUTES,

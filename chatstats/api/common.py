@@ -12,12 +12,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 
 from chatstats.api import state
+from chatstats.context.service import MAX_BUDGET, MAX_QUERY_CHARS
 from chatstats.errors import BadRequest, NotFound
 from chatstats.library.service import Chat, Contact, Conversation, Library, Message, Page
 
@@ -163,6 +165,35 @@ class BackfillRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"pass_
     pass_: str | list[str] | None = None
     dry_run: bool = False
     limit: int | None = None
+
+
+_ContextId = Annotated[int, Meta(ge=1, le=MAX_ID)]
+
+
+class RetrieverSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One retriever of an ad-hoc list: its name, its share of what is left, its params."""
+
+    retriever: Annotated[str, Meta(min_length=1, max_length=64)]
+    share: Annotated[float, Meta(gt=0, le=1)] | None = None
+    params: dict[str, Any] | None = None
+
+
+class PreviewBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/context/preview`'s body; here because the OpenAPI schemas describe it too."""
+
+    budget_tokens: Annotated[int, Meta(ge=1, le=MAX_BUDGET)]
+    definition: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    retrievers: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=64)] | RetrieverSpec],
+            Meta(min_length=1, max_length=10),
+        ]
+        | None
+    ) = None
+    chat_id: _ContextId | None = None
+    contact_id: _ContextId | None = None
+    conversation_id: _ContextId | None = None
+    query: Annotated[str, Meta(max_length=MAX_QUERY_CHARS)] | None = None
 
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from chatstats.api.common import STATIC_FILES, BackfillRequest, RunRequest
+from chatstats.api.common import STATIC_FILES, BackfillRequest, PreviewBody, RunRequest
 
 MAX_ID = 2**63 - 1
 
@@ -791,6 +791,68 @@ SSE_TURN = (
 
 
 # ---------------------------------------------------------------------------------------------
+# Context retrievers
+
+
+class DefinitionStep(Wire):
+    """One retriever of a definition: its share of what is left of the budget (null: an
+    equal part among the retrievers still to run) and its own parameters."""
+
+    retriever: str
+    share: float | None
+    params: dict[str, Any]
+
+
+class ContextDefinition(Wire):
+    name: str
+    title: str
+    description: str
+    scopes: list[Literal["chat", "contact", "conversation"]]
+    retrievers: list[DefinitionStep]
+    seeded_at_ns: int
+
+
+class ContextItem(Wire):
+    """A piece in the text: `tokens` its own count, `cut` when shortened to fit."""
+
+    retriever: str
+    kind: str
+    id: int | None
+    tokens: int
+    cut: bool
+
+
+class ContextDropped(Wire):
+    """A piece left out (`budget`: it did not fit; `unreadable`, `no_fields`)."""
+
+    retriever: str
+    kind: str
+    id: int | None
+    tokens: int | None
+    reason: str
+
+
+class RetrieverUsage(Wire):
+    name: str
+    budget_tokens: int
+    tokens: int
+    items: int
+    dropped: int
+
+
+class ContextPreview(Wire):
+    """`tokens` is the cl100k count of `text`, never above `budget_tokens`."""
+
+    definition: str | None
+    budget_tokens: int
+    tokens: int
+    text: str
+    items: list[ContextItem]
+    retrievers: list[RetrieverUsage]
+    dropped: list[ContextDropped]
+
+
+# ---------------------------------------------------------------------------------------------
 # Operations
 
 JSON = "application/json"
@@ -884,6 +946,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(404, 503),
     ),
     ("GET", "/api/index/status"): Op("The vector index", "search", IndexStatus),
+    ("GET", "/api/context/definitions"): Op(
+        "Context definitions (seeded from a file at start)", "search", list[ContextDefinition]
+    ),
+    ("POST", "/api/context/preview"): Op(
+        "What a context definition (or a list of retrievers) puts into a prompt, in a budget",
+        "search",
+        ContextPreview,
+        body=PreviewBody,
+        errors=(404,),
+    ),
     # analysis
     ("GET", "/api/analysis/passes"): Op("Analysis passes", "analysis", list[Pass]),
     ("GET", "/api/analysis/status"): Op(
