@@ -174,6 +174,26 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
         assert snap["latencies"]["chatbot.turn"]["count"] == 1
 
 
+async def test_a_burst_of_chunks_goes_out_in_few_delta_events_and_a_slow_stream_piece_by_piece(
+    fake, data_dir
+):
+    # The fake streams 8 characters a chunk: 50 chunks arriving together are sent as a few
+    # delta events, the first at once; chunks further apart than the window go one by one.
+    burst = "".join(f"word{i:03d} " for i in range(50))
+    slow = "abcdefgh" * 4
+    assert slow and turn_module.DELTA_COALESCE_S < 0.15
+    fake.script([Reply(burst), Reply(slow, chunk_delay_s=0.15)])
+    async with serving(llm_settings(fake, data_dir)) as (client, _state):
+        thread = (await client.post("/api/chatbot/threads", json={})).json()
+        events = await turn(client, thread["id"], "go")
+        deltas = [d["text"] for e, d in events if e == "delta"]
+        assert "".join(deltas) == burst == events[-1][1]["content"]
+        assert 1 <= len(deltas) < 50 // 4, len(deltas)
+        events = await turn(client, thread["id"], "slowly")
+        deltas = [d["text"] for e, d in events if e == "delta"]
+        assert deltas == ["abcdefgh"] * 4 and events[-1][1]["content"] == slow
+
+
 async def test_a_document_keeps_the_contexts_its_thread_had_and_counts_reads(fake, data_dir):
     fake.script(
         [
