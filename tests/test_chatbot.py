@@ -14,6 +14,7 @@ import pytest
 from chatstats import llm
 from chatstats.chatbot import turn as turn_module
 from chatstats.chatbot.turn import MAX_STEPS
+from chatstats.events import catalogue
 from chatstats.llm import tokens
 from chatstats.testing.fake_llm import (
     Disconnect,
@@ -159,6 +160,23 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
             "workflow_started", "model_response", "tool_called", "model_response",
             "workflow_completed"]  # fmt: skip
         assert {s for _, s, _ in logged} == {f"thread:{thread['id']}"}
+        # Each is its catalogued payload, whole (no field left to its default by mistake).
+        typed = [catalogue.decode(t, d) for t, _, d in logged]
+        assert [type(p) for p in typed] == [
+            catalogue.WorkflowStarted, catalogue.ModelResponse, catalogue.ToolCalled,
+            catalogue.ModelResponse, catalogue.WorkflowCompleted]  # fmt: skip
+        assert all(catalogue.data_of(p) == d for p, (_, _, d) in zip(typed, logged, strict=True))
+        started, first, tool, second, _ = typed
+        assert isinstance(started, catalogue.WorkflowStarted)
+        assert (started.user_message_id, started.model) == (msg["id"] - 1, "openai/fake")
+        assert isinstance(first, catalogue.ModelResponse) and isinstance(
+            second, catalogue.ModelResponse
+        )
+        assert (first.step, second.step, first.outcome) == (1, 2, "ok")
+        assert {first.call_id, second.call_id} == {
+            r[0] for r in rows(db_path, "SELECT id FROM llm_calls")
+        }
+        assert isinstance(tool, catalogue.ToolCalled) and (tool.step, tool.error) == (1, None)
         done = logged[-1][2]
         assert (done["prompt_tokens"], done["completion_tokens"], done["cost"]) == (
             prompt, completion, msg["cost"])  # fmt: skip
@@ -276,9 +294,17 @@ async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(fake, 
         if last == "error":
             assert events[-1][1]["code"] == answer["error_code"]
             assert set(events[-1][1]) == {"code", "message"}
-            (failed,) = [t for t, _, _ in workflow_events(db_path, answer["workflow_id"])
-                         if t.startswith("workflow_")][1:]  # fmt: skip
-            assert failed == "workflow_failed"
+            (failed,) = [catalogue.decode(t, d) for t, _, d in workflow_events(
+                db_path, answer["workflow_id"]) if t.startswith("workflow_")][1:]  # fmt: skip
+            assert isinstance(failed, catalogue.WorkflowFailed)
+            assert (failed.error_code, failed.partial) == (
+                answer["error_code"],
+                status == "partial",
+            )
+            assert (failed.message_id, failed.total_tokens) == (
+                answer["id"],
+                answer["total_tokens"],
+            )
         if fault in ("malformed_arguments", "unknown_tool"):
             _, result = next(e for e in events if e[0] == "tool_result")
             assert result["count"] == 0
