@@ -126,6 +126,7 @@ async def _run(
     state = _compose(settings, db, stop)
     status = state.import_status
     status.last_summary = await state.library.last_import_summary()
+    await _seed(state)
     server = http_server(create_app(state))
     sock = open_listener(settings.host, settings.port)
     port = sock.getsockname()[1]
@@ -217,6 +218,15 @@ def _compose(settings: Settings, db: Database, stop: anyio.Event) -> AppState:
     # The index reads the state's bus and settings; it loads or builds when it runs.
     state.search_index = search.SearchIndex(state, embed.from_settings(settings))
     return state
+
+
+async def _seed(state: AppState) -> None:
+    """Seed the context definitions from their file; a bad file is logged, never fatal (the
+    seeds' rule: seeding failures do not block startup)."""
+    try:
+        await state.context.seed()
+    except errors.REPORTED as exc:
+        logger.error("context_seed_failed", code=errors.public(exc).code, error=exc.message)
 
 
 def _parent_alive(pid: int) -> bool:

@@ -78,7 +78,9 @@ def connect(path: Path, *, write: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size=-32000")
     conn.row_factory = sqlite3.Row
     conn.text_factory = LENIENT_TEXT  # rows copied verbatim from a damaged chat.db
-    conn.create_function("cs_words", 1, word_count, deterministic=True)  # stats triggers (0007)
+    conn.create_function(
+        "cs_words", 1, word_count, deterministic=True
+    )  # 0007 migration, stats rebuilds
     return conn
 
 

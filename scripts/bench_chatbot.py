@@ -77,7 +77,7 @@ def library(args: argparse.Namespace, work: Path) -> Path:
     from chatstats.context.embed import bundled
     from chatstats.context.search import SearchIndex
     from chatstats.ingest.importer import run_import
-    from chatstats.sample.library import make_library
+    from chatstats.sample.generate import make_library
 
     source = work / "source"
     lib, data = source / "lib", source / "data"

@@ -51,7 +51,8 @@ def capture(ingest, reader, after, upto, decoder=None):
 def plain(sql):
     args = r"\((?:[^()]|\([^()]*\))*\)"  # a call's arguments, one level of nesting
     swaps = [
-        (r"cs_conversation\(m\.ROWID\)", "m.ROWID / 8"),
+        (r"(?s)(?<=c\.id, )\(CASE WHEN .{0,80}? THEN cs_conversation\(m\.ROWID\) ELSE"
+         r" \(SELECT g\.cid FROM bulk_spans .*?LIMIT 1\) END\)", "m.ROWID / 8"),
         (r"COALESCE\(cs_ready_text\(m\.ROWID\),\s*cs_body_text" + args + r"\)", "COALESCE(m.text, '')"),
         (r"COALESCE\(cs_ready_status\(m\.ROWID\),\s*cs_body_status" + args + r"\)", "'ok'"),
         (r"cs_kind" + args, "'event'"),

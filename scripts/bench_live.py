@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/chatstats-bench-live")
     args = ap.parse_args()
 
-    from chatstats.sample.library import make_library
+    from chatstats.sample.generate import make_library
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)

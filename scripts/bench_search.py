@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from chatstats.context.embed import bundled
 from chatstats.context.search import SearchIndex
 from chatstats.ingest.importer import run_import
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import load_truth
 
 

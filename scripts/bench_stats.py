@@ -1,13 +1,19 @@
 """Statistics speed on the 300k library: p50/p95 of each route, and the import's time with
-and without stats maintenance (the 0007 triggers), side by side.
+and without stats maintenance (the 0007 and 0011 triggers and rebuilds), side by side.
 
     .venv/bin/python scripts/bench_stats.py [--messages 300000] [--runs 2] [--requests 40]
                                             [--work /tmp/stats-bench]
 
 Routes go through the app over httpx's ASGI transport (routing, auth, JSON included; no
-socket). The import without stats runs the same code with migration 0007 left out. Each
+socket). The import without stats runs the same code with migrations 0007 and 0011 left out. Each
 import runs in a fresh child process; runs alternate and medians are shown.
 Targets: every route p95 <= 20 ms; import slower by <= 10%.
+
+`--live N` also times what statistics add to a live batch, side by side: N one-message
+batches (a reply, then a received message, alternating) synced by the live tail into a copy
+of the imported database with the statistics triggers, and into one without them; each
+batch is the writer's transaction (triggers, the words drain, commit) plus the one
+`live_counts` read the chats and contacts streams publish with. commit->SSE includes this.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ if mode == "nostats":
     schema = out / "schema"
     schema.mkdir()
     for p in db.schema_dir().glob("*.sql"):
-        if not p.name.startswith("0007_"):
+        if not p.name.startswith(("0007_", "0011_")):
             shutil.copy(p, schema / p.name)
     db.schema_dir = lambda: schema
 from chatstats.ingest.importer import run_import
@@ -110,6 +116,74 @@ async def routes(data: Path, requests: int) -> None:
     db.close()
 
 
+async def live(work: Path, batches: int) -> None:
+    import io
+    import sqlite3
+
+    from chatstats import log
+
+    log.configure("WARNING")
+    from chatstats.db import Database
+    from chatstats.ingest.live import LiveTail
+    from chatstats.sample.correspondent import Correspondent
+    from chatstats.stats import maintain, service
+
+    runs = {}
+    for mode in ("without stats", "with stats"):
+        d = work / f"live-{mode.split()[0]}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        src = sqlite3.connect(work / "out-stats" / "chatstats.db")
+        dst = sqlite3.connect(d / "chatstats.db")
+        src.backup(dst)
+        src.close()
+        if mode == "without stats":
+            dst.execute("BEGIN")
+            maintain.suspend(dst)  # dropped, never resumed
+            dst.execute("COMMIT")
+        dst.close()
+        lib = sqlite3.connect(work / "lib" / "chat.db")
+        out = sqlite3.connect(d / "chat.db")
+        lib.backup(out)
+        lib.close()
+        out.close()
+        db = Database(d / "chatstats.db")
+        await db.open()
+        tail = LiveTail(db, d / "chat.db")
+        await tail.sync()
+        runs[mode] = (Correspondent(d / "chat.db", seed=7, out=io.StringIO()), db, tail, [])
+    reads: list[float] = []
+    for i in range(batches):  # the two side by side, batch by batch
+        for mode, (who, db, tail, times) in runs.items():
+            who.reply() if i % 2 else who.receive()
+            t0 = time.perf_counter()
+            outcome = await tail.sync()
+            times.append((time.perf_counter() - t0) * 1000)
+            if mode == "with stats":
+                t0 = time.perf_counter()
+                await db.read(service.live_counts, list(outcome.chat_ids), [])
+                reads.append((time.perf_counter() - t0) * 1000)
+
+    def p95(xs: list[float]) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, -(-95 * len(xs) // 100) - 1)]
+
+    for mode, (who, db, _tail, times) in runs.items():
+        who.close()
+        db.close()
+        print(
+            f"  live sync {mode:<14} p50 {statistics.median(times):6.2f} ms"
+            f"   p95 {p95(times):6.2f} ms"
+        )
+    print(
+        f"  live_counts read (with stats) p50 {statistics.median(reads):6.2f} ms"
+        f"   p95 {p95(reads):6.2f} ms"
+    )
+    a = statistics.median(runs["without stats"][3])
+    b = statistics.median(runs["with stats"][3]) + statistics.median(reads)
+    print(f"  statistics add {b - a:+.2f} ms per one-message batch (p50, sync + read)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=300_000)
@@ -117,11 +191,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--work", default="/tmp/stats-bench")
     ap.add_argument("--routes-only", action="store_true", help="reuse <work>/out-stats")
+    ap.add_argument("--live", type=int, default=0, help="also time N live one-message batches")
     args = ap.parse_args()
     work = Path(args.work)
     lib = work / "lib"
     if not (lib / "chat.db").is_file():
-        from chatstats.sample.library import make_library
+        from chatstats.sample.generate import make_library
 
         print(f"making a {args.messages}-message library in {lib} …", flush=True)
         make_library(lib, messages=args.messages, seed=1, truth=False)
@@ -140,6 +215,9 @@ def main() -> None:
     import anyio
 
     anyio.run(routes, work / "out-stats", args.requests)
+    if args.live:
+        print("live:")
+        anyio.run(live, work, args.live)
 
 
 if __name__ == "__main__":

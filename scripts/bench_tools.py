@@ -30,7 +30,7 @@ from chatstats.context.embed import bundled
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.ingest.importer import run_import
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import load_truth
 
 

@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/chatstats-bench-web")
     args = ap.parse_args()
 
-    from chatstats.sample.library import make_library
+    from chatstats.sample.generate import make_library
     from chatstats.sample.writer import MessagesWriter
 
     work = Path(args.work)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from chatstats.sample.chatdb_schema import PROFILES
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 
 
 def main(argv: list[str] | None = None) -> int:

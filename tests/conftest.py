@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import Truth
 
 PROFILES = ["sequoia", "sonoma", "legacy"]

@@ -60,10 +60,7 @@ def overview(
     years: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for m in ms:
         years[_local(m.date_ns, zone).year][0 if m.is_from_me else 1] += 1
-    titles = {
-        i: (d or ci)
-        for i, d, ci in conn.execute("SELECT id, display_name, chat_identifier FROM chats")
-    }
+    titles = chat_titles(conn)
     top = sorted(per_chat, key=lambda c: (-per_chat[c], c))[:10]
     return {
         "timezone": zone.key,
@@ -215,3 +212,19 @@ def contact_messages(
         ):
             out.append(m)
     return out
+
+
+def chat_titles(conn: sqlite3.Connection) -> dict[int, str]:
+    """Every chat's title as the library (/api/chats) names it: stats' top chats match."""
+    from chatstats.library.service import Person, chat_title
+    from chatstats.library.store import participants
+
+    people: dict[int, list[Person]] = defaultdict(list)
+    for p in participants(conn, [r[0] for r in conn.execute("SELECT id FROM chats")]):
+        people[p["chat_id"]].append(
+            Person(contact_id=p["contact_id"], name=p["name"], identifier=p["identifier"])
+        )
+    return {
+        r[0]: chat_title(r[1], bool(r[2]), people[r[0]]) or r[3] or r[4]
+        for r in conn.execute("SELECT id, display_name, is_group, chat_identifier, guid FROM chats")
+    }

@@ -33,7 +33,8 @@ from chatstats.config import Settings
 from chatstats.db import Database, connect
 from chatstats.events import bus as events
 from chatstats.events.bus import EventBus
-from chatstats.ingest import tracker
+from chatstats.ingest import sealer
+from chatstats.llm import tokens
 from chatstats.testing.fake_llm import (
     BadJSONBody,
     FakeLLM,
@@ -271,13 +272,30 @@ def test_a_long_conversation_keeps_its_start_and_end_within_budget(db_path):
         t = transcript.build(conn, cid, 2000)
     finally:
         conn.close()
-    assert t.estimated_tokens <= 2000
+    assert t.tokens <= 2000 and tokens.count(t.text) <= 2000
     assert t.omitted > 0 and t.included + t.omitted == 2000 == t.message_count
     assert f"message 0 of conversation {cid}" in t.text
     assert f"message 1999 of conversation {cid}" in t.text
     assert f"[… {t.omitted} messages left out …]" in t.text
     head, tail = t.text.split("left out")
     assert len(head) < len(tail)  # the end (how it stands) gets the larger share
+
+
+def test_a_transcript_budget_is_exact_in_real_tokens(db_path):
+    """The budget is cl100k tokens, not characters: a whole transcript fits a budget of its
+    own token count, and one token less cuts it (and never overflows)."""
+    (cid,) = seed_db(db_path, chats=1, conversations=1, messages=40)
+    conn = sql(db_path)
+    try:
+        whole = transcript.build(conn, cid, 100_000)
+        exact = transcript.build(conn, cid, tokens.count(whole.text))
+        short = transcript.build(conn, cid, tokens.count(whole.text) - 1)
+        tiny = transcript.build(conn, cid, 5)
+    finally:
+        conn.close()
+    assert whole.omitted == 0 and exact.text == whole.text
+    assert short.omitted > 0 and tokens.count(short.text) < tokens.count(whole.text)
+    assert tokens.count(tiny.text) <= 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,7 +622,7 @@ async def test_sealed_and_live_events_queue_their_passes(db, db_path, fake):
             >= 1
         )
 
-        await bus.write(lambda conn: tracker.force_seal(conn, 1, T0 + 10**6 * S))
+        await bus.write(lambda conn: sealer.force_seal(conn, 1, T0 + 10**6 * S))
         await wait_until(lambda: _state_counts(db_path).get("done", 0) == 4)
         analysed = {p for (p,) in rows(db_path, "SELECT pass FROM analyses")}
         assert analysed == {"basic_live", "commitments_live", "basic", "commitments"}

@@ -82,7 +82,7 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
 
 
 def _resolve(expr: ast.expr, module: str, where: str) -> str:
-    """A literal, or a module-level name (`SEALED`, `tracker.READY`) read from the module."""
+    """A literal, or a module-level name (`SEALED`, `sealer.READY`) read from the module."""
     if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
         return expr.value
     if isinstance(expr, ast.Name | ast.Attribute):

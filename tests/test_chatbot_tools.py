@@ -20,7 +20,7 @@ from chatstats.context.embed import bundled
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect, transaction
 from chatstats.llm import tokens
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import Truth
 
 PROMISE = {"kind": "promise", "who": "me", "what": "bring the tent", "status": "open"}

@@ -14,7 +14,7 @@ from chatstats import cli
 from chatstats.db import Database
 from chatstats.ingest.addressbook_sync import AddressBookSync
 from chatstats.sample.addressbook import FixturePerson, write_macos_store
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.writer import MessagesWriter
 
 pytestmark = pytest.mark.anyio

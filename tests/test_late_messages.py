@@ -33,10 +33,10 @@ from chatstats import llm as llm_mod
 from chatstats.analysis.service import AnalysisService
 from chatstats.db import Database
 from chatstats.events.bus import EventBus
-from chatstats.ingest import importer, tracker
+from chatstats.ingest import importer, sealer
 from chatstats.ingest.conversations import GAP_NS
 from chatstats.ingest.live import LiveTail
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.writer import MessagesWriter
 from chatstats.testing.fake_llm import FakeLLM
 from tests import daemon_proc
@@ -161,7 +161,7 @@ def test_a_late_message_reopens_its_sealed_conversation_and_its_analyses_run_aga
                 p: before[p]["id"] for p in SEALED_PASSES
             }
             with sqlite3.connect(data / "chatstats.db") as conn:  # a read, beside the daemon
-                status = tracker.status(conn, time.time_ns())
+                status = sealer.status(conn, time.time_ns())
             timer = next(c for c in status if c.conversation_id == cid)
             assert timer.scheduled and 8 * 60 < timer.seconds_left <= 10 * 60  # from the late one
 
@@ -227,9 +227,9 @@ class Library:
     async def _published(self, _outcome: Any) -> None:
         self.bus.notify()
 
-    async def seal_due(self) -> list[tracker.Sealed]:
+    async def seal_due(self) -> list[sealer.Sealed]:
         """What the sealer does when a timer is due."""
-        return await self.bus.write(tracker.seal_due, time.time_ns())
+        return await self.bus.write(sealer.seal_due, time.time_ns())
 
     def service(self) -> AnalysisService:
         config = llm_mod.LLMConfig(model="openai/fake", api_base=self.fake.base_url, timeout_s=10)

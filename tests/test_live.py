@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,7 @@ import pytest
 
 from chatstats.config import Settings
 from chatstats.daemon import serve
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from tests import daemon_proc
 
 pytestmark = pytest.mark.anyio
@@ -622,3 +622,63 @@ async def test_the_inotify_watcher_reports_a_touch_of_chat_db(tmp_path: Path):
             await woken.wait()
     finally:
         watcher.close()
+
+
+async def test_a_commit_visible_only_after_its_wal_write_was_seen_is_still_ingested(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A writer's WAL frames land (the watcher fires, size and mtime change) a moment before
+    the commit shows in the WAL index. A sync in that gap reads nothing and records a
+    fingerprint that already matches the committed files; the commit itself changes only
+    -shm, which nobody watches. Seen in the browser test as a message that never arrived.
+    Here the fingerprint and the watcher are driven by hand to open exactly that gap."""
+    from chatstats.db import Database
+    from chatstats.ingest import live
+    from chatstats.ingest import watch as watch_module
+    from chatstats.ingest.importer import run_import
+    from chatstats.sample.writer import MessagesWriter
+
+    kicks: list[Callable[[], None]] = []
+    files = {"fp": ((1, 1, 1), None)}
+
+    async def manual(folder, names, on_change, stop, started=lambda _k: None):  # type: ignore[no-untyped-def]
+        kicks.append(on_change)
+        started("inotify")
+        await stop.wait()
+        return "inotify"
+
+    monkeypatch.setattr(watch_module, "watch", manual)
+    monkeypatch.setattr(live, "fingerprint", lambda _paths: files["fp"])
+    monkeypatch.setattr(live, "SETTLE_SECONDS", 5.0)  # the gap is ms; a loaded CI box is slow
+    data = tmp_path / "app.db"
+    await anyio.to_thread.run_sync(run_import, data, lib / "chat.db", None)
+    db = Database(data)
+    await db.open()
+    stop = anyio.Event()
+    try:
+        tail = live.LiveTail(db, lib / "chat.db")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tail.run, stop)
+            with anyio.fail_after(10):
+                while not (tail.watching and tail.status.state == "ok" and kicks):
+                    await anyio.sleep(0.01)
+            # The frames are written: a file event and a new fingerprint, nothing committed.
+            before = tail.status.batches
+            files["fp"] = ((1, 2, 2), None)
+            kicks[0]()
+            with anyio.fail_after(10):
+                while tail.status.batches == before:
+                    await anyio.sleep(0.01)
+            assert tail.status.messages == 0
+            # The commit becomes visible: no file event, no fingerprint change.
+            w = MessagesWriter(lib / "chat.db", create=False)
+            chat = next(c for c, info in w.chats.items() if info.handles)
+            w.message(chat, "late to the index", from_me=True, date=time.time_ns())
+            w.close()
+            # Well before the 30 s data_version fallback of watched mode.
+            with anyio.fail_after(10):
+                while tail.status.messages == 0:
+                    await anyio.sleep(0.02)
+            stop.set()
+    finally:
+        db.close()

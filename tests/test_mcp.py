@@ -19,7 +19,7 @@ from chatstats import cli
 from chatstats.context.embed import bundled
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import Truth
 from tests.test_chatbot_tools import import_library, seed_analyses
 

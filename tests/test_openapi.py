@@ -31,7 +31,7 @@ from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.testing.fake_llm import ClientError, FakeLLM, Reply, ToolCalls
 from tests import daemon_proc
 
@@ -232,6 +232,13 @@ def _samples(ids: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | 
         ("GET", "/api/search", "/api/search?q=dinner&mode=hybrid&limit=5", None),
         ("GET", "/api/search", "/api/search?q=dinner&mode=semantic&since=2020-01-01", None),
         ("GET", "/api/index/status", "/api/index/status", None),
+        ("GET", "/api/context/definitions", "/api/context/definitions", None),
+        (
+            "POST",
+            "/api/context/preview",
+            "/api/context/preview",
+            {"definition": "chat_brief", "chat_id": chat, "budget_tokens": 400, "query": "dinner"},
+        ),
         ("GET", "/api/analysis/passes", "/api/analysis/passes", None),
         ("GET", "/api/analysis/status", "/api/analysis/status", None),
         ("GET", "/api/analysis/runs", "/api/analysis/runs", None),

@@ -25,7 +25,7 @@ from chatstats.api.state import AppState
 from chatstats.config import Settings
 from chatstats.db import Database
 from chatstats.ingest.batch import refresh_chats, refresh_contacts
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.writer import MessagesWriter
 from tests.test_api import _fill
 from tests.test_live import daemon, settings_for

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.writer import MessagesWriter
 from chatstats.testing.fake_llm import FakeLLM
 from tests import daemon_proc

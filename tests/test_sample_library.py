@@ -18,7 +18,7 @@ from chatstats.imessage.dates import apple_to_unix_ns
 from chatstats.imessage.identifiers import normalize
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
 from chatstats.sample import chatdb_schema
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from chatstats.sample.truth import Truth, load_truth
 from chatstats.sample.writer import AttachmentSpec, MessagesWriter
 
@@ -674,10 +674,11 @@ def test_scenario_rows_are_what_the_budget_assumes(
     """The filler budget subtracts SCENARIO_ROWS; a scenario that writes more rows than that
     would overshoot `messages`, one that writes fewer wastes the top-up. Filler rows are
     counted as they are written; the rest, less the live tail, are the scenarios'."""
-    from chatstats.sample import library
+    from chatstats.sample.generate.builder import Builder
+    from chatstats.sample.generate.scenarios import SCENARIO_ROWS
 
     filler = 0
-    real = library._Builder.filler_row
+    real = Builder.filler_row
 
     def counted(self, *args, **kwargs):
         nonlocal filler
@@ -686,9 +687,9 @@ def test_scenario_rows_are_what_the_budget_assumes(
         filler += self.rows - before
         return out
 
-    monkeypatch.setattr(library._Builder, "filler_row", counted)
+    monkeypatch.setattr(Builder, "filler_row", counted)
     tail = 0
-    real_tail = library._Builder.tail
+    real_tail = Builder.tail
 
     def counted_tail(self, *args, **kwargs):
         nonlocal tail
@@ -697,10 +698,10 @@ def test_scenario_rows_are_what_the_budget_assumes(
         tail += self.rows - before
         return out
 
-    monkeypatch.setattr(library._Builder, "tail", counted_tail)
+    monkeypatch.setattr(Builder, "tail", counted_tail)
     truth = make_library(tmp_path, messages=400, seed=3, profile=profile, addressbook=False)
     assert truth.counts["message_rows"] == 400
-    assert 400 - filler - tail == library.SCENARIO_ROWS[profile]
+    assert 400 - filler - tail == SCENARIO_ROWS[profile]
 
 
 def test_truth_can_be_skipped(tmp_path: Path) -> None:
@@ -786,7 +787,7 @@ def test_live_writer_commits_each_step(tmp_path: Path, libs) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_no_row_predates_its_feature(libs, profile: str) -> None:
-    from chatstats.sample.library import IOS10, IOS14, IOS18
+    from chatstats.sample.generate.profiles import IOS10, IOS14, IOS18
 
     truth = libs[profile][1]
     conn = ro(libs[profile][0] / "chat.db")

@@ -21,7 +21,7 @@ import pytest
 from chatstats.context.embed import bundled
 from chatstats.context.index import META_NAME, VectorIndex
 from chatstats.sample.correspondent import Correspondent
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from tests.test_live import daemon, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -221,7 +221,7 @@ def test_planted_facts_are_found_by_meaning(tmp_path: Path):
     from chatstats.context.search import SearchIndex
     from chatstats.library import store
     from chatstats.library.service import search_terms
-    from chatstats.sample.library import make_library as make
+    from chatstats.sample.generate import make_library as make
 
     lib = tmp_path / "facts-lib"
     truth = make(lib, messages=3000, seed=7)

@@ -19,7 +19,7 @@ import structlog
 from starlette.applications import Starlette
 
 from chatstats import metrics as metrics_module
-from chatstats.api import live, sse, streams
+from chatstats.api import feeds, sse, streams
 from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
@@ -155,7 +155,7 @@ def make_app(app_state: AppState) -> Starlette:
     """The real app, with every stream route mounted."""
     app = create_app(app_state)
     paths = {getattr(r, "path", None) for r in app.routes}
-    assert {r.path for r in [*live.ROUTES, *streams.ROUTES]} <= paths
+    assert {r.path for r in [*feeds.ROUTES, *streams.ROUTES]} <= paths
     assert {p for p, _h in streams.JSON_ROUTES} <= paths
     return app
 
@@ -816,7 +816,7 @@ async def test_updates_already_covered_by_initial_are_dropped_but_changes_pass()
         hub.publish_chats([{"id": 5, "text": "five", "shape": "other"}, {"id": 6, "text": "six"}])
         return initial_items, None
 
-    gen = live._follow(hub.subscribe_chats, initial, "chats", live.Chat, live.chat_json, {})
+    gen = feeds._follow(hub.subscribe_chats, initial, "chats", feeds.Chat, feeds.chat_json, {})
     with anyio.fail_after(5):
         first = await collect(gen, 3)
         assert [e.event for e in first] == ["initial", "ready", "update"]
@@ -836,8 +836,8 @@ async def test_a_client_whose_inbox_overflowed_gets_lagged_and_is_closed():
     async def initial() -> tuple[list[dict[str, Any]], str | None]:
         return [], None
 
-    gen = live._follow(
-        hub.subscribe_contacts, initial, "contacts", live.Contact, live.contact_json, {}
+    gen = feeds._follow(
+        hub.subscribe_contacts, initial, "contacts", feeds.Contact, feeds.contact_json, {}
     )
     with anyio.fail_after(5):
         assert [e.event for e in await collect(gen, 2)] == ["initial", "ready"]

@@ -124,6 +124,9 @@ async def test_routes_answer_over_http(imported, libraries):
         chat = (await c.get(f"/api/stats/chats/{chat_id}?since=2000-01-01T00:00:00")).json()
         year = over["by_year"][-1]["year"]
         wrapped = (await c.get(f"/api/stats/wrapped?year={year}")).json()
+        listed = (await c.get("/api/chats?limit=200")).json()
+    named = {c["id"]: c["title"] for c in listed}
+    assert over["top_chats"] and all(t["title"] == named[t["chat_id"]] for t in over["top_chats"])
     conn = _open(imported)
     zone = ZoneInfo("Europe/Paris")
     assert over == stats_truth.overview(truth, conn, zone, LO, HI)
@@ -224,3 +227,27 @@ def test_cli_report_and_wrapped(imported, capsys):
     assert "no chat with id 999999" in capsys.readouterr().err
     assert cli.main(["wrapped", "--year", "1800", *d]) == 1
     assert cli.main(["report", "--contact-id", "999999", *d]) == 1
+
+
+def test_any_window_of_the_overview_matches_the_truth(libraries, tmp_path, capsys):
+    """Windows cut anywhere (months read as rollup minus the buckets outside when those are
+    fewer, years around their UTC new year): every overview equals the truth's."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    lib, truth = libraries["sequoia"]
+    run_import(capsys, lib, tmp_path)
+    conn = _open(tmp_path)
+    times = sorted(m.date_ns for m in truth.messages)
+    lo, hi = times[0] - 40 * 86400 * 10**9, times[-1] + 40 * 86400 * 10**9
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(lo, hi), st.integers(0, 3 * 365 * 86400 * 10**9), st.sampled_from(ZONES))
+    def check(since: int, length: int, name: str) -> None:
+        zone = ZoneInfo(name)
+        until = since + length
+        assert service.overview(conn, zone, since, until) == stats_truth.overview(
+            truth, conn, zone, since, until
+        )
+
+    check()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatstats.db import Database
-from chatstats.ingest import importer, tracker
+from chatstats.ingest import importer, sealer
 from chatstats.ingest.conversations import GAP_NS
 from chatstats.ingest.live import LiveTail
 from chatstats.sample.writer import MessagesWriter
@@ -193,7 +193,7 @@ async def test_live_sync_places_events_as_they_arrive_and_when_spans_grow(tmp_pa
 
         # Sealing finalises each conversation from its messages: the events inside stay out.
         later = time.time_ns() + 2 * GAP_NS
-        sealed = await db.write(lambda conn: tracker.seal_due(conn, later))
+        sealed = await db.write(lambda conn: sealer.seal_due(conn, later))
         assert sorted(s.message_count for s in sealed) == [2, 4]
         assert state(tmp_path / "app.db", chat.guids)[0] == {a2: 4, B: 2}
     finally:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from chatstats.api import auth
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
 from tests import daemon_proc
 
 TOKEN = "web-auth-token"

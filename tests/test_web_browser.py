@@ -1,13 +1,17 @@
 """The web page in headless Chromium against the real daemon: sign in, open a chat, older
-pages on scroll, a message committed to chat.db appearing live, search in context.
+pages on scroll, a message committed to chat.db appearing live, search in every mode finding
+a planted fact, statistics charts holding the routes' figures, the AI chat streaming an
+answer from the loopback model with a citation that opens its message, analysis runs.
 
-One browser and one daemon for the module; each test gets a fresh page (and so a fresh
-sign-in). A failing test leaves a screenshot in tests/.artifacts/.
+One browser and one daemon (no model) for the module; a second daemon, with the loopback
+fake model, only for the AI chat and analysis runs. Each test gets a fresh page (and so a
+fresh sign-in). A failing test leaves a screenshot in tests/.artifacts/.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chatstats.sample.library import make_library
+from chatstats.sample.generate import make_library
+from chatstats.testing.fake_llm import FakeLLM, Reply, ToolCalls, default_responder
 from tests import daemon_proc
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,9 +41,10 @@ pytestmark = pytest.mark.skipif(
 
 
 class Daemon:
-    def __init__(self, url: str, lib: Path) -> None:
+    def __init__(self, url: str, lib: Path, truth: Any = None) -> None:
         self.url = url
         self.lib = lib
+        self.truth = truth
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
 
     def get(self, path: str) -> Any:
@@ -49,13 +55,19 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    # Seed 3 plants two facts (sentences with a question in other words) in 400 messages.
     root = tmp_path_factory.mktemp("web-browser")
-    make_library(root / "lib", messages=400, seed=5)
-    proc = daemon_proc.serve(root / "lib", root / "data", token=TOKEN)
+    truth = make_library(root / "lib", messages=400, seed=3)
+    assert truth.facts
+    yield from _serve(root, truth, {})
+
+
+def _serve(root: Path, truth: Any, env: dict[str, str]) -> Iterator[Daemon]:
+    proc = daemon_proc.serve(root / "lib", root / "data", token=TOKEN, env=env)
     try:
         url = daemon_proc.ready(proc)["url"].rstrip("/")
         daemon_proc.wait_live(url, TOKEN)
-        d = Daemon(url, root / "lib")
+        d = Daemon(url, root / "lib", truth)
         yield d
         d.http.close()
     finally:
@@ -64,6 +76,33 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# The AI chat's scripted model: a turn first asks for search_messages with the word the test
+# sets, then answers citing what the tool found; analysis requests get schema-valid JSON.
+ASK = {"query": "", "answer": "You told them about it, see the cited message."}
+
+
+def _respond(payload: dict[str, Any]) -> Any:
+    if payload.get("tools"):
+        if payload["messages"][-1].get("role") == "tool":
+            return Reply(ASK["answer"])
+        return ToolCalls((("search_messages", {"query": ASK["query"]}),), content="Looking. ")
+    return default_responder(payload)
+
+
+@pytest.fixture(scope="module")
+def llm_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("web-browser-llm")
+    truth = make_library(root / "lib", messages=400, seed=3)
+    with FakeLLM(_respond) as fake:
+        env = {
+            "CHATSTATS_LLM_MODEL": "openai/fake",
+            "CHATSTATS_LLM_API_BASE": fake.base_url,
+            "CHATSTATS_LLM_INPUT_COST_PER_TOKEN": "1e-6",
+            "CHATSTATS_LLM_OUTPUT_COST_PER_TOKEN": "2e-6",
+        }
+        yield from _serve(root, truth, env)
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +177,6 @@ def test_open_a_chat_shows_its_messages_and_older_pages_on_scroll(
     unsent = [m for m in newest if m["unsent"]]
     for m in unsent[:2]:
         assert "unsent a message" in page.locator(f'[data-message-guid="{m["guid"]}"]').inner_text()
-    # The README's picture of the page (docs/web.png is a copy of this file).
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web.png"))
     page.locator("#messages").evaluate("el => el.scrollTop = 0")
     older = daemon.get(f"/api/chats/{chat['id']}/messages?limit=50&before_id={newest[-1]['id']}")
     page.wait_for_selector(f'[data-message-guid="{older[0]["guid"]}"]', state="attached")
@@ -224,9 +260,161 @@ def test_at_phone_width_in_dark_mode_the_list_and_a_chat_take_turns(
         p.keyboard.press("Enter")
         sync_api.expect(p.locator(f'[data-chat-id="{chat["id"]}"]')).to_be_focused()
         assert p.locator("#messages-pane").is_hidden()
+        # The AI chat fits the phone's width: its composer shows, nothing scrolls sideways.
+        p.get_by_role("button", name="AI chat").click()
+        sync_api.expect(p.get_by_label("Message to the assistant")).to_be_visible()
+        assert p.evaluate("() => document.documentElement.scrollWidth") <= 390
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         p.screenshot(path=str(ARTIFACTS / "phone.png"))
         raise
     finally:
         context.close()
+
+
+def wait_index(daemon: Daemon, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        st = daemon.get("/api/index/status")
+        if st["items"] and not st["building"] and not st["pending"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"vector index not ready: {st}")
+
+
+def test_search_in_every_mode_finds_a_planted_fact_and_opens_it(page: Any, daemon: Daemon) -> None:
+    wait_index(daemon)
+    fact = daemon.truth.facts[0]
+    word = max(fact.answer.split(), key=len).strip(",.!?'")
+    sign_in(page, daemon)
+    for mode, query in (("text", word), ("semantic", fact.question), ("hybrid", fact.question)):
+        expected = daemon.get(
+            f"/api/search?mode={mode}&limit={50 if mode == 'text' else 20}&q={query}"
+        )
+        assert fact.guid in [m["guid"] for m in expected], (mode, query)
+        page.get_by_label("Search mode").select_option(mode)
+        page.get_by_label("Search messages").fill(query)
+        page.get_by_role("button", name="Search", exact=True).click()
+        sync_api.expect(page.locator("#search-results")).to_have_attribute("data-mode", mode)
+        page.wait_for_selector(f'[data-result-guid="{fact.guid}"]')
+        shown = page.locator("[data-result-guid]").evaluate_all(
+            "els => els.map(e => e.dataset.resultGuid)"
+        )
+        assert shown == [m["guid"] for m in expected], mode
+    page.click(f'[data-result-guid="{fact.guid}"]')
+    found = page.wait_for_selector(f'#message-list [data-message-guid="{fact.guid}"].found')
+    assert fact.answer in found.inner_text()
+
+
+def test_statistics_charts_hold_the_routes_figures(page: Any, daemon: Daemon) -> None:
+    chat = busiest_chat(daemon)
+    stats = daemon.get(f"/api/stats/chats/{chat['id']}")
+    sign_in(page, daemon)
+    page.click(f'[data-chat-id="{chat["id"]}"]')
+    page.get_by_role("button", name="Statistics").click()
+    page.wait_for_selector("#stats-body .heatmap")
+    cells = page.locator("#stats-body .heatmap rect.cell").evaluate_all(
+        "els => els.map(e => [+e.dataset.day, +e.dataset.hour, +e.dataset.count])"
+    )
+    assert len(cells) == 7 * 24
+    assert [[c for d, h, c in cells if d == day] for day in range(7)] == stats["hour_of_week"]
+    bars = page.locator("#stats-body .volume g.bar").evaluate_all(
+        "els => els.map(e => [+e.dataset.sent, +e.dataset.received])"
+    )
+    assert sum(b[0] for b in bars) == stats["sent"] == sum(d["sent"] for d in stats["by_day"])
+    assert sum(b[1] for b in bars) == stats["received"]
+    rt = page.locator("#stats-body .chart-responses g.hbar").evaluate_all(
+        "els => els.map(e => [e.dataset.seconds, +e.dataset.n])"
+    )
+    want = stats["response_times"]
+    assert [(float(s) if s else None, n) for s, n in rt] == [
+        (want[side][k], want[side]["n"]) for side in ("me", "them") for k in ("median_s", "p90_s")
+    ]
+    reactions = page.locator("#stats-body .chart-reactions g.hbar").evaluate_all(
+        "els => els.map(e => [e.dataset.type, e.dataset.side, +e.dataset.count])"
+    )
+    for t, side, n in reactions:
+        assert stats["reactions"][side].get(t, 0) == n
+    assert {t for t, _s, n in reactions if n} == set(stats["reactions"]["given"]) | set(
+        stats["reactions"]["received"]
+    ) - {t for side in ("given", "received") for t, n in stats["reactions"][side].items() if not n}
+    figures = page.locator("#stats-body .figures").inner_text()
+    assert f"Messages\n{stats['messages']}" in figures
+
+
+def test_without_a_model_the_ai_chat_says_so(page: Any, daemon: Daemon) -> None:
+    sign_in(page, daemon)
+    page.get_by_role("button", name="AI chat").click()
+    notice = page.locator("#ai-notice")
+    sync_api.expect(notice).to_contain_text("CHATSTATS_LLM_MODEL")
+    page.get_by_label("Message to the assistant").fill("what did I promise?")
+    page.keyboard.press("Enter")
+    answer = page.locator('.ai-msg[data-role="assistant"]').last
+    sync_api.expect(answer).to_have_attribute("data-error-code", "llm_not_configured")
+    sync_api.expect(answer.get_by_role("alert")).to_contain_text("No model is configured")
+
+
+def test_an_ai_chat_turn_streams_an_answer_whose_citation_opens_its_message(
+    page: Any, llm_daemon: Daemon
+) -> None:
+    d = llm_daemon
+    chat = busiest_chat(d)
+    msgs = d.get(f"/api/chats/{chat['id']}/messages?limit=500")
+    target, word = next(
+        (m, w)
+        for m in msgs[55:]
+        if not m["unsent"] and m["kind"] == "message"
+        for w in (m["text"] or "").split()
+        if w.isascii() and w.isalpha() and len(w) > 5
+    )
+    ASK["query"] = word
+    sign_in(page, d)
+    page.get_by_role("button", name="AI chat").click()
+    assert page.locator("#ai-notice").is_hidden()
+    page.get_by_label("Title").fill("Browser thread")
+    page.get_by_label("About").select_option(str(chat["id"]))
+    page.get_by_role("button", name="New thread").click()
+    sync_api.expect(page.locator("#ai-thread-title")).to_contain_text("Browser thread")
+    page.get_by_label("Message to the assistant").fill(f"when did we talk about {word}?")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator('.ai-msg[data-role="assistant"][data-status="complete"]')
+    # The daemon's first model call imports LiteLLM (seconds).
+    sync_api.expect(answer).to_have_count(1, timeout=WAIT_MS * 2)
+    sync_api.expect(answer.locator(".text")).to_have_text("Looking. " + ASK["answer"])
+    sync_api.expect(answer.locator('.ai-step[data-tool="search_messages"]')).to_have_attribute(
+        "data-count", re.compile(r"[1-9]")
+    )
+    (thread,) = d.get("/api/chatbot/threads")
+    stored = d.get(f"/api/chatbot/threads/{thread['id']}/messages")[-1]
+    guids = [c["message_guid"] for c in stored["citations"]]
+    assert target["guid"] in guids
+    shown = answer.locator(".citation").evaluate_all("els => els.map(e => e.dataset.messageGuid)")
+    assert shown == guids
+    # The README's picture of the page (docs/web.png is a copy of this file).
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web.png"))
+    totals = page.locator("#ai-totals")
+    sync_api.expect(totals).to_have_attribute("data-total-tokens", str(thread["total_tokens"]))
+    assert thread["total_tokens"] > 0 and thread["total_cost"] > 0
+    assert float(totals.get_attribute("data-total-cost") or 0) == pytest.approx(
+        thread["total_cost"]
+    )
+    # The citation opens the cited message in its chat, paging back to reach it.
+    answer.locator(f'.citation[data-message-guid="{target["guid"]}"]').click()
+    found = page.wait_for_selector(f'#message-list [data-message-guid="{target["guid"]}"].found')
+    assert found.is_visible()
+    assert page.locator("#chat-title").inner_text() == chat["title"]
+
+
+def test_an_analysis_run_shows_its_progress_to_the_end(page: Any, llm_daemon: Daemon) -> None:
+    sign_in(page, llm_daemon)
+    page.get_by_role("button", name="Analysis").click()
+    page.get_by_label("At most").fill("2")
+    page.get_by_role("button", name="Analyse all chats").click()
+    row = page.locator("#runs [data-run-id]").first
+    sync_api.expect(row).to_have_attribute("data-status", "complete", timeout=60_000)
+    run = llm_daemon.get(f"/api/analysis/runs/{row.get_attribute('data-run-id')}")
+    assert run["status"] == "complete" and run["total"] > 0
+    assert row.get_attribute("data-done") == str(run["success"] + run["failed"])
+    assert row.get_attribute("data-total") == str(run["total"])
+    assert row.locator("progress").evaluate("p => p.value") == 100

@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from chatstats.analysis.service import AnalysisService, job_json, run_json
 from chatstats.api import state
-from chatstats.api.common import iso_time
+from chatstats.api.common import BackfillRequest, RunRequest, iso_time
 from chatstats.api.common import limit as _limit
 from chatstats.api.common import path_id as _path_id
 from chatstats.api.common import query_int as _query_int
@@ -42,20 +42,6 @@ def service_of(request: Request) -> AnalysisService:
 def _query_text(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     return None if raw is None or raw == "" else raw
-
-
-class RunRequest(msgspec.Struct, forbid_unknown_fields=True):
-    passes: list[str] | None = None
-    chat_ids: list[int] | None = None
-    limit: int | None = None
-    kind: str = "global"
-    force: bool = False
-
-
-class BackfillRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"pass_": "pass"}):
-    pass_: str | list[str] | None = None
-    dry_run: bool = False
-    limit: int | None = None
 
 
 async def _body(request: Request, kind: type[Any]) -> Any:

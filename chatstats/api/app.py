@@ -30,14 +30,16 @@ from chatstats.api import (
     analysis,
     auth,
     chatbot,
+    context,
+    feeds,
     imessage,
-    live,
     openapi,
     search,
     stats,
     streams,
     web,
 )
+from chatstats.api.common import Paged
 from chatstats.api.state import AppState
 from chatstats.errors import ChatStatsError, DataError, Forbidden, Unauthorized, public
 
@@ -199,7 +201,7 @@ def _is_open(scope: Scope) -> bool:
 def _json_route(path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> Route:
     async def endpoint(request: Request) -> Response:
         result = await handler(request)
-        if isinstance(result, imessage.Paged):
+        if isinstance(result, Paged):
             link = None if result.next_url is None else {"Link": f'<{result.next_url}>; rel="next"'}
             return json_response(result.items, headers=link)
         return json_response(result)
@@ -211,6 +213,7 @@ def create_app(state: AppState) -> Starlette:
     json_routes = [
         *imessage.ROUTES,
         *search.ROUTES,
+        *context.ROUTES,
         *streams.JSON_ROUTES,
         *analysis.ROUTES,
         *stats.ROUTES,
@@ -219,7 +222,7 @@ def create_app(state: AppState) -> Starlette:
     app = Starlette(
         routes=[
             *(_json_route(*spec) for spec in json_routes),
-            *live.ROUTES,
+            *feeds.ROUTES,
             *streams.ROUTES,
             *chatbot.ROUTES,
             *web.ROUTES,

@@ -16,10 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from chatstats.api import state
+from chatstats.api.common import iso_time
 from chatstats.api.common import limit as _limit
 from chatstats.api.common import path_id as _path_id
 from chatstats.api.common import query_int as _query_int
-from chatstats.api.imessage import iso_time
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent
 from chatstats.chatbot.service import (
     ChatbotService,

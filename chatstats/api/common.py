@@ -11,11 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 
 from chatstats.api import state
+from chatstats.context.service import MAX_BUDGET, MAX_QUERY_CHARS
 from chatstats.errors import BadRequest, NotFound
 from chatstats.library.service import Chat, Contact, Conversation, Library, Message, Page
 
@@ -143,3 +147,67 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "message_count": c.message_count,
         "sealed": c.sealed,
     }
+
+
+class RunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/analysis/runs`'s body; here because the OpenAPI schemas describe it too."""
+
+    passes: list[str] | None = None
+    chat_ids: list[int] | None = None
+    limit: int | None = None
+    kind: str = "global"
+    force: bool = False
+
+
+class BackfillRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"pass_": "pass"}):
+    """`POST /api/analysis/backfill`'s body; here because the OpenAPI schemas describe it too."""
+
+    pass_: str | list[str] | None = None
+    dry_run: bool = False
+    limit: int | None = None
+
+
+_ContextId = Annotated[int, Meta(ge=1, le=MAX_ID)]
+
+
+class RetrieverSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One retriever of an ad-hoc list: its name, its share of what is left, its params."""
+
+    retriever: Annotated[str, Meta(min_length=1, max_length=64)]
+    share: Annotated[float, Meta(gt=0, le=1)] | None = None
+    params: dict[str, Any] | None = None
+
+
+class PreviewBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/context/preview`'s body; here because the OpenAPI schemas describe it too."""
+
+    budget_tokens: Annotated[int, Meta(ge=1, le=MAX_BUDGET)]
+    definition: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    retrievers: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=64)] | RetrieverSpec],
+            Meta(min_length=1, max_length=10),
+        ]
+        | None
+    ) = None
+    chat_id: _ContextId | None = None
+    contact_id: _ContextId | None = None
+    conversation_id: _ContextId | None = None
+    query: Annotated[str, Meta(max_length=MAX_QUERY_CHARS)] | None = None
+
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def _shipped() -> dict[str, Path]:
+    """The page's files by their path under /static/: only what ships in the package, so no
+    request path is ever joined onto the file system. Here, not in the web route, because the
+    request schemas (`schemas.StaticFile`) enumerate the same files."""
+    return {
+        p.relative_to(STATIC_DIR).as_posix(): p
+        for p in STATIC_DIR.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+STATIC_FILES = _shipped()

@@ -135,36 +135,6 @@ async def conversation_messages(request: Request) -> list[dict[str, Any]]:
     return [message_json(m) for m in messages]
 
 
-async def search(request: Request) -> Paged:
-    """Messages containing every word of `q` (each taken literally), newest first; optional
-    `chat_id`, `contact_id` (what that contact sent), `since`/`until` (ISO 8601), and `before_id` (or the `Link` header's `cursor`) to read on. Other modes:
-    chatstats.api.search."""
-    mode = request.query_params.get("mode") or "text"
-    if mode != "text":
-        from chatstats.api.search import search_by_meaning
-
-        return await search_by_meaning(  # type: ignore[return-value]
-            request,
-            mode,
-            limit(request),
-            query_int(request, "chat_id"),
-            query_int(request, "contact_id"),
-        )
-    from chatstats.context.search import parse_time
-
-    page = await library(request).search(
-        request.query_params.get("q", ""),
-        query_int(request, "chat_id"),
-        limit(request),
-        query_int(request, "before_id"),
-        cursor(request),
-        contact_id=query_int(request, "contact_id"),
-        since_ns=parse_time(request.query_params.get("since"), "since"),
-        until_ns=parse_time(request.query_params.get("until"), "until"),
-    )
-    return paged(request, page, [message_json(m) for m in page.items])
-
-
 ROUTES = [
     ("/api/health", health),
     ("/api/chats", list_chats),
@@ -174,5 +144,4 @@ ROUTES = [
     ("/api/conversations", list_conversations),
     ("/api/conversations/{id:int}", get_conversation),
     ("/api/conversations/{id:int}/messages", conversation_messages),
-    ("/api/search", search),
 ]

@@ -22,8 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from chatstats.api import web
-from chatstats.api.analysis import BackfillRequest, RunRequest
+from chatstats.api.common import STATIC_FILES, BackfillRequest, PreviewBody, RunRequest
 
 MAX_ID = 2**63 - 1
 
@@ -710,7 +709,7 @@ class PathStreamKey(msgspec.Struct):
 
 
 # The files the page ships (any other path is a 404), so a generated request can hit one.
-StaticFile = Literal[tuple(sorted(web._FILES))]  # type: ignore[valid-type]
+StaticFile = Literal[tuple(sorted(STATIC_FILES))]  # type: ignore[valid-type]
 
 
 class PathStatic(msgspec.Struct):
@@ -789,6 +788,68 @@ SSE_TURN = (
     "arguments}`, `tool_result {id, name, count}` and `delta {text}`, then exactly one of "
     "`message {the stored assistant message}` or `error {code, message}`."
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Context retrievers
+
+
+class DefinitionStep(Wire):
+    """One retriever of a definition: its share of what is left of the budget (null: an
+    equal part among the retrievers still to run) and its own parameters."""
+
+    retriever: str
+    share: float | None
+    params: dict[str, Any]
+
+
+class ContextDefinition(Wire):
+    name: str
+    title: str
+    description: str
+    scopes: list[Literal["chat", "contact", "conversation"]]
+    retrievers: list[DefinitionStep]
+    seeded_at_ns: int
+
+
+class ContextItem(Wire):
+    """A piece in the text: `tokens` its own count, `cut` when shortened to fit."""
+
+    retriever: str
+    kind: str
+    id: int | None
+    tokens: int
+    cut: bool
+
+
+class ContextDropped(Wire):
+    """A piece left out (`budget`: it did not fit; `unreadable`, `no_fields`)."""
+
+    retriever: str
+    kind: str
+    id: int | None
+    tokens: int | None
+    reason: str
+
+
+class RetrieverUsage(Wire):
+    name: str
+    budget_tokens: int
+    tokens: int
+    items: int
+    dropped: int
+
+
+class ContextPreview(Wire):
+    """`tokens` is the cl100k count of `text`, never above `budget_tokens`."""
+
+    definition: str | None
+    budget_tokens: int
+    tokens: int
+    text: str
+    items: list[ContextItem]
+    retrievers: list[RetrieverUsage]
+    dropped: list[ContextDropped]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,6 +946,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(404, 503),
     ),
     ("GET", "/api/index/status"): Op("The vector index", "search", IndexStatus),
+    ("GET", "/api/context/definitions"): Op(
+        "Context definitions (seeded from a file at start)", "search", list[ContextDefinition]
+    ),
+    ("POST", "/api/context/preview"): Op(
+        "What a context definition (or a list of retrievers) puts into a prompt, in a budget",
+        "search",
+        ContextPreview,
+        body=PreviewBody,
+        errors=(404,),
+    ),
     # analysis
     ("GET", "/api/analysis/passes"): Op("Analysis passes", "analysis", list[Pass]),
     ("GET", "/api/analysis/status"): Op(

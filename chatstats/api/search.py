@@ -1,4 +1,8 @@
-"""`GET /api/search` in semantic and hybrid modes, and `GET /api/index/status`."""
+"""`GET /api/search` (text, semantic and hybrid modes) and `GET /api/index/status`.
+
+Text mode is the library's literal word search and pages like the other lists; the other
+modes rank by meaning through the vector index and answer `limit` results, best first.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import anyio
 from starlette.requests import Request
 
 from chatstats.api import state
+from chatstats.api.common import Paged, cursor, library, limit, message_json, paged, query_int
 from chatstats.context.search import MODES, parse_time
 from chatstats.errors import BadRequest, ChatStatsError
 
@@ -28,8 +33,6 @@ async def search_by_meaning(
     request: Request, mode: str, limit: int, chat_id: int | None, contact_id: int | None
 ) -> list[dict[str, Any]]:
     """Best first, `limit` only (no paging): what the fused ranking says is most relevant."""
-    from chatstats.api.common import message_json
-
     if mode not in MODES:
         raise BadRequest("mode must be text, semantic or hybrid")
     if request.query_params.get("before_id"):
@@ -52,6 +55,33 @@ async def search_by_meaning(
     return [{**message_json(m), "score": score, "matched": matched} for m, score, matched in hits]
 
 
+async def search(request: Request) -> Paged | list[dict[str, Any]]:
+    """Messages containing every word of `q` (each taken literally), newest first; optional
+    `chat_id`, `contact_id` (what that contact sent), `since`/`until` (ISO 8601), and
+    `before_id` (or the `Link` header's `cursor`) to read on. `mode=semantic|hybrid` ranks by
+    meaning instead (`search_by_meaning`)."""
+    mode = request.query_params.get("mode") or "text"
+    if mode != "text":
+        return await search_by_meaning(
+            request,
+            mode,
+            limit(request),
+            query_int(request, "chat_id"),
+            query_int(request, "contact_id"),
+        )
+    page = await library(request).search(
+        request.query_params.get("q", ""),
+        query_int(request, "chat_id"),
+        limit(request),
+        query_int(request, "before_id"),
+        cursor(request),
+        contact_id=query_int(request, "contact_id"),
+        since_ns=parse_time(request.query_params.get("since"), "since"),
+        until_ns=parse_time(request.query_params.get("until"), "until"),
+    )
+    return paged(request, page, [message_json(m) for m in page.items])
+
+
 async def index_status(request: Request) -> dict[str, Any]:
     found = state.of(request).search_index
     if found is None:
@@ -68,4 +98,4 @@ async def index_status(request: Request) -> dict[str, Any]:
     return described
 
 
-ROUTES = [("/api/index/status", index_status)]
+ROUTES = [("/api/search", search), ("/api/index/status", index_status)]

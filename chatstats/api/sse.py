@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import msgspec
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from chatstats import errors, log
+from chatstats.api import state
 
 logger = log.get(__name__)
 
@@ -223,3 +225,14 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def event_stream(request: Request, content: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """An SSE response with the daemon's heartbeat interval and shutdown signal: every stream
+    route (feeds, streams) answers through it, so none imports another route module."""
+    app_state = state.of(request)
+    return EventSourceResponse(
+        content,
+        heartbeat_seconds=app_state.settings.heartbeat_seconds,
+        shutdown=app_state.shutdown,
+    )

@@ -24,6 +24,7 @@ from chatstats.metrics import Metrics
 if TYPE_CHECKING:  # the types only: importing them here would load every service at import
     from chatstats.analysis.service import AnalysisService
     from chatstats.context.search import SearchIndex
+    from chatstats.context.service import ContextService
     from chatstats.ingest.sync import LiveSync
 
 ImportState = Literal["idle", "running", "complete", "failed"]
@@ -75,6 +76,8 @@ class AppState:
     live: LiveSync | None = None
     # The vector index behind semantic and hybrid search; None without one.
     search_index: SearchIndex | None = None
+    # Context definitions and the retrievers' preview; built here when not given.
+    context: ContextService = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.bus is None:
@@ -85,6 +88,17 @@ class AppState:
             from chatstats.analysis.service import AnalysisService
 
             self.analysis = AnalysisService(self.db, self.bus, self.settings)
+        if self.context is None:
+            from chatstats.context.service import ContextService
+
+            self.context = ContextService(self.db, index=self._loaded_index)
+
+    def _loaded_index(self) -> Any:
+        """The vector index once it serves; None before (retrievers then rank by words)."""
+        found = self.search_index
+        if found is None or not found.ready.is_set():
+            return None
+        return found.index
 
 
 def of(request: Request) -> AppState:

@@ -28,8 +28,13 @@ from starlette.routing import Route
 
 from chatstats.api import state
 from chatstats.api.common import MAX_ID, iso_time
-from chatstats.api.live import event_stream
-from chatstats.api.sse import EventSourceResponse, ServerSentEvent, open_streams, utc_now_iso
+from chatstats.api.sse import (
+    EventSourceResponse,
+    ServerSentEvent,
+    event_stream,
+    open_streams,
+    utc_now_iso,
+)
 from chatstats.errors import BadRequest
 from chatstats.events.bus import DEFAULT_STREAM, Event, EventBus, Reset
 

@@ -9,7 +9,6 @@ hold no data.
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 
 import msgspec
 from starlette.requests import Request
@@ -18,9 +17,9 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from chatstats.api import auth
+from chatstats.api.common import STATIC_DIR, STATIC_FILES
 from chatstats.errors import BadRequest, Forbidden, NotFound, Unauthorized
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 MAX_BODY = 4096
 
 
@@ -60,17 +59,6 @@ async def index(request: Request) -> Response:
     )
 
 
-def _shipped() -> dict[str, Path]:
-    """The page's files by their path under /static/: only what ships in the package, so no
-    request path is ever joined onto the file system."""
-    return {
-        p.relative_to(STATIC_DIR).as_posix(): p
-        for p in STATIC_DIR.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    }
-
-
-_FILES = _shipped()
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
@@ -80,7 +68,7 @@ _TYPES = {
 
 
 async def static(request: Request) -> Response:
-    path = _FILES.get(request.path_params["path"])
+    path = STATIC_FILES.get(request.path_params["path"])
     if path is None:
         raise NotFound("no such file")
     return FileResponse(

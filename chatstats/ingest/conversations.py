@@ -10,7 +10,7 @@ Two algorithms, as in the seeds, both pure so they can be property-tested:
 Both decide by message times alone, so they always agree with a fresh split: a message
 within 90 minutes of a conversation joins it even when that conversation was already sealed
 (a late message: delivered after a phone was offline, or synced from another device). The
-caller then reopens it (chatstats/ingest/tracker.py) rather than starting a new one.
+caller then reopens it (chatstats/ingest/sealer.py) rather than starting a new one.
 
 A gap of exactly 90 minutes stays in the same conversation; one nanosecond more splits.
 """

@@ -33,6 +33,7 @@ from chatstats.imessage import chatdb
 from chatstats.ingest import bulk, watermark
 from chatstats.ingest.batch import Counters, Ingest
 from chatstats.ingest.decode import Decoder
+from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
 
@@ -171,6 +172,7 @@ def _import(
         conn.execute("BEGIN IMMEDIATE")
         try:
             dropped = _drop_indexes(conn) if race else []
+            summaries = stats_maintain.suspend(conn) if race else None
             _load(
                 conn,
                 reader,
@@ -188,6 +190,9 @@ def _import(
             for i, sql in enumerate(dropped):
                 conn.execute(sql)
                 report("indexes", i + 1, len(dropped))
+            if summaries is not None:  # one rebuild, not one trigger call per row
+                summaries.resume()
+            stats_maintain.drain(conn)  # words of rows the triggers queued
             conn.execute(
                 "UPDATE import_runs SET state = 'complete', finished_ns = :t, summary = :s"
                 " WHERE id = :id",
@@ -209,6 +214,10 @@ def _import(
         if race:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA journal_mode=WAL")
+    # Statistics from a sample (as SQLite advises for optimize): an exact ANALYZE of the
+    # 300k rows just loaded cost 0.1 s; the sampled row counts land within ~30%, which
+    # leaves each index's selectivity (what the planner compares) of the same order.
+    conn.execute("PRAGMA analysis_limit=1000")
     conn.execute("PRAGMA optimize")
     report("done", 1, 1)
 

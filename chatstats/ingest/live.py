@@ -41,6 +41,7 @@ from chatstats.imessage.chatdb import ChatDBError, M
 from chatstats.imessage.dates import unix_ns_to_apple
 from chatstats.ingest import watermark
 from chatstats.ingest.batch import Counters, Ingest, Outcome
+from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
 
@@ -57,6 +58,13 @@ FALLBACK_CHECK_SECONDS = 2.0
 # still reach clients within a second; two stat() calls a second cost nothing measurable.
 WATCHED_POLL_SECONDS = 1.0
 WATCHED_FALLBACK_SECONDS = 30.0
+# A writer appends its WAL frames (size and mtime change, the watcher fires) a moment before
+# its commit is visible in the WAL index (-shm, not watched: our own reads write it). A sync
+# in that gap reads nothing, and the fingerprint it leaves already matches the committed
+# files, so no later stat check would notice. For SETTLE_SECONDS after a change the loop
+# wakes every SETTLE_POLL_SECONDS and asks `data_version`, which does see the commit.
+SETTLE_SECONDS = 0.5
+SETTLE_POLL_SECONDS = 0.02
 # Messages.app corrects fields (is_from_me, is_sent…) a few ms after inserting, without
 # moving any date a cursor could follow. The correction is a commit, so it triggers a sync;
 # each sync re-reads the rows it ingested in the last few seconds to find it.
@@ -173,14 +181,19 @@ class LiveTail:
             await self._sync_safely(full=True)
             last_full = last_fallback = time.monotonic()
             backoff = self.poll_interval
+            settle_until = 0.0
             while not stop.is_set():
                 quiet = self.watching and self.status.state == "ok"
+                settling = time.monotonic() < settle_until
                 if self.status.state == "waiting":
                     delay = backoff
+                elif settling:
+                    delay = SETTLE_POLL_SECONDS
                 else:
                     delay = max(self.poll_interval, WATCHED_POLL_SECONDS if quiet else 0.0)
                 with contextlib.suppress(TimeoutError):  # asyncio: keep each wake-up cheap
                     await asyncio.wait_for(kick.wait(), delay)
+                kicked = kick.is_set()
                 kick.clear()
                 if stop.is_set():
                     break
@@ -188,6 +201,10 @@ class LiveTail:
                 new_fp = fingerprint(watched)
                 full = now - last_full >= FULL_SCAN_SECONDS
                 due = new_fp != fp or full or self.status.state == "waiting"
+                if not due and (kicked or settling):
+                    due = self._version_changed()  # a commit that became visible after its write
+                if new_fp != fp:
+                    settle_until = now + SETTLE_SECONDS
                 every = WATCHED_FALLBACK_SECONDS if quiet else FALLBACK_CHECK_SECONDS
                 if not due and now - last_fallback >= every:
                     last_fallback = now
@@ -339,6 +356,7 @@ class LiveTail:
             conn, source_id, message_rowid=max_rowid, attachment_rowid=max_att, marks=marks
         )
         self._append_events(conn, ingest, outcome)
+        stats_maintain.drain(conn)  # the batch's words into the statistics, before the commit
         self._maps = ingest.maps
         self._recent = {r: until for r, until in self._recent.items() if until > clock}
         for r in new_rowids:

@@ -22,9 +22,10 @@ from chatstats.events.hub import MessageHub
 from chatstats.ingest.addressbook_sync import AddressBookSync
 from chatstats.ingest.batch import Outcome
 from chatstats.ingest.live import LiveTail
-from chatstats.ingest.tracker import Sealer
+from chatstats.ingest.sealer import Sealer
 from chatstats.library.service import Library
 from chatstats.metrics import Metrics
+from chatstats.stats.service import live_counts
 
 
 class LiveSync:
@@ -40,7 +41,7 @@ class LiveSync:
         metrics: Metrics,
         library: Library,
     ) -> None:
-        self._bus, self._hub, self._library = bus, hub, library
+        self._db, self._bus, self._hub, self._library = db, bus, hub, library
         self.sealer = Sealer(db, bus)
         addressbook = Path(settings.addressbook) if settings.addressbook else None
         self.addressbook = AddressBookSync(db, addressbook, on_change=self._publish_contacts)
@@ -76,15 +77,20 @@ class LiveSync:
             by_chat.setdefault(m.chat_id, []).append(m)
         for chat_id, items in by_chat.items():
             self._hub.publish_messages(chat_id, items)
-        if chats:
-            self._hub.publish_chats(chats)
-        if contacts:
-            self._hub.publish_contacts(contacts)
+        if chats or contacts:  # with their statistics counts, read once per batch
+            by_chat, by_contact = await self._db.read(
+                live_counts, [c.id for c in chats], [c.id for c in contacts]
+            )
+            if chats:
+                self._hub.publish_chats({"chats": chats, "stats": by_chat})
+            if contacts:
+                self._hub.publish_contacts({"contacts": contacts, "stats": by_contact})
 
     async def _publish_contacts(self, contact_ids: list[int]) -> None:
         _messages, _chats, contacts = await self._library.changes([], [], contact_ids)
         if contacts:
-            self._hub.publish_contacts(contacts)
+            _, by_contact = await self._db.read(live_counts, [], [c.id for c in contacts])
+            self._hub.publish_contacts({"contacts": contacts, "stats": by_contact})
 
     def _observe(self, outcome: Outcome, counters: Any) -> None:
         self._metrics.incr("ingest.messages", len(outcome.new_message_ids))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from chatstats.sample.library import _EN_LINES
+from chatstats.sample.generate.corpus import EN_LINES
 from chatstats.sample.writer import MessagesWriter
 
 _ENCODER = msgspec.json.Encoder()
@@ -54,7 +54,7 @@ class Correspondent:
         self.out.flush()
 
     def text(self) -> str:
-        return self.rng.choice(_EN_LINES)
+        return self.rng.choice(EN_LINES)
 
     def receive(self) -> tuple[int, str]:
         rowid, guid = self.writer.message(

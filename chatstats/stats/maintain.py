@@ -1,16 +1,20 @@
-"""Stats maintenance around the historical import's one-statement bulk load.
+"""Stats maintenance for the historical import: set-based, never one trigger call per row.
 
-Why: a per-row trigger (an upsert and a Python word count for each of 300k rows) made the
-race-mode load ~58% slower. So the bulk load runs with the insert trigger dropped, and the
-buckets of the rows it wrote are then built by one GROUP BY, in the same transaction, before
-the trigger is put back. Live batches, edits and unsends keep using the triggers.
+Why: per-row triggers (an upsert, a Python word count and a conversation's rows for each of
+300k rows) made the import far slower than the load itself. Race mode drops every statistics
+trigger for the load and `resume` rebuilds all summaries in one pass (`REBUILD`); a bulk
+load outside race mode builds its rows' buckets in one GROUP BY (`bulk_insert`). Live
+batches, edits and unsends keep using the triggers (appends in O(1), schema 0011).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from chatstats.db import word_count
 
 _TRIGGER = "stats_message_insert"
 
@@ -37,6 +41,7 @@ _BUILD_MONTHS = (
 def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
     """Inside the caller's transaction: rows with id >= first_id inserted in the block are
     summarised once at its end instead of one trigger call each."""
+    conn.create_function("cs_words", 1, word_count, deterministic=True)
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = :n", {"n": _TRIGGER}
     ).fetchone()
@@ -50,3 +55,157 @@ def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
         conn.execute(_BUILD_MONTHS, {"first": first_id})
     finally:
         conn.execute(row[0])
+
+
+# Schema 0007's and 0011's summaries. Their triggers update a bucket, a conversation or a
+# 30-day block per changed row: right for live batches, ruinous for a 300k-row load into an
+# empty database (and their lookups by GUID would run while race mode has the indexes
+# dropped). So race mode drops every statistics trigger for the whole load and rebuilds
+# every summary once, set-based, after the indexes are back and before the one COMMIT: what
+# a reader sees is always in step. One pass over the messages (stats_walk, words counted
+# there once) feeds the buckets and the conversations; months, years and blocks come from
+# the buckets, not the messages.
+SUMMARY_TABLES = (
+    "stats_years",
+    "stats_blocks",
+    "stats_conversations",
+    "stats_conv_senders",
+    "stats_replies",
+    "stats_reactions",
+    "stats_reacted",
+)
+ALL_TABLES = ("stats_buckets", "stats_months", *SUMMARY_TABLES)
+
+REBUILD = (
+    "CREATE TEMP TABLE stats_walk AS"
+    " SELECT id, chat_id, conversation_id, COALESCE(handle_id, 0) AS h, is_from_me, date_ns,"
+    " cs_words(text) AS w, LAG(is_from_me) OVER w AS prev_me, LAG(date_ns) OVER w AS prev_ns,"
+    " LEAD(id) OVER w IS NULL AS is_last"
+    " FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL"
+    " WINDOW w AS (PARTITION BY conversation_id ORDER BY date_ns, id)",
+    "INSERT INTO stats_buckets (bucket, chat_id, handle_id, is_from_me, messages, words)"
+    " SELECT date_ns / 900000000000, chat_id, h, is_from_me, COUNT(*), SUM(w)"
+    " FROM temp.stats_walk GROUP BY 1, 2, 3, 4",
+    # A bucket never straddles a UTC month (months start on a multiple of 15 minutes).
+    "INSERT INTO stats_months (month, chat_id, handle_id, is_from_me, messages)"
+    " SELECT CAST(strftime('%Y%m', bucket * 900, 'unixepoch') AS INTEGER), chat_id, handle_id,"
+    " is_from_me, SUM(messages) FROM stats_buckets GROUP BY 1, 2, 3, 4",
+    "INSERT INTO stats_years (year, chat_id, handle_id, is_from_me, messages)"
+    " SELECT month / 100, chat_id, handle_id, is_from_me, SUM(messages) FROM stats_months"
+    " GROUP BY 1, 2, 3, 4",
+    "INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)"
+    " SELECT chat_id, bucket / 2880, handle_id, is_from_me,"
+    " group_concat(bucket || ',' || messages || ',' || words)"
+    " FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880",
+    "INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages,"
+    " first_from_me, last_id, last_from_me)"
+    " SELECT conversation_id, chat_id, MIN(date_ns), MAX(date_ns), COUNT(*),"
+    " MAX(CASE WHEN prev_me IS NULL THEN is_from_me END),"
+    " MAX(CASE WHEN is_last THEN id END), MAX(CASE WHEN is_last THEN is_from_me END)"
+    " FROM temp.stats_walk WHERE conversation_id IS NOT NULL GROUP BY conversation_id",
+    "INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)"
+    " SELECT conversation_id, h, is_from_me, chat_id, COUNT(*) FROM temp.stats_walk"
+    " WHERE conversation_id IS NOT NULL GROUP BY 1, 2, 3",
+    "INSERT INTO stats_replies (message_id, chat_id, conversation_id, handle_id, is_from_me,"
+    " date_ns, gap_ns)"
+    " SELECT id, chat_id, conversation_id, h, is_from_me, date_ns, date_ns - prev_ns"
+    " FROM temp.stats_walk WHERE conversation_id IS NOT NULL AND prev_me <> is_from_me",
+    "DROP TABLE temp.stats_walk",
+    "INSERT INTO stats_reactions (chat_id, target_from_me, by_me, type, bucket, target_handle, n)"
+    " SELECT m.chat_id, m.is_from_me, r.is_from_me, r.type, m.date_ns / 900000000000,"
+    " COALESCE(m.handle_id, 0), COUNT(*)"
+    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
+    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
+    " GROUP BY 1, 2, 3, 4, 5, 6",
+    "INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)"
+    " SELECT m.id, m.chat_id, m.date_ns, COUNT(*)"
+    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
+    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
+    " GROUP BY m.id",
+)
+
+
+def _fill(conn: sqlite3.Connection) -> None:
+    conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
+    for table in (*ALL_TABLES, "stats_words_pending"):
+        conn.execute(f"DELETE FROM {table}")  # names are constants
+    # Secondary indexes built once from the filled tables (a sort), not row by row.
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        " AND tbl_name IN (SELECT value FROM json_each(:t))",
+        {"t": json.dumps(ALL_TABLES)},
+    ).fetchall()
+    for name, _sql in indexes:
+        conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
+    for sql in REBUILD:
+        conn.execute(sql)
+    for _name, sql in indexes:
+        conn.execute(sql)
+
+
+_PENDING = "SELECT chat_id, bucket, handle_id, is_from_me, text, sign FROM stats_words_pending"
+_ADD_WORDS = (
+    "UPDATE stats_buckets SET words = words + :d WHERE chat_id = :c AND bucket = :b"
+    " AND handle_id = :h AND is_from_me = :s"
+)
+
+
+def drain(conn: sqlite3.Connection) -> int:
+    """Count the queued texts' words into their buckets (inside the caller's transaction).
+
+    Why a queue: the triggers stay plain SQL (any SQLite client can write the messages), and
+    words are counted here, in Python, once per batch. Readers add what is still queued, so
+    figures are exact before a drain too. Returns the number of queued texts."""
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_words_pending'"
+    ).fetchone():
+        return 0
+    rows = conn.execute(_PENDING).fetchall()
+    if not rows:
+        return 0
+    delta: dict[tuple[int, int, int, int], int] = {}
+    for c, b, h, s, text, sign in rows:
+        key = (c, b, h, s)
+        delta[key] = delta.get(key, 0) + sign * word_count(text)
+    conn.executemany(
+        _ADD_WORDS,
+        [{"d": d, "c": k[0], "b": k[1], "h": k[2], "s": k[3]} for k, d in delta.items() if d],
+    )
+    conn.execute("DELETE FROM stats_words_pending")
+    return len(rows)
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Empty and refill every statistics table from the rows (inside the caller's
+    transaction), with the triggers off meanwhile."""
+    suspend(conn).resume()
+
+
+class Suspended:
+    """Statistics triggers dropped by `suspend`; `resume` rebuilds the tables and puts them
+    back."""
+
+    def __init__(self, conn: sqlite3.Connection, triggers: list[str]) -> None:
+        self._conn = conn
+        self._triggers = triggers
+
+    def resume(self) -> None:
+        if not self._triggers:
+            return
+        _fill(self._conn)
+        for sql in self._triggers:
+            self._conn.execute(sql)
+        self._triggers = []
+
+
+def suspend(conn: sqlite3.Connection) -> Suspended:
+    """Inside the caller's transaction: drop 0007's and 0011's triggers until `resume()`."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ("
+        " name LIKE 'stats\\_message\\_%' ESCAPE '\\'"
+        " OR name LIKE 'stats\\_block\\_%' ESCAPE '\\' OR name LIKE 'stats\\_conv\\_%' ESCAPE '\\'"
+        " OR name LIKE 'stats\\_react\\_%' ESCAPE '\\' OR name LIKE 'stats\\_year\\_%' ESCAPE '\\')"
+    ).fetchall()
+    for name, _sql in rows:
+        conn.execute(f'DROP TRIGGER "{name}"')  # names come from sqlite_master
+    return Suspended(conn, [sql for _name, sql in rows])

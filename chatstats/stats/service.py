@@ -17,9 +17,11 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from chatstats.db import Database, word_count
 from chatstats.errors import NotFound
-from chatstats.stats import store
+from chatstats.stats import store, summary
 
 MIN_NS = -(2**63)
 MAX_NS = 2**63 - 1
@@ -132,36 +134,143 @@ def _month_ns(ym: int) -> int:
     return (datetime(y, m, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
 
 
-def _totals(conn: sqlite3.Connection, a: int, b: int) -> tuple[Counter[tuple[int, int]], set[int]]:
-    """Messages in [a, b) per (chat, side) and the contacts who sent: whole UTC months from
-    stats_months, the rest from 15-minute buckets, the partial buckets from messages."""
+def _year_ns(year: int) -> int:
+    return _month_ns(year * 100 + 1)
+
+
+Span = tuple[int, int, list[sqlite3.Row], int]  # whole buckets [lo, hi), edge rows, sign
+
+
+def _pieces(
+    conn: sqlite3.Connection, a: int, b: int
+) -> tuple[tuple[int, int] | None, list[tuple[int, int]], list[Span]]:
+    """[a, b) as whole UTC years, whole UTC months (YYYYMM ranges), whole buckets and exact
+    edge rows: the coarsest summary that covers each stretch. A month cut by a bound is its
+    rollup minus the buckets it has outside [a, b) when those are the fewer (sign -1): a
+    local year then reads hours of buckets at its ends, not weeks."""
+    years = None
+    outer = [(a, b)]
+    if a < b:
+        ya, yb = _month_start(a)[0] // 100, _month_start(b)[0] // 100
+        first_full = ya if _year_ns(ya) == a else ya + 1
+        if first_full < yb:
+            years = (first_full, yb)
+            outer = [(a, _year_ns(first_full)), (_year_ns(yb), b)]
+    months: list[tuple[int, int]] = []
+    spans: list[Span] = []
+
+    def part(ym: int, x: int, y: int) -> None:
+        """[x, y) inside month ym: its buckets, or the month less the rest of it."""
+        m0, m1 = _month_ns(ym), _month_ns(_next_month(ym))
+        if (x - m0) + (m1 - y) < y - x:
+            months.append((ym, _next_month(ym)))
+            spans.extend((*_span(conn, u, v), -1) for u, v in ((m0, x), (y, m1)) if u < v)
+        else:
+            spans.append((*_span(conn, x, y), 1))
+
+    for x, y in outer:
+        if x >= y:
+            continue
+        ym, start = _month_start(x)
+        last_ym, last_start = _month_start(y)  # months before last_ym end by y
+        if ym == last_ym:
+            part(ym, x, y)
+            continue
+        first_month = ym if start == x else _next_month(ym)
+        if start != x:
+            part(ym, x, _month_ns(first_month))
+        if first_month < last_ym:
+            months.append((first_month, last_ym))
+        if last_start < y:
+            part(last_ym, last_start, y)
+    return years, months, spans
+
+
+def _totals(
+    conn: sqlite3.Connection, a: int, b: int, detail: bool = True
+) -> tuple[Counter[tuple[int, int]], set[int]]:
+    """Messages in [a, b) per (chat, side) (per (0, side) without `detail`) and, with it, the
+    contacts who sent: whole UTC years and months from their rollups, the rest from 15-minute
+    buckets, the partial buckets from messages. The sums are SQL's: a few hundred rows come
+    back. Who sent is counted per handle (signed pieces subtract), then mapped to contacts."""
     per: Counter[tuple[int, int]] = Counter()
     contacts: set[int] = set()
     if a >= b:
         return per, contacts
-    ym, start = _month_start(a)
-    first_full = ym if start == a else _next_month(ym)
-    last_ym, last_start = _month_start(b)  # months before last_ym end by b
-    spans = [(a, b)]
-    if first_full < last_ym:
-        spans = [(a, _month_ns(first_full)), (last_start, b)]
-        for r in conn.execute(store.MONTH_TOTALS, {"lo": first_full, "hi": last_ym}):
-            per[(r["chat_id"], r["is_from_me"])] += r["n"]
-        contacts |= {
-            r[0] for r in conn.execute(store.MONTH_CONTACTS, {"lo": first_full, "hi": last_ym})
-        }
-    for x, y in spans:
-        if x >= y:
+    years, months, spans = _pieces(conn, a, b)
+    by_month = store.MONTH_TOTALS if detail else store.MONTH_SIDES
+    by_bucket = store.BUCKET_TOTALS if detail else store.BUCKET_SIDES_CHAT
+    ranges = [(store.YEAR_TOTALS if detail else store.YEAR_SIDES, store.YEAR_HANDLES, years, 1)]
+    ranges += [(by_month, store.MONTH_HANDLES, m, 1) for m in months]
+    ranges += [(by_bucket, store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
+    per_handle: Counter[int] = Counter()
+    people: Counter[int] = Counter()
+    for totals_sql, handles_sql, rng, sign in ranges:
+        if rng is None:
             continue
-        lo, hi, edges = _span(conn, x, y)
-        for r in conn.execute(store.BUCKET_TOTALS, {"lo": lo, "hi": hi}):
-            per[(r["chat_id"], r["is_from_me"])] += r["n"]
-        contacts |= {r[0] for r in conn.execute(store.BUCKET_CONTACTS, {"lo": lo, "hi": hi})}
+        p = {"lo": rng[0], "hi": rng[1]}
+        for chat, side, n in conn.execute(totals_sql, p):
+            per[(chat, side)] += sign * n
+        if detail:
+            for h, n in conn.execute(handles_sql, p):
+                per_handle[h] += sign * n
+    for _lo, _hi, edges, sign in spans:
         for e in edges:
-            per[(e["chat_id"], e["is_from_me"])] += 1
-            if not e["is_from_me"] and e["contact_id"] is not None:
-                contacts.add(e["contact_id"])
+            per[(e["chat_id"] if detail else 0, e["is_from_me"])] += sign
+            if detail and not e["is_from_me"] and e["contact_id"] is not None:
+                people[e["contact_id"]] += sign
+    if detail:
+        contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
+        for h, n in per_handle.items():
+            k = contact_of.get(h)
+            if k is not None:
+                people[k] += n
+        contacts = {k for k, n in people.items() if n > 0}
     return per, contacts
+
+
+def _sides(conn: sqlite3.Connection, a: int, b: int) -> list[int]:
+    """[received, sent] in [a, b)."""
+    ys = [0, 0]
+    for (_chat, side), n in _totals(conn, a, b, detail=False)[0].items():
+        ys[side] += n
+    return ys
+
+
+def _edge_message(conn: sqlite3.Connection, since: int, until: int, last: bool) -> int | None:
+    """The first (or last) message time in [since, until): the first (last) bucket holding
+    any, then that bucket's chats read exactly; a bucket cut by the bound may hold none."""
+    if since >= until:
+        return None
+    lo, hi = since // store.BUCKET_NS, (until - 1) // store.BUCKET_NS
+    while lo <= hi:
+        b = store.one_value(
+            conn, store.LAST_BUCKET if last else store.FIRST_BUCKET, {"lo": lo, "hi": hi}
+        )
+        if b is None:
+            return None
+        b = int(b)  # type: ignore[call-overload]
+        a2 = max(since, b * store.BUCKET_NS)
+        b2 = min(until, (b + 1) * store.BUCKET_NS)
+        found = [
+            int(v)  # type: ignore[call-overload]
+            for (chat,) in conn.execute(store.CHATS_IN_BUCKET, {"b": b}).fetchall()
+            if (
+                v := store.one_value(
+                    conn,
+                    store.LAST_IN_CHAT if last else store.FIRST_IN_CHAT,
+                    {"chat": chat, "a": a2, "b": b2},
+                )
+            )
+            is not None
+        ]
+        if found:
+            return int(max(found) if last else min(found))
+        if last:
+            hi = b - 1
+        else:
+            lo = b + 1
+    return None
 
 
 def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -> dict[str, Any]:
@@ -176,41 +285,30 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
         per_chat[chat] += n
         sides[side] += n
     chats = [c for c, n in per_chat.items() if n > 0]
-    first = min(
-        (
-            v
-            for c in chats
-            if (
-                v := store.one_value(conn, store.FIRST_IN_CHAT, {"chat": c, "a": since, "b": until})
-            )
-            is not None
-        ),
-        default=None,
-    )
-    last = max(
-        (
-            v
-            for c in chats
-            if (v := store.one_value(conn, store.LAST_IN_CHAT, {"chat": c, "a": since, "b": until}))
-            is not None
-        ),
-        default=None,
-    )
+    first = _edge_message(conn, since, until, last=False) if chats else None
+    last = _edge_message(conn, since, until, last=True) if chats else None
     by_year = []
     if first is not None and last is not None:
-        for year in range(local(int(first), zone).year, local(int(last), zone).year + 1):
+        utc_years: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for year, side, n in conn.execute(store.YEARS_SIDES):
+            utc_years[year][side] += n
+        for year in range(local(first, zone).year, local(last, zone).year + 1):
             a = max(since, local_year_start_ns(year, zone))
             b = min(until, local_year_start_ns(year + 1, zone))
-            ys = [0, 0]
-            for (_chat, side), n in _totals(conn, a, b)[0].items():
-                ys[side] += n
+            if a == local_year_start_ns(year, zone) and b == local_year_start_ns(year + 1, zone):
+                # A whole local year: its UTC year, give or take the hours between the two
+                # new years at each end (a few buckets).
+                u0, u1 = _year_ns(year), _year_ns(year + 1)
+                ys = list(utc_years[year])
+                for x, y, sign in ((a, u0, 1), (u1, b, 1)):
+                    lo_, hi_, k = (x, y, sign) if x <= y else (y, x, -sign)
+                    ys = [v + k * d for v, d in zip(ys, _sides(conn, lo_, hi_), strict=True)]
+            else:
+                ys = _sides(conn, a, b)
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]
-    titles = {
-        r["id"]: r["display_name"] or r["chat_identifier"]
-        for r in conn.execute(store.CHAT_TITLES, {"ids": "[" + ",".join(map(str, top)) + "]"})
-    }
+    titles = chat_titles(conn, top)
     return {
         "timezone": zone.key,
         "messages": sides[0] + sides[1],
@@ -218,8 +316,8 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
         "received": sides[0],
         "chats": len(chats),
         "contacts": len(contacts),
-        "first_message_time": iso(None if first is None else int(first)),
-        "last_message_time": iso(None if last is None else int(last)),
+        "first_message_time": iso(first),
+        "last_message_time": iso(last),
         "by_year": by_year,
         "top_chats": [{"chat_id": c, "title": titles.get(c), "messages": per_chat[c]} for c in top],
     }
@@ -335,67 +433,126 @@ def _figures(
     }
 
 
+def chat_titles(conn: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+    """Chat titles exactly as /api/chats names them (the library's rule, repeated here
+    because the statistics may not import the library: a group's own name, else who is in
+    it, each person once, else the chat identifier or GUID); tests hold the two equal."""
+    p = {"ids": "[" + ",".join(map(str, ids)) + "]"}
+    people: dict[int, list[sqlite3.Row]] = defaultdict(list)
+    for r in conn.execute(store.CHAT_PEOPLE, p):
+        people[r["chat_id"]].append(r)
+    out = {}
+    for r in conn.execute(store.CHAT_TITLES, p):
+        title = r["display_name"] if r["is_group"] and r["display_name"] else ""
+        if not title:
+            seen: set[tuple[str, Any]] = set()
+            names = []
+            for m in people[r["id"]]:
+                key = (
+                    ("contact", m["contact_id"])
+                    if m["contact_id"] is not None
+                    else ("handle", m["identifier"])
+                )
+                if key not in seen:
+                    seen.add(key)
+                    names.append(m["name"] or m["identifier"] or "")
+            title = ", ".join(n for n in names if n) or r["display_name"] or ""
+        out[r["id"]] = title or r["chat_identifier"] or r["guid"]
+    return out
+
+
 def chat_stats(
     conn: sqlite3.Connection, zone: ZoneInfo, chat_id: int, since: int, until: int, today: date
 ) -> dict[str, Any]:
     if conn.execute(store.CHAT, {"id": chat_id}).fetchone() is None:
         raise NotFound(f"no chat with id {chat_id}")
-    rows = conn.execute(store.CHAT_MESSAGES, {"chat": chat_id, "a": since, "b": until}).fetchall()
-    return _figures(conn, zone, rows, today, since, until)
+    parts = summary.Parts()
+    summary.chat_part(conn, parts, chat_id, since, until)
+    return summary.finish(conn, zone, parts, today)
 
 
 def contact_stats(
     conn: sqlite3.Connection, zone: ZoneInfo, contact_id: int, since: int, until: int, today: date
 ) -> dict[str, Any]:
-    """Their messages in every chat they are in, and mine in their 1:1 chats."""
+    """Their messages in every chat they are in, and mine in their 1:1 chats.
+
+    A 1:1 chat whose other messages all come from the contact's handles is the chat's own
+    figures; in a group chat only their messages count. A 1:1 chat that also holds someone
+    else's messages (an unmerged handle) matches no summary and is read exactly."""
     if conn.execute(store.CONTACT, {"id": contact_id}).fetchone() is None:
         raise NotFound(f"no contact with id {contact_id}")
-    rows: list[sqlite3.Row] = []
+    handles = frozenset(r[0] for r in conn.execute(store.CONTACT_HANDLES, {"contact": contact_id}))
+    parts = summary.Parts()
     for chat in conn.execute(store.CONTACT_CHATS, {"contact": contact_id}).fetchall():
-        for r in conn.execute(store.CHAT_MESSAGES, {"chat": chat["id"], "a": since, "b": until}):
-            if (r["contact_id"] == contact_id and not r["is_from_me"]) or (
-                r["is_from_me"] and not chat["is_group"]
-            ):
-                rows.append(r)
-    rows.sort(key=lambda r: (r["date_ns"], r["id"]))
-    return _figures(conn, zone, rows, today, since, until)
+        cid = chat["id"]
+        if chat["is_group"]:
+            summary.chat_part(conn, parts, cid, since, until, handles)
+            continue
+        senders = {r[0] for r in conn.execute(store.CHAT_SENDERS, {"chat": cid})}
+        if senders <= handles:
+            summary.chat_part(conn, parts, cid, since, until)
+            continue
+        rows = [
+            (r["date_ns"], r["handle"], r["is_from_me"], r["text"], r["guid"], r["conversation_id"])
+            for r in conn.execute(store.CHAT_ROWS, {"chat": cid, "a": since, "b": until})
+            if r["is_from_me"] or r["handle"] in handles
+        ]
+        summary.rows_part(conn, parts, cid, rows, since, until)
+    return summary.finish(conn, zone, parts, today)
 
 
 def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) -> dict[str, Any]:
-    """The year in messages: the overview of the year and the year before, plus its highlights."""
+    """The year in messages: the overview of the year, the year before's totals, and its
+    highlights, all from the summaries (a local year is whole 15-minute buckets).
+
+    The most reacted message is the one with the most standing tapbacks, the earliest on a tie.
+    """
     a, b = local_year_start_ns(year, zone), local_year_start_ns(year + 1, zone)
     this = overview(conn, zone, a, b)
-    before = overview(conn, zone, local_year_start_ns(year - 1, zone), a)
-    rows: list[sqlite3.Row] = []
-    lo, hi = a // store.BUCKET_NS, -(-b // store.BUCKET_NS)
-    for (chat,) in conn.execute(store.CHATS_IN_BUCKETS, {"lo": lo, "hi": hi}).fetchall():
-        rows += conn.execute(store.CHAT_MESSAGES, {"chat": chat, "a": a, "b": b}).fetchall()
-    fig = _figures(conn, zone, rows, today, a, b)
-    people: Counter[int] = Counter(
-        r["contact_id"] for r in rows if not r["is_from_me"] and r["contact_id"] is not None
-    )
-    most_reacted = None
-    tapbacks = _reactions(conn, {r["chat_id"] for r in rows}, a, b)
-    for r in rows:
-        n = len(tapbacks.get(r["guid"], ()))
-        if n and (most_reacted is None or n > most_reacted["reactions"]):
-            most_reacted = {"message_id": r["id"], "chat_id": r["chat_id"], "reactions": n}
-    replies: dict[int, list[float]] = defaultdict(list)
-    by_conv: dict[int, list[sqlite3.Row]] = defaultdict(list)
-    for r in rows:
-        if r["conversation_id"] is not None:
-            by_conv[r["conversation_id"]].append(r)
-    for msgs in by_conv.values():
-        for prev, cur in pairwise(msgs):
-            if prev["is_from_me"] and not cur["is_from_me"] and cur["contact_id"] is not None:
-                replies[cur["contact_id"]].append((cur["date_ns"] - prev["date_ns"]) / 1e9)
+    before = _sides(conn, local_year_start_ns(year - 1, zone), a)
+    lo, hi = a // store.BUCKET_NS, b // store.BUCKET_NS
+    keys, counts_text = conn.execute(store.YEAR_BUCKETS, {"lo": lo, "hi": hi}).fetchone()
+    packed = summary.ints(keys)  # bucket * 2 + side
+    cols = np.zeros((len(packed), 5), dtype=np.int64)
+    cols[:, 0], cols[:, 2], cols[:, 3] = packed // 2, packed % 2, summary.ints(counts_text)
+    people = _people(conn, a, b)
+    busiest = None
+    days = np.zeros(0, dtype=np.int64)
+    hours = [0] * 24
+    if len(cols):
+        days, sent, recv, how = summary.local_grid(zone, cols)
+        hours = [sum(how[d][h] for d in range(7)) for h in range(24)]
+        totals = sent + recv
+        best = int(np.flatnonzero(totals == totals.max())[-1])  # the latest of the busiest
+        busiest = {
+            "date": summary.day_iso(int(days[best])),
+            "sent": int(sent[best]),
+            "received": int(recv[best]),
+        }
+    reply = {"a": a, "b": b}
+    mine_rt = summary.ints(conn.execute(store.YEAR_GAPS, {**reply, "side": 1}).fetchone()[0])
+    who, gaps = conn.execute(store.YEAR_THEIR_GAPS, reply).fetchone()
+    their_h, their_rt = summary.ints(who), summary.ints(gaps)
+    rt = {
+        "me": summary.reply_times(conn, [mine_rt], 1),
+        "them": summary.reply_times(conn, [their_rt], 0),
+    }
+    by_contact: dict[int, list[int]] = defaultdict(list)
+    contact_of = _contacts_of(conn, np.unique(their_h).tolist())
+    for h, gap in zip(their_h.tolist(), their_rt.tolist(), strict=True):
+        k = contact_of.get(h)
+        if k is not None:
+            by_contact[k].append(gap)
     fastest = min(
-        ((k, median(v)) for k, v in replies.items() if len(v) >= 3),
+        (
+            (k, summary.median(np.array(v, dtype=np.int64) / 1e9))
+            for k, v in by_contact.items()
+            if len(v) >= 3
+        ),
         key=lambda kv: (kv[1], kv[0]),
         default=None,
     )
-    busiest = max(fig["by_day"], key=lambda d: (d["sent"] + d["received"], d["date"]), default=None)
-    hours = [sum(fig["hour_of_week"][d][h] for d in range(7)) for h in range(24)]
+    top = conn.execute(store.MOST_REACTED, reply).fetchone()
     return {
         "timezone": zone.key,
         "year": year,
@@ -412,18 +569,91 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
         "fastest_responder": None
         if fastest is None
         else {"contact_id": fastest[0], "median_s": fastest[1]},
-        "most_reacted_message": most_reacted,
+        "most_reacted_message": None
+        if top is None
+        else {"message_id": top[0], "chat_id": top[1], "reactions": top[2]},
         "busiest_day": busiest,
-        "streaks": fig["streaks"],
-        "response_times": fig["response_times"],
+        "streaks": summary.streaks(days, today),
+        "response_times": rt,
         "top_hour": max(range(24), key=lambda h: (hours[h], -h)) if any(hours) else None,
         "previous_year": {
             "year": year - 1,
-            "messages": before["messages"],
-            "sent": before["sent"],
-            "received": before["received"],
+            "messages": before[0] + before[1],
+            "sent": before[1],
+            "received": before[0],
         },
     }
+
+
+def _people(conn: sqlite3.Connection, a: int, b: int) -> Counter[int]:
+    """Messages each contact sent in [a, b): per handle from the coarsest summaries."""
+    years, months, spans = _pieces(conn, a, b)
+    per_handle: Counter[int] = Counter()
+    people: Counter[int] = Counter()
+    ranges = [(store.YEAR_HANDLES, years, 1)] + [(store.MONTH_HANDLES, m, 1) for m in months]
+    ranges += [(store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
+    for sql, rng, sign in ranges:
+        if rng is not None:
+            for h, n in conn.execute(sql, {"lo": rng[0], "hi": rng[1]}):
+                per_handle[h] += sign * n
+    for _lo, _hi, edges, sign in spans:
+        for e in edges:
+            if not e["is_from_me"] and e["contact_id"] is not None:
+                people[e["contact_id"]] += sign
+    contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
+    for h, n in per_handle.items():
+        k = contact_of.get(h)
+        if k is not None:
+            people[k] += n
+    return +people
+
+
+def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int | None]:
+    ids = "[" + ",".join(str(h) for h in handles) + "]"
+    return {h: c for h, c in conn.execute(store.HANDLE_CONTACTS, {"ids": ids})}
+
+
+def live_counts(
+    conn: sqlite3.Connection, chat_ids: list[int], contact_ids: list[int]
+) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+    """All-time {messages, sent, received} per chat and per contact, as their stats routes
+    count them (a contact: their messages anywhere, mine in their 1:1 chats), from
+    stats_years: a few rows each, cheap enough to send with every live batch."""
+    conn.execute("BEGIN")  # one snapshot for every figure
+    try:
+        chats: dict[int, dict[str, int]] = {
+            c: {"messages": 0, "sent": 0, "received": 0} for c in chat_ids
+        }
+        ids = "[" + ",".join(str(int(c)) for c in chat_ids) + "]"
+        for chat, side, n in conn.execute(store.CHAT_COUNTS, {"ids": ids}):
+            chats[chat]["sent" if side else "received"] += n
+        contacts: dict[int, dict[str, int]] = {}
+        for k in contact_ids:
+            received = conn.execute(store.HANDLES_RECEIVED, {"contact": k}).fetchone()[0] or 0
+            own = [r[0] for r in conn.execute(store.CONTACT_CHATS, {"contact": k}) if not r[1]]
+            sent = 0
+            p = {"ids": "[" + ",".join(str(int(c)) for c in own) + "]"}
+            for _chat, side, n in conn.execute(store.CHAT_COUNTS, p):
+                sent += n if side else 0
+            contacts[k] = {"messages": received + sent, "sent": sent, "received": received}
+    finally:
+        conn.execute("COMMIT")
+    for v in chats.values():
+        v["messages"] = v["sent"] + v["received"]
+    return chats, contacts
+
+
+def _snapshot(fn: Any) -> Any:
+    """`fn` inside one read transaction: every figure of an answer sees the same commit."""
+
+    def run(conn: sqlite3.Connection, *args: Any) -> Any:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    return run
 
 
 class Stats:
@@ -437,22 +667,27 @@ class Stats:
         return datetime.now(self.zone).date()
 
     async def overview(self, since: int | None, until: int | None) -> dict[str, Any]:
-        return await self._db.read(overview, self.zone, _lo(since), _hi(until))
+        return await self._db.read(_snapshot(overview), self.zone, _lo(since), _hi(until))
 
     async def chat(self, chat_id: int, since: int | None, until: int | None) -> dict[str, Any]:
         return await self._db.read(
-            chat_stats, self.zone, chat_id, _lo(since), _hi(until), self._today()
+            _snapshot(chat_stats), self.zone, chat_id, _lo(since), _hi(until), self._today()
         )
 
     async def contact(
         self, contact_id: int, since: int | None, until: int | None
     ) -> dict[str, Any]:
         return await self._db.read(
-            contact_stats, self.zone, contact_id, _lo(since), _hi(until), self._today()
+            _snapshot(contact_stats), self.zone, contact_id, _lo(since), _hi(until), self._today()
         )
 
+    async def live_counts(
+        self, chat_ids: list[int], contact_ids: list[int]
+    ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+        return await self._db.read(live_counts, chat_ids, contact_ids)
+
     async def wrapped(self, year: int) -> dict[str, Any]:
-        return await self._db.read(wrapped, self.zone, year, self._today())
+        return await self._db.read(_snapshot(wrapped), self.zone, year, self._today())
 
 
 def _lo(ns: int | None) -> int:

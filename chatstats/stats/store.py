@@ -19,11 +19,26 @@ MONTH_TOTALS = (
     "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_months"
     " WHERE month >= :lo AND month < :hi GROUP BY chat_id, is_from_me"
 )
-MONTH_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_months"
-    " WHERE month >= :lo AND month < :hi AND is_from_me = 0) b"
-    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
+YEAR_TOTALS = (
+    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_years"
+    " WHERE year >= :lo AND year < :hi GROUP BY chat_id, is_from_me"
 )
+YEARS_SIDES = "SELECT year, is_from_me, SUM(messages) FROM stats_years GROUP BY year, is_from_me"
+YEAR_SIDES = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_years"
+    " WHERE year >= :lo AND year < :hi GROUP BY is_from_me"
+)
+MONTH_SIDES = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_months"
+    " WHERE month >= :lo AND month < :hi GROUP BY is_from_me"
+)
+BUCKET_SIDES_CHAT = (
+    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
+)
+FIRST_BUCKET = "SELECT MIN(bucket) FROM stats_buckets WHERE bucket >= :lo AND bucket <= :hi"
+LAST_BUCKET = "SELECT MAX(bucket) FROM stats_buckets WHERE bucket >= :lo AND bucket <= :hi"
+CHATS_IN_BUCKET = "SELECT DISTINCT chat_id FROM stats_buckets WHERE bucket = :b"
 BUCKET_SIDES = (
     "SELECT is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
@@ -32,11 +47,6 @@ BUCKET_SIDES = (
 BUCKET_RANGE = (
     "SELECT (SELECT MIN(bucket) FROM stats_buckets) AS lo,"
     " (SELECT MAX(bucket) FROM stats_buckets) AS hi"
-)
-BUCKET_CONTACTS = (
-    "SELECT DISTINCT h.contact_id FROM (SELECT DISTINCT handle_id FROM stats_buckets"
-    " WHERE bucket >= :lo AND bucket < :hi AND is_from_me = 0) b"
-    " JOIN handles h ON h.id = b.handle_id WHERE h.contact_id IS NOT NULL"
 )
 # Exact edges: one chat's messages in [a, b) ns, by the chat/date index.
 EDGE = (
@@ -55,7 +65,16 @@ LAST_IN_CHAT = (
     "SELECT date_ns FROM messages WHERE chat_id = :chat AND date_ns >= :a AND date_ns < :b"
     " AND kind = 'message' ORDER BY date_ns DESC LIMIT 1"
 )
-CHAT_TITLES = "SELECT id, display_name, chat_identifier FROM chats WHERE id IN (SELECT value FROM json_each(:ids))"
+CHAT_TITLES = (
+    "SELECT id, guid, display_name, chat_identifier, is_group FROM chats"
+    " WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+# As the library lists them (/api/chats titles): by handle id within a chat.
+CHAT_PEOPLE = (
+    "SELECT cp.chat_id, h.identifier, h.contact_id, c.name FROM chat_participants cp"
+    " JOIN handles h ON h.id = cp.handle_id LEFT JOIN contacts c ON c.id = h.contact_id"
+    " WHERE cp.chat_id IN (SELECT value FROM json_each(:ids)) ORDER BY cp.chat_id, h.id"
+)
 CHAT = "SELECT id, is_group FROM chats WHERE id = :id"
 CONTACT = "SELECT id FROM contacts WHERE id = :id"
 # A chat's messages in time order (messages_chat_date).
@@ -70,8 +89,18 @@ CONTACT_CHATS = (
     "SELECT c.id, c.is_group FROM chats c WHERE c.id IN ("
     " SELECT p.chat_id FROM chat_participants p JOIN handles h ON h.id = p.handle_id"
     " WHERE h.contact_id = :contact"
-    " UNION SELECT DISTINCT b.chat_id FROM stats_buckets b JOIN handles h ON h.id = b.handle_id"
+    " UNION SELECT DISTINCT y.chat_id FROM stats_years y JOIN handles h ON h.id = y.handle_id"
     " WHERE h.contact_id = :contact)"
+)
+CONTACT_HANDLES = "SELECT id FROM handles WHERE contact_id = :contact"
+# The senders (not me) of a chat's messages, from its packed blocks.
+CHAT_SENDERS = (
+    "SELECT DISTINCT handle_id FROM stats_blocks WHERE chat_id = :chat AND is_from_me = 0"
+)
+CHAT_ROWS = (
+    "SELECT date_ns, COALESCE(handle_id, 0) AS handle, is_from_me, text, guid, conversation_id"
+    " FROM messages WHERE chat_id = :chat AND kind = 'message' AND date_ns >= :a AND date_ns < :b"
+    " ORDER BY date_ns, id"
 )
 # Standing tapbacks on one chat's messages in [a, b): one indexed join, not one query a message.
 CHAT_REACTIONS = (
@@ -84,3 +113,47 @@ CHAT_REACTIONS = (
 def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> object:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else row[0]
+
+
+# A year in messages (wrapped): its buckets, its replies, its most reacted message.
+YEAR_BUCKETS = (
+    "SELECT group_concat(bucket * 2 + is_from_me), group_concat(messages)"
+    " FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+)
+YEAR_GAPS = (
+    "SELECT group_concat(gap_ns) FROM stats_replies WHERE date_ns >= :a AND date_ns < :b"
+    " AND date_ns - gap_ns >= :a AND is_from_me = :side"
+)
+YEAR_THEIR_GAPS = (
+    "SELECT group_concat(handle_id), group_concat(gap_ns) FROM stats_replies"
+    " WHERE date_ns >= :a AND date_ns < :b AND date_ns - gap_ns >= :a AND is_from_me = 0"
+)
+MOST_REACTED = (
+    "SELECT message_id, chat_id, n FROM stats_reacted WHERE date_ns >= :a AND date_ns < :b"
+    " ORDER BY n DESC, date_ns, message_id LIMIT 1"
+)
+HANDLE_CONTACTS = (
+    "SELECT id, contact_id FROM handles WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+
+# All-time counts for the live streams.
+CHAT_COUNTS = (
+    "SELECT chat_id, is_from_me, SUM(messages) FROM stats_years"
+    " WHERE chat_id IN (SELECT value FROM json_each(:ids)) GROUP BY chat_id, is_from_me"
+)
+HANDLES_RECEIVED = (
+    "SELECT SUM(y.messages) FROM handles h JOIN stats_years y ON y.handle_id = h.id"
+    " WHERE h.contact_id = :contact AND y.is_from_me = 0"
+)
+YEAR_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_years WHERE year >= :lo AND year < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
+)
+MONTH_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_months WHERE month >= :lo AND month < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
+)
+BUCKET_HANDLES = (
+    "SELECT handle_id, SUM(messages) FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
+    " AND is_from_me = 0 GROUP BY handle_id"
+)

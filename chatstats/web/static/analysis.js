@@ -1,5 +1,6 @@
 // Conversations with their analyses and commitments, and analysis runs with live progress
 // (CONTRACT.md "Analysis"; progress from the queue stream, filtered by run_id in the daemon).
+import { localTime } from "/static/render.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -8,7 +9,7 @@ function el(tag, className, text) {
   return node;
 }
 
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+const when = (iso) => (iso ? localTime(iso) : "–");
 
 /** An analysis result (any JSON the pass's schema allows) as nested definition lists. */
 function resultView(value) {

@@ -1,7 +1,8 @@
 // The ChatStats page: plain modules, no build step. The session cookie (HttpOnly) rides on
 // every request and stream; the page never keeps the token after signing in.
 import { analysisView, conversationsView } from "/static/analysis.js";
-import { personName, renderMessage, sortChats } from "/static/render.js";
+import { chatbotView } from "/static/chatbot.js";
+import { localTime, personName, renderMessage, sortChats } from "/static/render.js";
 import { overviewView, statsView } from "/static/stats.js";
 
 const $ = (id) => document.getElementById(id);
@@ -85,7 +86,7 @@ function stream(url, handlers, onLagged) {
 
 // --- chat list -------------------------------------------------------------------------------
 function chatLabel(chat) {
-  return chat.last_message_time ? new Date(chat.last_message_time).toLocaleString() : "no messages";
+  return chat.last_message_time ? localTime(chat.last_message_time) : "no messages";
 }
 
 const chatNodes = new Map(); // chat id -> its <li>, reused so a live update moves, not redraws
@@ -281,7 +282,7 @@ async function reveal(guid) {
   for (let i = 0; i < 40 && !state.byGuid.has(guid); i++) {
     if (!(await loadOlder())) break;
   }
-  const node = document.querySelector(`[data-message-guid="${CSS.escape(guid)}"]`);
+  const node = $("message-list").querySelector(`[data-message-guid="${CSS.escape(guid)}"]`);
   if (node) {
     node.classList.add("found");
     node.scrollIntoView({ block: "center" });
@@ -300,7 +301,8 @@ $("back").addEventListener("click", () => {
 
 // --- views: a chat's messages, statistics and conversations; the overview; analysis --------
 const VIEWS = { messages: "messages", stats: "stats-view", conversations: "conversations-view",
-  overview: "overview-view", analysis: "analysis-view" };
+  overview: "overview-view", analysis: "analysis-view", ai: "ai-view" };
+const VIEW_TITLES = { overview: "Overview", analysis: "Analysis", ai: "AI chat" };
 const CHAT_VIEWS = new Set(["messages", "stats", "conversations"]);
 
 function showView(name) {
@@ -313,8 +315,9 @@ function showView(name) {
   for (const b of $("chat-tabs").querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tab === name));
   $("overview-open").setAttribute("aria-pressed", String(name === "overview"));
   $("analysis-open").setAttribute("aria-pressed", String(name === "analysis"));
+  $("ai-open").setAttribute("aria-pressed", String(name === "ai"));
   if (!CHAT_VIEWS.has(name)) {
-    $("chat-title").textContent = name === "overview" ? "Overview" : "Analysis";
+    $("chat-title").textContent = VIEW_TITLES[name];
     $("search-results").hidden = true;
   } else if (state.chatId !== null) {
     $("chat-title").textContent = state.chats.get(state.chatId)?.title ?? "";
@@ -420,6 +423,28 @@ async function showAnalysis() {
 $("overview-open").addEventListener("click", () => showOverview());
 $("analysis-open").addEventListener("click", () => showAnalysis());
 
+async function openConversation(conversationId) {
+  // The conversation's chat, opened at its first message.
+  const conv = await (await api(`/api/conversations/${conversationId}`)).json();
+  const msgs = await (await api(`/api/conversations/${conversationId}/messages?limit=500`)).json();
+  const first = msgs.reduce((a, m) => (!a || m.timestamp < a.timestamp ? m : a), null);
+  await openChat(conv.chat_id, first?.guid ?? null);
+}
+
+async function showChatbot() {
+  showView("ai");
+  try {
+    await chatbotView($("ai-view"), {
+      api, chats: state.chats, chatId: state.chatId,
+      openAt: (chatId, guid) => openChat(chatId, guid), openConversation,
+    });
+  } catch (e) {
+    showProblem("ai-view", e);
+  }
+}
+
+$("ai-open").addEventListener("click", () => showChatbot());
+
 // --- search ----------------------------------------------------------------------------------
 async function runSearch(url, append) {
   const response = await api(url);
@@ -437,7 +462,7 @@ async function runSearch(url, append) {
     where.className = "chat-meta";
     const chat = state.chats.get(m.chat_id);
     const who = m.is_from_me ? "Me" : (m.sender?.name || m.sender?.identifier || "Unknown");
-    where.textContent = `${chat ? chat.title : "Chat " + m.chat_id} · ${who} · ${new Date(m.timestamp).toLocaleString()}`;
+    where.textContent = `${chat ? chat.title : "Chat " + m.chat_id} · ${who} · ${localTime(m.timestamp)}`;
     if (m.matched) where.textContent += ` · ${m.matched.join(" + ")}`;
     button.dataset.score = String(m.score ?? "");
     const text = document.createElement("span");
@@ -531,9 +556,12 @@ $("health-toggle").addEventListener("click", async () => {
 async function start() {
   $("signin").hidden = true;
   $("app").hidden = false;
-  watchChats();
+  if (!state.listStream || state.listStream.readyState === EventSource.CLOSED) watchChats();
 }
 
+// The chat list's stream opens while the sign-in is checked, not after (first load); a
+// signed-out check closes it again.
+watchChats();
 (async () => {
   const response = await fetch("/api/chats?limit=1", { credentials: "same-origin" });
   if (response.ok) start(); else showSignIn();

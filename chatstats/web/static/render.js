@@ -16,6 +16,15 @@ const SYSTEM_TEXT = {
   system: "system event",
 };
 
+// One formatter for every time shown: Date.toLocaleString builds a new one per call, which
+// dominated drawing a long chat list or a page of messages.
+const TIME = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit",
+});
+export function localTime(value) {
+  return TIME.format(value instanceof Date ? value : new Date(value));
+}
+
 export function personName(p) {
   return p ? (p.name || p.identifier || "Unknown") : "Unknown";
 }
@@ -82,7 +91,7 @@ export function renderMessage(m, byGuid, isGroup) {
     bubble.append(r);
   }
   li.append(bubble);
-  const meta = el("time", "meta", time.toLocaleString());
+  const meta = el("time", "meta", localTime(time));
   meta.dateTime = m.timestamp;
   if (m.edited && !m.unsent) meta.textContent += " \u00b7 Edited";
   li.append(meta);

@@ -28,9 +28,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
-from chatstats.api import state
+from chatstats.api import live_stats, state
 from chatstats.api.common import MAX_ID, chat_json, contact_json, message_json
-from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event
+from chatstats.api.sse import EventSourceResponse, ServerSentEvent, error_event, event_stream
 from chatstats.errors import NotFound
 from chatstats.events.hub import Subscription
 from chatstats.library.service import Chat, Contact, Message
@@ -38,16 +38,6 @@ from chatstats.library.service import Chat, Contact, Message
 INITIAL_LIMIT = 50
 
 _encode = msgspec.json.Encoder().encode
-
-
-def event_stream(request: Request, content: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
-    """An SSE response with the daemon's heartbeat interval and shutdown signal."""
-    app_state = state.of(request)
-    return EventSourceResponse(
-        content,
-        heartbeat_seconds=app_state.settings.heartbeat_seconds,
-        shutdown=app_state.shutdown,
-    )
 
 
 class _Covered:
@@ -105,10 +95,15 @@ def _items(
         raw = payload
     else:
         raw = []
+    # Live sync publishes {key: [structs], "stats": {id: counts}}: read once per batch.
+    stats = payload.get("stats") if isinstance(payload, Mapping) else None
     out = []
     for item in raw if isinstance(raw, list | tuple) else ():
         if isinstance(item, struct):
-            out.append(shape(item))
+            shaped = shape(item)
+            if isinstance(stats, Mapping) and shaped.get("id") in stats:
+                shaped["stats"] = stats[shaped["id"]]
+            out.append(shaped)
         elif isinstance(item, Mapping):
             out.append(dict(item))
     return out
@@ -180,7 +175,7 @@ async def chats(request: Request) -> EventSourceResponse:
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.chats(INITIAL_LIMIT)
-        return [chat_json(c) for c in page.items], page.next
+        return await live_stats.chats_with_stats(app_state.db, page.items), page.next
 
     return event_stream(
         request,
@@ -195,7 +190,7 @@ async def contacts(request: Request) -> EventSourceResponse:
 
     async def first_page() -> tuple[list[dict[str, Any]], str | None]:
         page = await library.contacts(INITIAL_LIMIT)
-        return [contact_json(c) for c in page.items], page.next
+        return await live_stats.contacts_with_stats(app_state.db, page.items), page.next
 
     return event_stream(
         request,

@@ -16,7 +16,7 @@ import structlog
 from chatstats.cli import main
 from chatstats.db import Database, connect, migrate
 from chatstats.errors import NotFound
-from chatstats.ingest import tracker
+from chatstats.ingest import sealer as sealing
 from chatstats.ingest.conversations import GAP_NS
 
 S = 1_000_000_000
@@ -104,7 +104,7 @@ def add_conversation(
         ).lastrowid
         add_messages(c, chat_id, cid, dates)
         if timer and not sealed:
-            tracker.schedule(c, cid, chat_id, max(dates), gap_ns=gap_ns)
+            sealing.schedule(c, cid, chat_id, max(dates), gap_ns=gap_ns)
         return cid
 
     return tx(conn, build)
@@ -133,7 +133,7 @@ def events(conn: sqlite3.Connection) -> list[tuple[str, str, dict]]:
 def test_schedule_sets_due_from_last_message_time_and_moves_with_it(conn):
     cid = add_conversation(conn, 1, [T0, T0 + 10 * MIN])
     assert timer(conn, cid) == T0 + 10 * MIN + GAP_NS
-    tx(conn, lambda c: tracker.schedule(c, cid, 1, T0 + 20 * MIN))
+    tx(conn, lambda c: sealing.schedule(c, cid, 1, T0 + 20 * MIN))
     assert timer(conn, cid) == T0 + 20 * MIN + GAP_NS
     assert conn.execute("SELECT count(*) FROM seal_timers").fetchone()[0] == 1
 
@@ -141,9 +141,9 @@ def test_schedule_sets_due_from_last_message_time_and_moves_with_it(conn):
 def test_exactly_90_minutes_after_the_last_message_is_not_yet_due_one_ns_more_is(conn):
     """Same boundary as the splitter: a message exactly 90 minutes later still joins."""
     cid = add_conversation(conn, 1, [T0])
-    assert tx(conn, tracker.seal_due, T0 + GAP_NS) == []
+    assert tx(conn, sealing.seal_due, T0 + GAP_NS) == []
     assert not conversation(conn, cid)["sealed"]
-    sealed = tx(conn, tracker.seal_due, T0 + GAP_NS + 1)
+    sealed = tx(conn, sealing.seal_due, T0 + GAP_NS + 1)
     assert [s.conversation_id for s in sealed] == [cid]
     row = conversation(conn, cid)
     assert row["sealed"] == 1 and row["sealed_at_ns"] == T0 + GAP_NS + 1
@@ -154,16 +154,16 @@ def test_a_message_89_minutes_later_keeps_the_conversation_open(conn):
     """The timer still points at the first message; the re-check finds the later one."""
     cid = add_conversation(conn, 1, [T0])
     tx(conn, add_messages, 1, cid, [T0 + 89 * MIN])  # ingest forgot to reschedule
-    assert tx(conn, tracker.seal_due, T0 + GAP_NS + 1) == []
+    assert tx(conn, sealing.seal_due, T0 + GAP_NS + 1) == []
     assert not conversation(conn, cid)["sealed"]
     assert timer(conn, cid) == T0 + 89 * MIN + GAP_NS
     assert events(conn) == []
-    assert len(tx(conn, tracker.seal_due, T0 + 89 * MIN + GAP_NS + 1)) == 1
+    assert len(tx(conn, sealing.seal_due, T0 + 89 * MIN + GAP_NS + 1)) == 1
 
 
 def test_sealing_appends_sealed_then_ready_on_the_chat_scope(conn):
     cid = add_conversation(conn, 7, [T0, T0 + MIN, T0 + 2 * MIN])
-    [sealed] = tx(conn, tracker.seal_due, T0 + 3 * GAP_NS)
+    [sealed] = tx(conn, sealing.seal_due, T0 + 3 * GAP_NS)
     assert sealed.sealed_event_id < sealed.ready_event_id
     assert events(conn) == [
         (
@@ -172,7 +172,7 @@ def test_sealing_appends_sealed_then_ready_on_the_chat_scope(conn):
             {
                 "chat_id": 7,
                 "conversation_id": cid,
-                "last_message_time": tracker.iso_time(T0 + 2 * MIN),
+                "last_message_time": sealing.iso_time(T0 + 2 * MIN),
                 "message_count": 3,
             },
         ),
@@ -182,13 +182,13 @@ def test_sealing_appends_sealed_then_ready_on_the_chat_scope(conn):
             {
                 "chat_id": 7,
                 "conversation_id": cid,
-                "start_time": tracker.iso_time(T0),
-                "end_time": tracker.iso_time(T0 + 2 * MIN),
+                "start_time": sealing.iso_time(T0),
+                "end_time": sealing.iso_time(T0 + 2 * MIN),
                 "message_count": 3,
             },
         ),
     ]
-    assert tracker.iso_time(T0) == "2023-11-14T22:13:20.000000Z"
+    assert sealing.iso_time(T0) == "2023-11-14T22:13:20.000000Z"
 
 
 def test_sealing_finalises_stale_stats_from_the_messages(conn):
@@ -197,7 +197,7 @@ def test_sealing_finalises_stale_stats_from_the_messages(conn):
         "UPDATE conversations SET start_ns = 5, end_ns = 6, message_count = 99 WHERE id = ?",
         (cid,),
     )
-    [sealed] = tx(conn, tracker.seal_due, T0 + MIN + GAP_NS + 1)
+    [sealed] = tx(conn, sealing.seal_due, T0 + MIN + GAP_NS + 1)
     row = conversation(conn, cid)
     assert (row["start_ns"], row["end_ns"], row["message_count"]) == (T0, T0 + MIN, 2)
     assert (sealed.start_ns, sealed.end_ns, sealed.message_count) == (T0, T0 + MIN, 2)
@@ -207,7 +207,7 @@ def test_a_rolled_back_seal_leaves_no_events_and_the_conversation_open(conn):
     cid = add_conversation(conn, 1, [T0])
 
     def seal_then_fail(c):
-        assert len(tracker.seal_due(c, T0 + 2 * GAP_NS)) == 1
+        assert len(sealing.seal_due(c, T0 + 2 * GAP_NS)) == 1
         raise RuntimeError("crash after sealing")
 
     with pytest.raises(RuntimeError):
@@ -219,13 +219,13 @@ def test_a_rolled_back_seal_leaves_no_events_and_the_conversation_open(conn):
 
 def test_a_conversation_is_sealed_once(conn):
     cid = add_conversation(conn, 1, [T0])
-    assert len(tx(conn, tracker.seal_due, T0 + 2 * GAP_NS)) == 1
-    assert tx(conn, tracker.seal_due, T0 + 3 * GAP_NS) == []
+    assert len(tx(conn, sealing.seal_due, T0 + 2 * GAP_NS)) == 1
+    assert tx(conn, sealing.seal_due, T0 + 3 * GAP_NS) == []
     # A stray schedule for a sealed conversation makes no timer, and a stale timer is dropped.
-    tx(conn, lambda c: tracker.schedule(c, cid, 1, T0))
+    tx(conn, lambda c: sealing.schedule(c, cid, 1, T0))
     assert timer(conn, cid) is None
     conn.execute("INSERT INTO seal_timers VALUES (?, 1, ?)", (cid, T0))
-    assert tx(conn, tracker.seal_due, T0 + 3 * GAP_NS) == []
+    assert tx(conn, sealing.seal_due, T0 + 3 * GAP_NS) == []
     assert timer(conn, cid) is None
     assert len(events(conn)) == 2
 
@@ -233,7 +233,7 @@ def test_a_conversation_is_sealed_once(conn):
 def test_a_timer_whose_conversation_was_re_split_away_is_dropped(conn):
     add_chat(conn, 1)
     conn.execute("INSERT INTO seal_timers VALUES (424242, 1, ?)", (T0,))
-    assert tx(conn, tracker.seal_due, T0 + 1) == []
+    assert tx(conn, sealing.seal_due, T0 + 1) == []
     assert timer(conn, 424242) is None
 
 
@@ -243,19 +243,19 @@ def test_due_conversations_seal_oldest_first_and_limit_bounds_a_round(conn):
     c = add_conversation(conn, 3, [T0 + MIN])
     later = add_conversation(conn, 4, [T0 + 10 * GAP_NS])
     now = T0 + 2 * GAP_NS
-    first = tx(conn, lambda x: tracker.seal_due(x, now, limit=2))
+    first = tx(conn, lambda x: sealing.seal_due(x, now, limit=2))
     assert [s.conversation_id for s in first] == [b, c]
-    assert [s.conversation_id for s in tx(conn, tracker.seal_due, now)] == [a]
-    assert tracker.next_due(conn) == T0 + 10 * GAP_NS + GAP_NS
+    assert [s.conversation_id for s in tx(conn, sealing.seal_due, now)] == [a]
+    assert sealing.next_due(conn) == T0 + 10 * GAP_NS + GAP_NS
     assert not conversation(conn, later)["sealed"]
 
 
 def test_ensure_timers_backfills_open_conversations_without_one(conn):
     cid = add_conversation(conn, 1, [T0], timer=False)
     add_conversation(conn, 2, [T0], sealed=True)
-    assert tx(conn, tracker.ensure_timers) == 1
+    assert tx(conn, sealing.ensure_timers) == 1
     assert timer(conn, cid) == T0 + GAP_NS
-    assert tx(conn, tracker.ensure_timers) == 0
+    assert tx(conn, sealing.ensure_timers) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,17 +265,17 @@ def test_ensure_timers_backfills_open_conversations_without_one(conn):
 def test_force_seal_seals_the_newest_open_conversation_now(conn):
     old = add_conversation(conn, 1, [T0], sealed=True)
     cid = add_conversation(conn, 1, [T0 + 5 * GAP_NS])
-    sealed = tx(conn, tracker.force_seal, 1, T0 + 5 * GAP_NS + 1)
+    sealed = tx(conn, sealing.force_seal, 1, T0 + 5 * GAP_NS + 1)
     assert sealed is not None and sealed.conversation_id == cid
     assert conversation(conn, cid)["sealed"] == 1 and timer(conn, cid) is None
     assert conversation(conn, old)["sealed_at_ns"] == T0  # untouched
-    assert [e[0] for e in events(conn)] == [tracker.SEALED, tracker.READY]
-    assert tx(conn, tracker.force_seal, 1, T0 + 6 * GAP_NS) is None
+    assert [e[0] for e in events(conn)] == [sealing.SEALED, sealing.READY]
+    assert tx(conn, sealing.force_seal, 1, T0 + 6 * GAP_NS) is None
 
 
 def test_force_seal_of_an_unknown_chat_is_not_found(conn):
     with pytest.raises(NotFound):
-        tx(conn, tracker.force_seal, 999, T0)
+        tx(conn, sealing.force_seal, 999, T0)
 
 
 def test_status_lists_open_conversations_soonest_first(conn):
@@ -284,14 +284,14 @@ def test_status_lists_open_conversations_soonest_first(conn):
     unscheduled = add_conversation(conn, 3, [T0 + 60 * MIN], timer=False)
     add_conversation(conn, 4, [T0], sealed=True)
     now = T0 + 60 * MIN
-    items = tx(conn, tracker.status, now)
+    items = tx(conn, sealing.status, now)
     assert [i.conversation_id for i in items] == [sooner, later, unscheduled]
     first = items[0]
     assert (first.chat_id, first.last_message_ns, first.due_ns) == (2, T0, T0 + GAP_NS)
     assert first.seconds_left == 30 * 60
     assert items[1].message_count == 2 and items[1].start_ns == T0
     assert items[2].scheduled is False and items[2].due_ns == T0 + 60 * MIN + GAP_NS
-    overdue = tx(conn, tracker.status, T0 + GAP_NS + 10 * S)
+    overdue = tx(conn, sealing.status, T0 + GAP_NS + 10 * S)
     assert overdue[0].seconds_left == -10
 
 
@@ -330,7 +330,7 @@ async def add(db: Database, chat_id: int, dates: list[int], **kw) -> int:
         ).lastrowid
         add_messages(c, chat_id, cid, dates)
         if kw.get("timer", True):
-            tracker.schedule(c, cid, chat_id, max(dates), gap_ns=kw["gap_ns"])
+            sealing.schedule(c, cid, chat_id, max(dates), gap_ns=kw["gap_ns"])
         return cid
 
     return await db.write(build)
@@ -352,7 +352,7 @@ async def wait_sealed(db: Database, cid: int, limit: float = 3.0) -> float:
 @pytest.mark.anyio
 async def test_sealer_sleeps_until_the_due_time_then_seals_and_notifies(db):
     bus = FakeBus()
-    sealer = tracker.Sealer(db, bus, gap_ns=GAP)
+    sealer = sealing.Sealer(db, bus, gap_ns=GAP)
     now = time.time_ns()
     cid = await add(db, 1, [now])
     stop = anyio.Event()
@@ -373,7 +373,7 @@ async def test_sealer_sleeps_until_the_due_time_then_seals_and_notifies(db):
 
 @pytest.mark.anyio
 async def test_wake_shortens_the_sleep_for_an_earlier_timer(db):
-    sealer = tracker.Sealer(db, FakeBus(), gap_ns=GAP)
+    sealer = sealing.Sealer(db, FakeBus(), gap_ns=GAP)
     now = time.time_ns()
     far = await add(db, 1, [now + 20 * S])  # due in ~20 s
     stop = anyio.Event()
@@ -391,7 +391,7 @@ async def test_wake_shortens_the_sleep_for_an_earlier_timer(db):
 
 @pytest.mark.anyio
 async def test_wake_threadsafe_from_a_worker_thread(db):
-    sealer = tracker.Sealer(db, FakeBus(), gap_ns=GAP)
+    sealer = sealing.Sealer(db, FakeBus(), gap_ns=GAP)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sealer.run, stop)
@@ -411,7 +411,7 @@ async def test_conversations_that_expired_while_off_are_sealed_at_startup(db):
     with_timer = await add(db, 1, [now - 10 * S])
     without_timer = await add(db, 2, [now - 10 * S], timer=False)
     still_open = await add(db, 3, [now + 60 * S])
-    sealer = tracker.Sealer(db, bus, gap_ns=GAP)
+    sealer = sealing.Sealer(db, bus, gap_ns=GAP)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sealer.run, stop)
@@ -421,12 +421,12 @@ async def test_conversations_that_expired_while_off_are_sealed_at_startup(db):
         stop.set()
     assert bus.notified == 1  # both in the first round, one commit
     rows = await db.fetch_all("SELECT type FROM events ORDER BY id")
-    assert [r[0] for r in rows].count(tracker.READY) == 2
+    assert [r[0] for r in rows].count(sealing.READY) == 2
 
 
 @pytest.mark.anyio
 async def test_with_no_timers_the_sealer_sleeps_until_woken(db):
-    sealer = tracker.Sealer(db, FakeBus(), gap_ns=GAP)
+    sealer = sealing.Sealer(db, FakeBus(), gap_ns=GAP)
     stop = anyio.Event()
     with anyio.fail_after(3):
         async with anyio.create_task_group() as tg:
@@ -457,7 +457,7 @@ class FlakyDb:
 async def test_a_failed_round_is_retried_with_backoff_not_fatal(db, logs):
     cid = await add(db, 1, [time.time_ns() - S])
     flaky = FlakyDb(db, failures=2)
-    sealer = tracker.Sealer(flaky, FakeBus(), gap_ns=GAP, backoff=(0.05, 0.1))
+    sealer = sealing.Sealer(flaky, FakeBus(), gap_ns=GAP, backoff=(0.05, 0.1))
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sealer.run, stop)
@@ -483,7 +483,7 @@ async def test_a_failed_round_is_retried_with_backoff_not_fatal(db, logs):
 @pytest.mark.anyio
 async def test_shutdown_stops_the_sealer_promptly(db):
     await add(db, 1, [time.time_ns() + 3600 * S])
-    sealer = tracker.Sealer(db, FakeBus(), gap_ns=GAP)
+    sealer = sealing.Sealer(db, FakeBus(), gap_ns=GAP)
     stop = anyio.Event()
     with anyio.fail_after(1):
         async with anyio.create_task_group() as tg:
@@ -496,7 +496,7 @@ async def test_shutdown_stops_the_sealer_promptly(db):
 async def test_the_sleep_is_capped_while_timers_exist(db):
     """The loop's monotonic clock stops while a laptop sleeps; re-read wall time now and then."""
     await add(db, 1, [time.time_ns() + 3600 * S])
-    sealer = tracker.Sealer(db, FakeBus(), gap_ns=GAP, max_sleep=0.05)
+    sealer = sealing.Sealer(db, FakeBus(), gap_ns=GAP, max_sleep=0.05)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sealer.run, stop)
@@ -549,7 +549,7 @@ def test_cli_check_sealing_seals_what_is_due(data_dir, capsys):
     assert main(["check-sealing", "--data-dir", str(data_dir)]) == 0
     assert capsys.readouterr().out.strip() == "sealed 0 conversations"
     c = open_db(data_dir / "chatstats.db")
-    assert [e[0] for e in events(c)] == [tracker.SEALED, tracker.READY]
+    assert [e[0] for e in events(c)] == [sealing.SEALED, sealing.READY]
     c.close()
 
 
