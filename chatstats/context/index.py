@@ -50,7 +50,7 @@ import numpy.typing as npt
 
 WINDOW, STRIDE = 8, 4
 _LINE = 600  # characters of one message that count (a pasted essay is not a better match)
-SCHEME = f"conv-single+w{WINDOW}s{STRIDE}-speaker-v3"
+SCHEME = f"conv-single+w{WINDOW}s{STRIDE}-speaker-v4"
 META_NAME = "index.json"
 _M, _EF_CONSTRUCTION, _EF = 16, 64, 96
 _EMBED_BATCH = 4096
@@ -98,9 +98,11 @@ def _digest(ids: Iterable[int], lines: Iterable[str]) -> int:
 
 def window_starts(n: int) -> list[int]:
     """Window positions over n messages: every STRIDE, the last one flush with the end, so
-    every message is in a window; a conversation of one message has no window (its single
-    says it all)."""
-    if n < 2:
+    every message is in a window, a conversation of one message too (a window of one).
+    Search fuses singles with windows, so a message in no window could only score half what
+    a message found by both does: a fact sent alone after a gap (a new conversation of one)
+    ranked 16th although its single was the nearest."""
+    if n < 1:
         return []
     starts = list(range(0, max(n - WINDOW, 0) + 1, STRIDE))
     if starts[-1] + WINDOW < n:
