@@ -254,3 +254,51 @@ def test_planted_facts_are_found_by_meaning(tmp_path: Path):
     assert found["semantic"] >= len(truth.facts) // 5, found
     assert found["hybrid"] >= len(truth.facts) // 5, found
     assert found["text"] < found["hybrid"], found
+
+
+def test_refresh_re_embeds_only_the_changed_units(lib: Path, tmp_path: Path):
+    """An edit changes one single and the windows holding it: only those are embedded
+    again (counted by `last_embedded`), and a refresh with nothing changed embeds none."""
+    from chatstats.context.index import WINDOW, window_starts
+
+    db = _app_db(lib, tmp_path)
+    conn = sqlite3.connect(db)
+    store = tmp_path / "index"
+    store.mkdir()
+    index = VectorIndex(store, bundled())
+    index.rebuild(conn)
+    total = index.embedded_total
+    assert index.last_embedded == total == index.describe()["items"] > 0
+    conv, n = conn.execute(
+        "SELECT conversation_id, count(*) AS n FROM messages WHERE kind = 'message'"
+        " AND unsent = 0 AND text IS NOT NULL AND conversation_id IS NOT NULL"
+        " GROUP BY conversation_id ORDER BY n DESC LIMIT 1"
+    ).fetchone()
+    assert n > WINDOW  # several windows, so some must be left alone
+    assert index.refresh(conn, [conv]) == 0 and index.last_embedded == 0
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM messages WHERE conversation_id = :c AND kind = 'message'"
+            " AND unsent = 0 AND text IS NOT NULL ORDER BY date_ns, id",
+            {"c": conv},
+        )
+    ]
+    pos = len(ids) // 2
+    conn.execute("UPDATE messages SET text = 'changed words here' WHERE id = :i", {"i": ids[pos]})
+    holding = sum(1 for p in window_starts(len(ids)) if p <= pos < p + WINDOW)
+    assert index.refresh(conn, [conv]) == 1 + holding == index.last_embedded
+    assert index.embedded_total == total + 1 + holding
+    assert index.describe()["items"] == total  # replaced, not added
+
+
+def test_status_says_building_until_search_accepts_queries(tmp_path: Path):
+    from chatstats.context.search import SearchIndex
+
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path)})()
+    index = SearchIndex(state, bundled())
+    index.index.status.building = False  # items counted, the save still running
+    assert index.describe()["building"] is True
+    index.ready.set()
+    assert index.describe()["building"] is False

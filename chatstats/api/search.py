@@ -94,7 +94,7 @@ async def index_status(request: Request) -> dict[str, Any]:
             "progress": 0.0,
             "built_at": None,
         }
-    described: dict[str, Any] = found.index.describe()
+    described: dict[str, Any] = found.describe()
     return described
 
 

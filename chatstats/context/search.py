@@ -162,6 +162,14 @@ class SearchIndex:
     def _conn(self) -> sqlite3.Connection:
         return connect(self._state.db.path, write=False)
 
+    def describe(self) -> dict[str, Any]:
+        """The index's status, `building` until search accepts queries: a build's last step
+        (the save) and a loaded index's catch-up run after the items are counted, and a
+        client that waited for items > 0 and not building got index_unavailable."""
+        out = self.index.describe()
+        out["building"] = out["building"] or not self.ready.is_set()
+        return out
+
     def _prepare(self, last_event: int) -> None:
         conn = self._conn()
         try:
