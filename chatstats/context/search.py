@@ -40,11 +40,14 @@ RRF_K = 60
 CANDIDATES = 100
 MODES = ("text", "semantic", "hybrid")
 SAVE_EVERY_S = 60.0
-# A window hit counts half a single's in the semantic list: a window says where the talk
-# was about the question, its best line is only a guess at which message answers it (a
-# prior, not fitted: on the planted facts, which sit in unrelated talk, windows alone find
-# 0.03 at 10 against 0.23 for singles).
-WINDOW_WEIGHT = 0.5
+# A window hit counts a quarter of a single's in the semantic list: a window says where the
+# talk was about the question, its best line is only a guess at which message answers it.
+# Summed by RRF, a message found by both legs outranks the nearest single found by one, so
+# at 0.5 the windows pushed answers out of the top 5. Measured (bench_search, 20k, seeds 7
+# and 11; recall@5/@10): semantic 0.031/0.206 and 0.074/0.190 at 0.5 -> 0.103/0.247 and
+# 0.116/0.198 at 0.25; hybrid 0.155/0.258 and 0.198/0.264 -> 0.186/0.299 and 0.182/0.298.
+# Singles alone rank better at 5 (about 0.2), no better at 10: two seeds, not a fit.
+WINDOW_WEIGHT = 0.25
 # A due save waits for this long without events (a save holds the index and the GIL).
 QUIET_S = 5.0
 # Question words that match nearly every message and would drown the fused ranking.
