@@ -92,7 +92,8 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
 
     def body(rowid: int, blob: bytes | None, text: str | None) -> Body:
         if rowid == last[0]:
-            return last[1]
+            cached: Body = last[1]
+            return cached
         found = None
         if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
             found = texts.get(rowid)  # the helper decoded this very blob
