@@ -87,7 +87,7 @@ def chat_units(conn: sqlite3.Connection, chat_id: int) -> list[tuple[Unit, list[
     return out
 
 
-def _write_private(path: Path, write: Callable[[Path], None]) -> None:
+def _write_private(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, 0600, fsync, then rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
@@ -142,7 +142,7 @@ class VectorIndex:
 
     def load(self) -> bool:
         """Load the saved index if it is complete and made by this model and unit scheme."""
-        import hnswlib
+        import hnswlib  # type: ignore[import-untyped]  # ships no type hints
 
         meta_path = self.data_dir / META_NAME
         try:
