@@ -237,13 +237,24 @@ def test_words_are_counted_once_drained(template: Path) -> None:
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys) -> None:
-    """The first (race-mode) import builds the summaries its own way, set-based, after the
-    load: they must equal what `rebuild` makes from the imported rows, on every chat.db
-    schema profile (bodies, tapbacks and conversations differ between them)."""
+def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monkeypatch) -> None:
+    """The first (race-mode) import builds the summaries its own way (the conversation
+    walk's rows, `maintain.prefill`, then set-based for the rest after the load): they must
+    equal what `rebuild` makes from the imported rows, on every chat.db schema profile
+    (bodies, tapbacks and conversations differ between them)."""
     lib, _truth = libraries[profile]
+    used: list[bool] = []
+    real = maintain._prefilled
+
+    def spied(conn: sqlite3.Connection) -> list[str] | None:
+        got = real(conn)
+        used.append(got is not None)
+        return got
+
+    monkeypatch.setattr(maintain, "_prefilled", spied)
     summary = run_import(capsys, lib, tmp_path)
     assert summary["mode"] == "race"
+    assert used == [True], "the walk's rows must be what the import kept"
     conn = sqlite3.connect(tmp_path / "chatstats.db", isolation_level=None)
     assert conn.execute("SELECT count(*) FROM stats_words_pending").fetchone() == (0,)
     imported = _tables(conn)
