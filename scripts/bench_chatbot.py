@@ -3,19 +3,27 @@
 with a fixed-latency model, on a big library.
 
     .venv/bin/python scripts/bench_chatbot.py --messages 300000 --latency 0.25 --turns 30
+    .venv/bin/python scripts/bench_chatbot.py --messages 20000 --compare /tmp/base-tree
 
 A `chatstats serve` subprocess serves a copy of a sample library's app database (the one
 scripts/bench_search.py caches, imported and with its vector index, else made here), with
 the loopback fake model (in this process) as its LLM: every request waits `--latency`
-seconds before it streams. Two kinds of turn alternate: "tool" turns (step 1 calls
-search_messages, hybrid over the whole library; step 2 answers) and "direct" turns (one step
-that answers).
+seconds before it streams (all of its chunks then arrive at once, so every per-chunk cost
+of the daemon adds up rather than hiding behind the model's pace). Two kinds of turn
+alternate: "tool" turns (step 1 calls search_messages, hybrid over the whole library; step
+2 answers) and "direct" turns (one step that answers).
 
-Own time is everything but the model's wait: a step's wall time (the daemon's
-`chatbot.step` metric: the call, its streaming to the client, the tools it asked for and
-the writes) minus the fixed latency; per turn, the stored `response_time_ms` minus latency
-times its steps. Time to first delta is measured by the client from sending the POST,
-minus the model latency before that delta (one for direct turns, two for tool turns).
+Own time is everything but the model's wait, timed by the client from the stream itself:
+a step runs from the POST (step 1) or the previous step's last `tool_result` to the next
+`tool_result` or the final `message`, minus the fixed latency; so it holds the request, the
+gateway call and its chunks, the SSE frames, the tools and every write. Warm-up turns (the
+first search, the first call) are left out. Time to first delta is measured from sending
+the POST, minus the model latency before that delta (one for direct turns, two for tool
+turns).
+
+With `--compare DIR` a second daemon runs the source tree in DIR (for example `git archive`
+of another commit) on its own copy of the library, and each round of turns goes to both in
+turn, so the two columns are measured side by side under the same machine load.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,7 @@ TOKEN = "bench-chatbot-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ANSWER = "You talked about it twice last spring; the second time you agreed to call back. " * 3
 QUESTIONS = ["dinner plans", "the trip to the coast", "birthday present", "call tomorrow"]
+KINDS = (("tool", 2), ("direct", 1))
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -104,26 +115,134 @@ def copy_data(source: Path, data: Path) -> None:
             shutil.copy2(f, data / f.name)
 
 
-def sse_turn(client: httpx.Client, thread_id: int, content: str) -> tuple[float, dict[str, Any]]:
-    """(seconds to the first delta, the stored message)."""
+@dataclass
+class Turn:
+    """One measured turn, as the client saw it (seconds from sending the POST)."""
+
+    first_delta: float
+    boundaries: list[float]  # the end of each step: its last tool_result, then the message
+    message: dict[str, Any]
+    deltas: int
+
+
+@dataclass
+class Daemon:
+    name: str
+    data: Path
+    proc: subprocess.Popen[str]
+    client: httpx.Client
+    thread_id: int = 0
+    turns: dict[str, list[Turn]] = field(default_factory=lambda: {"tool": [], "direct": []})
+    cpu: dict[str, float] = field(default_factory=lambda: {"tool": 0.0, "direct": 0.0})
+
+
+def cpu_s(pid: int) -> float:
+    """The process's user + system CPU seconds so far (Linux /proc; 0 elsewhere): a figure
+    the machine's other load barely moves, unlike wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sse_turn(client: httpx.Client, thread_id: int, content: str) -> Turn:
     began = time.perf_counter()
     first = None
+    boundaries: list[float] = []
     event = None
+    deltas = 0
     with client.stream(
         "POST", f"/api/chatbot/threads/{thread_id}/messages", json={"content": content}
     ) as response:
         for line in response.iter_lines():
             if line.startswith("event: "):
                 event = line[7:]
-                if event == "delta" and first is None:
-                    first = time.perf_counter() - began
+                now = time.perf_counter() - began
+                if event == "delta":
+                    deltas += 1
+                    if first is None:
+                        first = now
+                elif (
+                    event == "tool_result" or event == "message"
+                ):  # the bench's model asks one tool a step
+                    boundaries.append(now)
             elif line.startswith("data: ") and event in ("message", "error"):
                 data = json.loads(line[6:])
                 if event == "error":
                     raise SystemExit(f"turn failed: {data['code']}")
                 assert first is not None
-                return first, data
+                return Turn(first, boundaries, data, deltas)
     raise SystemExit("the stream ended without a message")
+
+
+def start(name: str, src: Path | None, data: Path, work: Path, fake: FakeLLM) -> Daemon:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CHATSTATS_")},
+        "CHATSTATS_TOKEN": TOKEN,
+        "CHATSTATS_LLM_MODEL": "openai/fake",
+        "CHATSTATS_LLM_API_BASE": fake.base_url,
+        "CHATSTATS_LLM_INPUT_COST_PER_TOKEN": "0.000001",
+        "CHATSTATS_LLM_OUTPUT_COST_PER_TOKEN": "0.000002",
+    }
+    if src is not None:  # the other tree's package first on the path
+        env["PYTHONPATH"] = str(src)
+    cmd = [sys.executable, "-m", "chatstats", "serve", "--source", str(work / "none.db"),
+           "--data-dir", str(data), "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL, cwd=str(src) if src else None)  # fmt: skip
+    assert proc.stdout is not None
+    url = json.loads(proc.stdout.readline())["url"]
+    client = httpx.Client(base_url=url, headers=AUTH, timeout=120)
+    return Daemon(name, data, proc, client)
+
+
+def ready(d: Daemon) -> int:
+    while True:  # the saved vector index loaded: search is hybrid
+        status = d.client.get("/api/index/status").json()
+        if status["items"] and not status["building"]:
+            return int(status["items"])
+        time.sleep(0.2)
+
+
+def report(d: Daemon, lat_ms: float) -> list[str]:
+    out = []
+    steps = [
+        (t.boundaries[i] - (t.boundaries[i - 1] if i else 0.0)) * 1000 - lat_ms
+        for kind, _ in KINDS
+        for t in d.turns[kind]
+        for i in range(len(t.boundaries))
+    ]
+    out.append(f"own time per step: p50 {pct(steps, 50):.1f} / p95 {pct(steps, 95):.1f} /"
+               f" max {max(steps):.1f} ms ({len(steps)} steps)")  # fmt: skip
+    for kind, n in KINDS:
+        ts = d.turns[kind]
+        per = [(t.boundaries[i] - (t.boundaries[i - 1] if i else 0.0)) * 1000 - lat_ms
+               for t in ts for i in range(len(t.boundaries))]  # fmt: skip
+        own = [t.boundaries[-1] * 1000 - n * lat_ms for t in ts]
+        stored = [t.message["response_time_ms"] - n * lat_ms for t in ts]
+        ttfd = [t.first_delta * 1000 - n * lat_ms for t in ts]
+        out.append(f"{kind} turns ({n} step{'s' if n > 1 else ''}): step p50 {pct(per, 50):.1f} /"
+                   f" p95 {pct(per, 95):.1f}; turn p50 {pct(own, 50):.1f} / p95 {pct(own, 95):.1f}"
+                   f" (stored response_time p50 {pct(stored, 50):.1f}); first delta p50"
+                   f" {pct(ttfd, 50):.1f} / p95 {pct(ttfd, 95):.1f} ms;"
+                   f" {pct([t.deltas for t in ts], 50):.0f} delta frames;"
+                   f" daemon CPU {d.cpu[kind] * 1000 / max(1, len(ts)):.1f} ms a turn")  # fmt: skip
+    metrics = d.client.get("/api/metrics").json()["latencies"]
+    tool = metrics.get("chatbot.tool.search_messages")
+    if tool:
+        out.append(f"search_messages tool (daemon metric, warm-up included): p50"
+                   f" {tool['p50_ms']:.1f} / p95 {tool['p95_ms']:.1f} ms")  # fmt: skip
+    conn = sqlite3.connect(f"file:{d.data / 'chatstats.db'}?mode=ro", uri=True)
+    calls = [r[0] - lat_ms for r in conn.execute(
+        "SELECT latency_ms FROM llm_calls WHERE purpose = 'chatbot' ORDER BY id")][3:]  # fmt: skip
+    conn.close()
+    out.append(f"gateway call minus model latency (the LiteLLM call with its chunks, each"
+               f" handed on): p50 {pct(calls, 50):.1f} / p95 {pct(calls, 95):.1f} ms")  # fmt: skip
+    got = d.client.get(f"/api/chatbot/threads/{d.thread_id}").json()
+    out.append(f"thread: {got['message_count']} messages, {got['total_tokens']} tokens,"
+               f" ${got['total_cost']:.4f}")  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -134,91 +253,49 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=30, help="turns of each kind")
     ap.add_argument("--work", default="/tmp/chatstats-bench-chatbot")
     ap.add_argument("--search-cache", default="/tmp/chatstats-bench-search")
+    ap.add_argument("--compare", metavar="DIR",
+                    help="a source tree to run a second daemon from, side by side")  # fmt: skip
     args = ap.parse_args()
     work = Path(args.work)
-    data = work / "data"
+    source = library(args, work)
+    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.compare:
+        trees.insert(0, (f"--compare {args.compare}", Path(args.compare).resolve()))
     t = time.perf_counter()
-    copy_data(library(args, work), data)
+    for i in range(len(trees)):
+        copy_data(source, work / f"data{i}")
     print(f"library: {args.messages} messages, copied in {time.perf_counter() - t:.1f} s")
 
-    with FakeLLM(responder, latency_s=args.latency) as fake:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CHATSTATS_")},
-            "CHATSTATS_TOKEN": TOKEN,
-            "CHATSTATS_LLM_MODEL": "openai/fake",
-            "CHATSTATS_LLM_API_BASE": fake.base_url,
-            "CHATSTATS_LLM_INPUT_COST_PER_TOKEN": "0.000001",
-            "CHATSTATS_LLM_OUTPUT_COST_PER_TOKEN": "0.000002",
-        }
-        cmd = [sys.executable, "-m", "chatstats", "serve", "--source", str(work / "none.db"),
-               "--data-dir", str(data), "--port", "0"]  # fmt: skip
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = json.loads(proc.stdout.readline())["url"]
-            with httpx.Client(base_url=url, headers=AUTH, timeout=120) as client:
-                while True:  # the saved vector index loaded: search is hybrid
-                    status = client.get("/api/index/status").json()
-                    if status["items"] and not status["building"]:
-                        break
-                    time.sleep(0.2)
-                print(f"daemon ready with {status['items']} indexed in "
-                      f"{time.perf_counter() - t:.1f} s")  # fmt: skip
-                thread = client.post("/api/chatbot/threads", json={"title": "bench"}).json()
-                for kind in ("tool", "direct"):  # warm-up: first search, first call
-                    sse_turn(client, thread["id"], f"{kind}: warm up")
-                measured: dict[str, list[tuple[float, dict[str, Any]]]] = {"tool": [], "direct": []}
-                for i in range(args.turns):
-                    for kind in ("tool", "direct"):
-                        q = QUESTIONS[i % len(QUESTIONS)]
-                        measured[kind].append(sse_turn(client, thread["id"], f"{kind}: {q}"))
-                metrics = client.get("/api/metrics").json()
-                got = client.get(f"/api/chatbot/threads/{thread['id']}").json()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-    lat_ms = args.latency * 1000
-    print(f"model latency {lat_ms:.0f} ms per call; {args.turns} turns of each kind")
-    lat = metrics["latencies"]
-    step = lat["chatbot.step"]
-    # Own time per step: the metric's percentiles (warm-up included: the window is 5 min)
-    # less the fixed latency.
-    print(
-        f"own time per step: p50 {step['p50_ms'] - lat_ms:.1f} ms, p95 "
-        f"{step['p95_ms'] - lat_ms:.1f} ms, max {step['max_ms'] - lat_ms:.1f} ms"
-        f" ({step['count']} steps)"
-    )
-    mine = lat["chatbot.step_own"]
-    print(
-        f"  of which the chatbot's code outside the model call (writes, history, tools):"
-        f" p50 {mine['p50_ms']:.1f} / p95 {mine['p95_ms']:.1f} ms"
-    )
-    conn = sqlite3.connect(f"file:{data / 'chatstats.db'}?mode=ro", uri=True)
-    calls = [r[0] - lat_ms for r in conn.execute(
-        "SELECT latency_ms FROM llm_calls WHERE purpose = 'chatbot' ORDER BY id")][4:]  # fmt: skip
-    chunks = -(-len(ANSWER) // 8)  # the fake streams 8 characters a chunk
-    conn.close()
-    print(
-        f"  and the gateway call minus model latency (LiteLLM client: request, {chunks} chunks"
-        f" parsed for an answer, each delta handed on to the SSE stream): p50 {pct(calls, 50):.1f} / p95 {pct(calls, 95):.1f} ms"
-    )
-    for kind, steps in (("tool", 2), ("direct", 1)):
-        own = [m["response_time_ms"] - steps * lat_ms for _, m in measured[kind]]
-        ttfd = [f * 1000 - steps * lat_ms for f, _ in measured[kind]]
-        print(
-            f"{kind:>6} turns ({steps} step{'s' if steps > 1 else ''}): own time per turn p50"
-            f" {pct(own, 50):.1f} / p95 {pct(own, 95):.1f} ms; first delta minus model"
-            f" latency p50 {pct(ttfd, 50):.1f} / p95 {pct(ttfd, 95):.1f} ms"
-        )
-    tool = lat.get("chatbot.tool.search_messages")
-    if tool:
-        print(f"search_messages (hybrid, {args.messages} messages): p50 {tool['p50_ms']:.1f}"
-              f" / p95 {tool['p95_ms']:.1f} ms")  # fmt: skip
-    print(f"thread: {got['message_count']} messages, {got['total_tokens']} tokens,"
-          f" ${got['total_cost']:.4f}")  # fmt: skip
+    with FakeLLM(responder, latency_s=args.latency) as fake, ExitStack() as stack:
+        daemons: list[Daemon] = []
+        for i, (name, src) in enumerate(trees):
+            t = time.perf_counter()
+            d = start(name, src, work / f"data{i}", work, fake)
+            stack.callback(d.proc.wait, 30)
+            stack.callback(d.proc.terminate)
+            stack.callback(d.client.close)
+            items = ready(d)
+            print(f"{name}: daemon ready with {items} indexed in {time.perf_counter() - t:.1f} s")
+            d.thread_id = d.client.post("/api/chatbot/threads", json={"title": "bench"}).json()[
+                "id"
+            ]
+            for kind, _ in KINDS:  # warm-up: first search, first call
+                sse_turn(d.client, d.thread_id, f"{kind}: warm up")
+            daemons.append(d)
+        for i in range(args.turns):
+            for d in daemons:
+                for kind, _ in KINDS:
+                    q = QUESTIONS[i % len(QUESTIONS)]
+                    before = cpu_s(d.proc.pid)
+                    d.turns[kind].append(sse_turn(d.client, d.thread_id, f"{kind}: {q}"))
+                    d.cpu[kind] += cpu_s(d.proc.pid) - before
+        lat_ms = args.latency * 1000
+        print(f"model latency {lat_ms:.0f} ms per call; {args.turns} turns of each kind per daemon;"
+              f" {-(-len(ANSWER) // 8)} chunks an answer")  # fmt: skip
+        for d in daemons:
+            print(f"== {d.name}")
+            for line in report(d, lat_ms):
+                print("  " + line)
 
 
 if __name__ == "__main__":

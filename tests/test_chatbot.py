@@ -14,6 +14,7 @@ import pytest
 from chatstats import llm
 from chatstats.chatbot import turn as turn_module
 from chatstats.chatbot.turn import MAX_STEPS
+from chatstats.events import catalogue
 from chatstats.llm import tokens
 from chatstats.testing.fake_llm import (
     Disconnect,
@@ -132,14 +133,17 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
             "get_stats", "create_document"]  # fmt: skip
 
         # Citations name messages that exist, in the thread's chat.
-        assert msg["citations"] and all(set(c) == {"message_guid"} for c in msg["citations"])
-        guids = [c["message_guid"] for c in msg["citations"]]
+        # Each carries its chat, so a client can open it without asking which chat it is in.
+        cites = msg["citations"]
+        assert cites and all(set(c) == {"message_guid", "chat_id"} for c in cites)
+        guids = [c["message_guid"] for c in cites]
         found = rows(
             db_path,
-            "SELECT chat_id FROM messages WHERE guid IN (SELECT value FROM json_each(?))",
+            "SELECT guid, chat_id FROM messages WHERE guid IN (SELECT value FROM json_each(?))",
             (json.dumps(guids),),
         )
-        assert len(found) == len(guids) and {r[0] for r in found} == {1}
+        assert len(found) == len(guids) and {r[1] for r in found} == {1}
+        assert dict(found) == {c["message_guid"]: c["chat_id"] for c in cites}
 
         # The stored messages and the thread's aggregates.
         stored = (await client.get(f"/api/chatbot/threads/{thread['id']}/messages")).json()
@@ -159,6 +163,23 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
             "workflow_started", "model_response", "tool_called", "model_response",
             "workflow_completed"]  # fmt: skip
         assert {s for _, s, _ in logged} == {f"thread:{thread['id']}"}
+        # Each is its catalogued payload, whole (no field left to its default by mistake).
+        typed = [catalogue.decode(t, d) for t, _, d in logged]
+        assert [type(p) for p in typed] == [
+            catalogue.WorkflowStarted, catalogue.ModelResponse, catalogue.ToolCalled,
+            catalogue.ModelResponse, catalogue.WorkflowCompleted]  # fmt: skip
+        assert all(catalogue.data_of(p) == d for p, (_, _, d) in zip(typed, logged, strict=True))
+        started, first, tool, second, _ = typed
+        assert isinstance(started, catalogue.WorkflowStarted)
+        assert (started.user_message_id, started.model) == (msg["id"] - 1, "openai/fake")
+        assert isinstance(first, catalogue.ModelResponse) and isinstance(
+            second, catalogue.ModelResponse
+        )
+        assert (first.step, second.step, first.outcome) == (1, 2, "ok")
+        assert {first.call_id, second.call_id} == {
+            r[0] for r in rows(db_path, "SELECT id FROM llm_calls")
+        }
+        assert isinstance(tool, catalogue.ToolCalled) and (tool.step, tool.error) == (1, None)
         done = logged[-1][2]
         assert (done["prompt_tokens"], done["completion_tokens"], done["cost"]) == (
             prompt, completion, msg["cost"])  # fmt: skip
@@ -172,6 +193,26 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
         assert snap["gauges"]["chatbot.workflows_active"] == 0
         assert snap["latencies"]["chatbot.step"]["count"] == 2
         assert snap["latencies"]["chatbot.turn"]["count"] == 1
+
+
+async def test_a_burst_of_chunks_goes_out_in_few_delta_events_and_a_slow_stream_piece_by_piece(
+    fake, data_dir
+):
+    # The fake streams 8 characters a chunk: 50 chunks arriving together are sent as a few
+    # delta events, the first at once; chunks further apart than the window go one by one.
+    burst = "".join(f"word{i:03d} " for i in range(50))
+    slow = "abcdefgh" * 4
+    assert slow and turn_module.DELTA_COALESCE_S < 0.15
+    fake.script([Reply(burst), Reply(slow, chunk_delay_s=0.15)])
+    async with serving(llm_settings(fake, data_dir)) as (client, _state):
+        thread = (await client.post("/api/chatbot/threads", json={})).json()
+        events = await turn(client, thread["id"], "go")
+        deltas = [d["text"] for e, d in events if e == "delta"]
+        assert "".join(deltas) == burst == events[-1][1]["content"]
+        assert 1 <= len(deltas) < 50 // 4, len(deltas)
+        events = await turn(client, thread["id"], "slowly")
+        deltas = [d["text"] for e, d in events if e == "delta"]
+        assert deltas == ["abcdefgh"] * 4 and events[-1][1]["content"] == slow
 
 
 async def test_a_document_keeps_the_contexts_its_thread_had_and_counts_reads(fake, data_dir):
@@ -256,9 +297,17 @@ async def test_a_failing_turn_is_stored_accounted_and_the_next_turn_works(fake, 
         if last == "error":
             assert events[-1][1]["code"] == answer["error_code"]
             assert set(events[-1][1]) == {"code", "message"}
-            (failed,) = [t for t, _, _ in workflow_events(db_path, answer["workflow_id"])
-                         if t.startswith("workflow_")][1:]  # fmt: skip
-            assert failed == "workflow_failed"
+            (failed,) = [catalogue.decode(t, d) for t, _, d in workflow_events(
+                db_path, answer["workflow_id"]) if t.startswith("workflow_")][1:]  # fmt: skip
+            assert isinstance(failed, catalogue.WorkflowFailed)
+            assert (failed.error_code, failed.partial) == (
+                answer["error_code"],
+                status == "partial",
+            )
+            assert (failed.message_id, failed.total_tokens) == (
+                answer["id"],
+                answer["total_tokens"],
+            )
         if fault in ("malformed_arguments", "unknown_tool"):
             _, result = next(e for e in events if e[0] == "tool_result")
             assert result["count"] == 0

@@ -110,3 +110,46 @@ def test_every_catalogued_type_has_a_distinct_tag_and_encodes_without_text_field
         fields = {f.encode_name for f in msgspec.structs.fields(cls)}
         # Ids, counts, states: never message text, titles or names.
         assert not fields & {"text", "title", "name", "content", "body"}, tag
+
+
+def test_the_chatbot_workflow_events_are_catalogued_and_read_back_with_defaults():
+    """A turn's five events, as an older daemon stored them (fewer fields) and as a dict of
+    the wrong shape: defaults fill in, a wrong shape is refused, naming the field."""
+    ids = {"thread_id": 4, "workflow_id": "wf-1"}
+    started = catalogue.decode("workflow_started", {**ids, "user_message_id": 7})
+    assert isinstance(started, catalogue.WorkflowStarted) and started.model is None
+    response = catalogue.decode("model_response", {**ids, "step": 1, "outcome": "ok"})
+    assert isinstance(response, catalogue.ModelResponse)
+    assert (response.call_id, response.cost, response.latency_ms) == (None, None, None)
+    tool = catalogue.decode("tool_called", {**ids, "step": 1, "tool": "search_messages"})
+    assert isinstance(tool, catalogue.ToolCalled) and (tool.count, tool.error) == (0, None)
+    done = catalogue.decode("workflow_completed", {**ids, "message_id": 8})
+    assert isinstance(done, catalogue.WorkflowCompleted) and done.total_tokens == 0
+    failed = catalogue.decode("workflow_failed", {**ids, "message_id": 8, "error_code": "x"})
+    assert isinstance(failed, catalogue.WorkflowFailed)
+    assert (failed.error_code, failed.partial, failed.response_time_ms) == ("x", False, None)
+    with pytest.raises(ValueError, match=r"model_response.*step"):
+        catalogue.check("model_response", {**ids, "outcome": "ok"})
+    with pytest.raises(ValueError, match="workflow_started"):
+        catalogue.check("workflow_started", {**ids, "user_message_id": "seven"})
+
+
+def test_the_api_docs_list_each_workflow_events_fields():
+    """docs/api.md's rows for the chatbot's events name exactly the payload's fields (the
+    failed row: the completed row's fields plus its own)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+
+    def documented(tag: str) -> set[str]:
+        (row,) = [ln for ln in text.splitlines() if ln.startswith(f"| `{tag}` |")]
+        braces = re.findall(r"\{([^{}]*)\}", row.split("|")[3])
+        return {f.strip() for f in ",".join(braces).split(",") if f.strip()}
+
+    def fields(tag: str) -> set[str]:
+        return {f.encode_name for f in msgspec.structs.fields(catalogue.CATALOGUE[tag])}
+
+    for tag in ("workflow_started", "model_response", "tool_called", "workflow_completed"):
+        assert documented(tag) == fields(tag), tag
+    own = fields("workflow_failed") - fields("workflow_completed")
+    assert documented("workflow_failed") == own == {"error_code", "partial"}

@@ -43,6 +43,12 @@ HISTORY_MESSAGES = 20
 HISTORY_CHARS = 4000
 MAX_CITATIONS = 50
 CREATE_DOCUMENT = "create_document"
+# Deltas that arrive within this long of the last one sent go out together in one `delta`
+# event: a model's chunks often come in bursts (a few characters each, many per network
+# read), and each SSE frame costs a trip through the ASGI stack and a socket write. The
+# first piece of text always goes out at once, so time to first delta is unchanged, and
+# nothing waits past the end of a step.
+DELTA_COALESCE_S = 0.05
 
 
 def prompts_dir() -> Path:
@@ -148,6 +154,7 @@ class Turn:
         self.tool_calls = 0
         self.tool_tokens_left = TURN_TOOL_TOKENS
         self.stored: dict[str, Any] | None = None
+        self._sent_at = float("-inf")  # when the last delta event went out
         self._gen: AsyncIterator[tuple[str, dict[str, Any]]] | None = None
 
     def __aiter__(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -223,12 +230,26 @@ class Turn:
                 run_id=self.wf.workflow_id,
                 tools=None if last else specs,
             )
-            async with stream:
-                async for delta in stream:
-                    if not self.text:
-                        svc.tracker.first_delta(time.perf_counter() - self.began)
-                    self.text.append(delta)
-                    yield "delta", {"text": delta}
+            held: list[str] = []  # stored in self.text already, not yet sent
+            try:
+                async with stream:
+                    async for delta in stream:
+                        now = time.perf_counter()
+                        if not self.text:
+                            svc.tracker.first_delta(now - self.began)
+                        self.text.append(delta)
+                        held.append(delta)
+                        if now - self._sent_at >= DELTA_COALESCE_S:
+                            self._sent_at = now
+                            yield "delta", {"text": "".join(held)}
+                            held.clear()
+            except llm.LLMError:
+                if held:  # the client sees what will be stored as the partial answer
+                    yield "delta", {"text": "".join(held)}
+                raise
+            if held:
+                self._sent_at = time.perf_counter()
+                yield "delta", {"text": "".join(held)}
             result = stream.result
             assert result is not None
             model_seconds = result.latency_ms / 1000.0
@@ -312,7 +333,10 @@ class Turn:
             fresh = key is not None and key not in self._seen_citations
             if fresh and key is not None and len(self.citations) < MAX_CITATIONS:
                 self._seen_citations.add(key)
-                self.citations.append({key[0]: key[1]})
+                cited: dict[str, Any] = {key[0]: key[1]}
+                if isinstance(c.get("chat_id"), int):  # so a client can open it in its chat
+                    cited["chat_id"] = c["chat_id"]
+                self.citations.append(cited)
         svc.tracker.tool_called(self.wf, name if error != "unknown_tool" else "unknown",
                                 seconds, error is not None)  # fmt: skip
         await svc.bus.write(

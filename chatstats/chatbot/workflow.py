@@ -16,14 +16,11 @@ from typing import Any
 
 from chatstats import llm
 from chatstats.chatbot import store
+from chatstats.events import catalogue
 from chatstats.events.bus import append
 
-# Event types on the event log (scope `thread:{id}`, run_id = workflow id).
-WORKFLOW_STARTED = "workflow_started"
-MODEL_RESPONSE = "model_response"
-TOOL_CALLED = "tool_called"
-WORKFLOW_COMPLETED = "workflow_completed"
-WORKFLOW_FAILED = "workflow_failed"
+# The turn's events are catalogued payloads (chatstats.events.catalogue), on scope
+# `thread:{id}` with run_id = the workflow id.
 
 
 def start_tx(
@@ -47,15 +44,11 @@ def start_tx(
     store.start_workflow(conn, workflow_id, thread_id, user["id"], model, now)
     append(
         conn,
+        catalogue.WorkflowStarted(
+            thread_id=thread_id, workflow_id=workflow_id, user_message_id=user["id"], model=model
+        ),
         scope=f"thread:{thread_id}",
-        type=WORKFLOW_STARTED,
         run_id=workflow_id,
-        data={
-            "thread_id": thread_id,
-            "workflow_id": workflow_id,
-            "user_message_id": user["id"],
-            "model": model,
-        },
     )
     return user
 
@@ -66,21 +59,20 @@ def record_tx(conn: sqlite3.Connection, rec: llm.CallRecord, thread_id: int, wor
     call_id = llm.record_call(conn, rec)
     append(
         conn,
+        catalogue.ModelResponse(
+            thread_id=thread_id,
+            workflow_id=workflow_id,
+            step=step,
+            call_id=call_id,
+            outcome=rec.outcome,
+            prompt_tokens=rec.prompt_tokens,
+            completion_tokens=rec.completion_tokens,
+            total_tokens=rec.total_tokens,
+            cost=rec.cost,
+            latency_ms=rec.latency_ms,
+        ),
         scope=f"thread:{thread_id}",
-        type=MODEL_RESPONSE,
         run_id=workflow_id,
-        data={
-            "thread_id": thread_id,
-            "workflow_id": workflow_id,
-            "step": step,
-            "call_id": call_id,
-            "outcome": rec.outcome,
-            "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens,
-            "total_tokens": rec.total_tokens,
-            "cost": rec.cost,
-            "latency_ms": rec.latency_ms,
-        },
     )
     return call_id
 
@@ -97,18 +89,17 @@ def tool_tx(
 ) -> None:
     append(
         conn,
+        catalogue.ToolCalled(
+            thread_id=thread_id,
+            workflow_id=workflow_id,
+            step=step,
+            tool=name,
+            count=count,
+            error=error,
+            ms=ms,
+        ),
         scope=f"thread:{thread_id}",
-        type=TOOL_CALLED,
         run_id=workflow_id,
-        data={
-            "thread_id": thread_id,
-            "workflow_id": workflow_id,
-            "step": step,
-            "tool": name,
-            "count": count,
-            "error": error,
-            "ms": ms,
-        },
     )
 
 
@@ -158,7 +149,7 @@ def finish_tx(
         response_time_ms=response_time_ms,
         now_ns=now,
     )
-    data = {
+    sums: dict[str, Any] = {
         "thread_id": thread_id,
         "workflow_id": workflow_id,
         "message_id": msg["id"],
@@ -171,12 +162,12 @@ def finish_tx(
         "llm_calls": usage["calls"],
         "tool_calls": tool_calls,
     }
-    scope = f"thread:{thread_id}"
+    end: catalogue.Payload
     if final == "completed":
-        append(conn, scope=scope, type=WORKFLOW_COMPLETED, run_id=workflow_id, data=data)
+        end = catalogue.WorkflowCompleted(**sums)
     else:
-        data |= {"error_code": error_code, "partial": status == "partial"}
-        append(conn, scope=scope, type=WORKFLOW_FAILED, run_id=workflow_id, data=data)
+        end = catalogue.WorkflowFailed(**sums, error_code=error_code, partial=status == "partial")
+    append(conn, end, scope=f"thread:{thread_id}", run_id=workflow_id)
     return msg, usage
 
 

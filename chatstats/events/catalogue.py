@@ -183,6 +183,67 @@ class IndexReady(_IndexState, tag="index_ready"):
     pass
 
 
+# -- chatbot turns (scope thread:{id}, run_id = workflow id) -----------------------------------
+
+
+class _Workflow(Payload):
+    thread_id: int
+    workflow_id: str
+
+
+class WorkflowStarted(_Workflow, tag="workflow_started"):
+    """A turn began: its user message is stored."""
+
+    user_message_id: int
+    model: str | None = None
+
+
+class ModelResponse(_Workflow, tag="model_response"):
+    """One LLM call of the turn ended, with its accounting (`outcome` as in llm_calls)."""
+
+    step: int
+    outcome: str
+    call_id: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cost: float | None = None
+    latency_ms: float | None = None
+
+
+class ToolCalled(_Workflow, tag="tool_called"):
+    """One tool call ran; `error` is the stream's `tool_result` error code, or null."""
+
+    step: int
+    tool: str
+    count: int = 0
+    error: str | None = None
+    ms: float = 0
+
+
+class _WorkflowEnd(_Workflow):
+    """Sums over the turn's recorded LLM calls, as its assistant message carries them."""
+
+    message_id: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None  # null when a call used tokens without a known price
+    response_time_ms: float | None = None  # null for a turn a crash cut (closed at restart)
+    steps: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+
+
+class WorkflowCompleted(_WorkflowEnd, tag="workflow_completed"):
+    pass
+
+
+class WorkflowFailed(_WorkflowEnd, tag="workflow_failed"):
+    error_code: str | None = None
+    partial: bool = False
+
+
 EventPayload = (
     MessagesSynced
     | ConversationReopened
@@ -200,6 +261,11 @@ EventPayload = (
     | TaskFailed
     | IndexProgress
     | IndexReady
+    | WorkflowStarted
+    | ModelResponse
+    | ToolCalled
+    | WorkflowCompleted
+    | WorkflowFailed
 )
 
 CATALOGUE: dict[str, type[Payload]] = {

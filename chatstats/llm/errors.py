@@ -210,6 +210,15 @@ def classify(exc: BaseException) -> LLMError:
     )
     if sdk_connection or any_of(*connection_types):
         return ConnectionFailed("could not reach the model provider", detail=detail)
+    if "JSONDecodeError" in names or (status is not None and 200 <= status < 300):
+        # A body that is not the JSON it claims (a broken proxy, a cut response): the
+        # provider's fault, and worth a retry. LiteLLM's own HTTP handler reports it with
+        # the 200 it came with; the OpenAI SDK's path reports a 500.
+        return ServerError(
+            "the model provider sent an answer that could not be read",
+            status_code=status,
+            detail=detail,
+        )
     if status is not None and status >= 500:
         return ServerError(
             f"the model provider failed (HTTP {status})", status_code=status, detail=detail
