@@ -64,7 +64,10 @@ def bulk_insert(conn: sqlite3.Connection, first_id: int) -> Iterator[None]:
 # every summary once, set-based, after the indexes are back and before the one COMMIT: what
 # a reader sees is always in step. One pass over the messages (stats_walk, words counted
 # there once) feeds the buckets and the conversations; months, years and blocks come from
-# the buckets, not the messages.
+# the buckets, not the messages. The first import's SQL load skips that window pass: its
+# conversation walk already visits every message in conversation order and hands over the
+# conversations, senders and replies (`prefill`); the rest comes from one scan in id order
+# (300k messages: the summaries' statements 2.9 -> 1.2 s CPU).
 SUMMARY_TABLES = (
     "stats_years",
     "stats_blocks",
