@@ -133,14 +133,17 @@ async def test_a_turn_with_a_tool_call_streams_in_order_and_stores_the_sum_of_it
             "get_stats", "create_document"]  # fmt: skip
 
         # Citations name messages that exist, in the thread's chat.
-        assert msg["citations"] and all(set(c) == {"message_guid"} for c in msg["citations"])
-        guids = [c["message_guid"] for c in msg["citations"]]
+        # Each carries its chat, so a client can open it without asking which chat it is in.
+        cites = msg["citations"]
+        assert cites and all(set(c) == {"message_guid", "chat_id"} for c in cites)
+        guids = [c["message_guid"] for c in cites]
         found = rows(
             db_path,
-            "SELECT chat_id FROM messages WHERE guid IN (SELECT value FROM json_each(?))",
+            "SELECT guid, chat_id FROM messages WHERE guid IN (SELECT value FROM json_each(?))",
             (json.dumps(guids),),
         )
-        assert len(found) == len(guids) and {r[0] for r in found} == {1}
+        assert len(found) == len(guids) and {r[1] for r in found} == {1}
+        assert dict(found) == {c["message_guid"]: c["chat_id"] for c in cites}
 
         # The stored messages and the thread's aggregates.
         stored = (await client.get(f"/api/chatbot/threads/{thread['id']}/messages")).json()

@@ -143,7 +143,7 @@ def test_search_finds_planted_facts_and_cites_real_messages(library, ro, setting
         assert body["mode"] == "hybrid" and "note" not in body
         assert out.count == len(body["hits"]) == len(out.citations) == 10
         for cite, hit in zip(out.citations, body["hits"], strict=True):
-            assert cite == {"message_guid": hit["guid"]}
+            assert cite == {"message_guid": hit["guid"], "chat_id": hit["chat_id"]}
             row = guids[hit["guid"]]
             assert row["kind"] == "message"
             assert (row["chat_id"], row["conversation_id"]) == (
@@ -235,14 +235,14 @@ def test_search_filters_by_arguments_and_by_scope(library, ro, settings):
 
 def test_get_conversation_reads_real_messages_within_the_budget(library, ro, settings):
     big = ro.execute(
-        "SELECT id, message_count FROM conversations ORDER BY message_count DESC LIMIT 1"
+        "SELECT id, chat_id, message_count FROM conversations ORDER BY message_count DESC LIMIT 1"
     ).fetchone()
     guids = _guids(ro)
     whole = run_read_tool(
         ro, "get_conversation", {"conversation_id": big["id"]}, settings=settings, max_tokens=50_000
     )
     body = json.loads(whole.content)
-    assert whole.citations == [{"conversation_id": big["id"]}]
+    assert whole.citations == [{"conversation_id": big["id"], "chat_id": big["chat_id"]}]
     assert body["message_count"] == big["message_count"]
     assert "omitted" not in body and whole.count == len(body["messages"]) > 5
     assert all(guids[m["guid"]]["conversation_id"] == big["id"] for m in body["messages"])

@@ -350,7 +350,11 @@ def _search_messages(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Conte
         )
     items = [{**_message(m), "score": score, "matched": matched} for m, score, matched in best]
     text, kept = _fit(envelope, "hits", items, ctx.max_tokens)
-    return ToolOutput(text, len(kept), [{"message_guid": best[i][0].guid} for i in kept])
+    return ToolOutput(
+        text,
+        len(kept),
+        [{"message_guid": best[i][0].guid, "chat_id": best[i][0].chat_id} for i in kept],
+    )
 
 
 def _get_conversation(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Context) -> ToolOutput:
@@ -380,7 +384,7 @@ def _get_conversation(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Cont
     for item in items:  # the envelope says which chat and conversation
         del item["chat_id"], item["conversation_id"]
     text, kept = _fit(envelope, "messages", items, ctx.max_tokens, ends=True, unread=unread)
-    return ToolOutput(text, len(kept), [{"conversation_id": conv.id}])
+    return ToolOutput(text, len(kept), [{"conversation_id": conv.id, "chat_id": conv.chat_id}])
 
 
 def _commitment_chats(conn: sqlite3.Connection, kind: str, value: int) -> list[int]:
@@ -419,8 +423,10 @@ def _list_commitments(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Cont
         for r in newest
     ]
     text, kept = _fit({}, "commitments", items, ctx.max_tokens)
-    cited = list(dict.fromkeys(newest[i]["conversation_id"] for i in kept))
-    return ToolOutput(text, len(kept), [{"conversation_id": c} for c in cited])
+    cited = dict.fromkeys((newest[i]["conversation_id"], newest[i]["chat_id"]) for i in kept)
+    return ToolOutput(
+        text, len(kept), [{"conversation_id": c, "chat_id": chat} for c, chat in cited]
+    )
 
 
 def _get_analyses(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Context) -> ToolOutput:

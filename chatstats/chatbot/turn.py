@@ -333,7 +333,10 @@ class Turn:
             fresh = key is not None and key not in self._seen_citations
             if fresh and key is not None and len(self.citations) < MAX_CITATIONS:
                 self._seen_citations.add(key)
-                self.citations.append({key[0]: key[1]})
+                cited: dict[str, Any] = {key[0]: key[1]}
+                if isinstance(c.get("chat_id"), int):  # so a client can open it in its chat
+                    cited["chat_id"] = c["chat_id"]
+                self.citations.append(cited)
         svc.tracker.tool_called(self.wf, name if error != "unknown_tool" else "unknown",
                                 seconds, error is not None)  # fmt: skip
         await svc.bus.write(

@@ -61,7 +61,7 @@ export async function chatbotView(box, ctx) {
     api("/api/chatbot/threads?limit=100").then((r) => r.json()),
     api("/api/analysis/status").then((r) => r.json()).catch(() => null),
   ]);
-  const view = { current: null, busy: false, where: new Map() /* guid -> chat id */ };
+  const view = { current: null, busy: false };
 
   // --- the thread list and the new-thread form ---
   const side = el("section", "ai-threads");
@@ -206,7 +206,7 @@ export async function chatbotView(box, ctx) {
 
   async function openCitation(c, button) {
     const t = view.current;
-    let chatId = c.chat_id ?? view.where.get(c.message_guid) ?? null;
+    let chatId = c.chat_id ?? null;  // older answers stored citations without their chat
     if (chatId === null) {
       const chats = (t?.contexts || []).filter((x) => x.chat_id).map((x) => x.chat_id);
       if (chats.length === 1) chatId = chats[0];
@@ -352,7 +352,6 @@ export async function chatbotView(box, ctx) {
           li.dataset.tool = data.name;
           steps.append(li);
           stepNodes.set(data.id, li);
-          if (data.name === "search_messages") learnHits(data.arguments, threadId);
         } else if (event === "tool_result") {
           const li = stepNodes.get(data.id);
           if (li) {
@@ -405,23 +404,5 @@ export async function chatbotView(box, ctx) {
       putThread(await (await api(`/api/chatbot/threads/${threadId}`)).json());
       markCurrent();
     } catch { /* the totals stay as they were */ }
-  }
-
-  /**
-   * Citations name a message by guid only; to open it the page needs its chat. The page runs
-   * the tool's own search (hybrid, the same arguments and scope) once and keeps guid -> chat.
-   */
-  async function learnHits(args, threadId) {
-    if (!args || typeof args.query !== "string" || !args.query.trim()) return;
-    const p = new URLSearchParams({ q: args.query, mode: "hybrid", limit: String(Math.min(Number(args.limit) || 50, 100)) });
-    const t = view.current;
-    const chats = (t?.id === threadId ? t.contexts || [] : []).filter((c) => c.chat_id).map((c) => c.chat_id);
-    const chatId = args.chat_id ?? (chats.length === 1 ? chats[0] : null);
-    if (chatId) p.set("chat_id", String(chatId));
-    if (args.contact_id) p.set("contact_id", String(args.contact_id));
-    for (const k of ["since", "until"]) if (typeof args[k] === "string") p.set(k, args[k]);
-    try {
-      for (const m of await (await api(`/api/search?${p}`)).json()) view.where.set(m.guid, m.chat_id);
-    } catch { /* an unresolved citation says so when clicked */ }
   }
 }
