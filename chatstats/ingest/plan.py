@@ -26,7 +26,7 @@ import sqlite3
 from array import array
 from collections import defaultdict
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from chatstats.ingest.conversations import GAP_NS
 
@@ -66,6 +66,10 @@ def conversation_sql(date_ns: str, is_event: str) -> str:
     )
 
 
+# A reply in the walk: (its group, ROWID, h, s, date_ns, gap_ns), the side having changed.
+_Reply = tuple[list[Any], int, int, int, int, int]
+
+
 def build(
     conn: sqlite3.Connection,
     *,
@@ -89,15 +93,15 @@ def build(
     keep = loaded.append
     # Per group: [chat_first, start_ns, chat_id, end_ns, messages, first_s, last ROWID,
     # last_s, {(h, s): messages}]
-    groups: list[list] = []
-    replies: list[tuple] = []  # (group, ROWID, h, s, date_ns, gap_ns): the side changed
+    groups: list[list[Any]] = []
+    replies: list[_Reply] = []  # (group, ROWID, h, s, date_ns, gap_ns): the side changed
     events: list[tuple[int, int, int]] = []  # (chat_id, date_ns, ROWID)
     bumps: list[tuple[int, int, int, int]] = []  # (chat_id, rows, last date, last ROWID)
     chat = None
     n = first_msg = 0
     last_d = last_r = 0
-    group: list | None = None
-    chat_groups: list[list] = []
+    group: list[Any] | None = None
+    chat_groups: list[list[Any]] = []
     senders: dict[tuple[int, int], int] = {}
     prev = prev_s = 0
     reply = replies.append
@@ -198,19 +202,21 @@ def build(
 
 
 def _stats(
-    groups: list[list], replies: list[tuple], rowids: list[int], first: int
+    groups: list[list[Any]], replies: list[_Reply], rowids: list[int], first: int
 ) -> tuple[list[tuple[int, ...]], ...]:
     """Rows of stats_conversations, stats_conv_senders and stats_replies (in their columns'
     order), each ROWID turned into its message id as `Planned.id_of` does (every walked
     ROWID was loaded, so none misses)."""
     at = bisect.bisect_left
-    conversations = []
-    conv_senders = []
+    conversations: list[tuple[int, ...]] = []
+    conv_senders: list[tuple[int, ...]] = []
     for _f, start, chat_id, end, count, first_s, last_r, last_s, senders, cid in groups:
         last_id = first + at(rowids, last_r)
         conversations.append((cid, chat_id, start, end, count, first_s, last_id, last_s))
         conv_senders.extend((cid, h, s, chat_id, n) for (h, s), n in senders.items())
-    out = [(first + at(rowids, r), g[2], g[9], h, s, d, gap) for g, r, h, s, d, gap in replies]
+    out: list[tuple[int, ...]] = [
+        (first + at(rowids, r), g[2], g[9], h, s, d, gap) for g, r, h, s, d, gap in replies
+    ]
     out.sort()  # by message id: appends to the table's B-tree
     return conversations, conv_senders, out
 
