@@ -82,7 +82,8 @@ def http_server(app: Any) -> uvicorn.Server:
         ws="none",
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=GRACE_SECONDS,
+        # uvicorn annotates int but hands it to asyncio.wait_for, which takes seconds as float.
+        timeout_graceful_shutdown=GRACE_SECONDS,  # type: ignore[arg-type]
     )
     return QuietServer(config)  # idle: no 10/s main-loop tick
 

@@ -89,6 +89,15 @@ def word_count(text: object) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just made. sqlite3 types `lastrowid` as optional (it is None only
+    before any INSERT on the cursor), so callers get an int or a clear error, not a None row."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise RuntimeError("no row was inserted")
+    return rowid
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection, *, write: bool = True) -> Iterator[sqlite3.Connection]:
     """One explicit transaction: committed when the block ends, rolled back when it raises.

@@ -809,3 +809,22 @@ def test_no_row_predates_its_feature(libs, profile: str) -> None:
     assert rcs is None or rcs >= IOS18
     years = {m.date_ns // (365 * 86400 * 10**9) for m in truth.messages}
     assert len(years) >= 3  # a multi-year span
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        ("participant_added", "handle"),
+        ("participant_removed", "handle"),
+        ("renamed", "title"),
+        ("photo_changed", "photo"),
+    ],
+)
+def test_system_event_without_its_keyword_is_refused(tmp_path: Path, kind: str, key: str) -> None:
+    from chatstats.sample.generate.builder import Builder
+
+    builder = Builder(tmp_path, messages=50, seed=1, profile="sequoia", with_truth=True)
+    chat = builder.w.chat([builder.w.handle("+15555550100")], display_name="Group")
+    with pytest.raises(ValueError, match=f"{kind} event needs {key}="):
+        builder.event(kind, chat, sender=None, date=0)
+    assert builder.rows == 0

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from chatstats import db as appdb
 from chatstats.stats import maintain
+from tests.conftest import PROFILES
+from tests.test_import import run_import
 
 MINUTE = 60 * 10**9
 T0 = 1_700_000_000 * 10**9
@@ -232,3 +234,36 @@ def test_words_are_counted_once_drained(template: Path) -> None:
     assert maintain.drain(conn) == 2
     assert conn.execute("SELECT SUM(words) FROM stats_buckets").fetchone()[0] == 4
     assert maintain.drain(conn) == 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monkeypatch) -> None:
+    """The first (race-mode) import builds the summaries its own way (the conversation
+    walk's rows, `maintain.prefill`, then set-based for the rest after the load): they must
+    equal what `rebuild` makes from the imported rows, on every chat.db schema profile
+    (bodies, tapbacks and conversations differ between them)."""
+    lib, _truth = libraries[profile]
+    used: list[bool] = []
+    real = maintain._prefilled
+
+    def spied(conn: sqlite3.Connection) -> list[str] | None:
+        got = real(conn)
+        used.append(got is not None)
+        return got
+
+    monkeypatch.setattr(maintain, "_prefilled", spied)
+    summary = run_import(capsys, lib, tmp_path)
+    assert summary["mode"] == "race"
+    assert used == [True], "the walk's rows must be what the import kept"
+    conn = sqlite3.connect(tmp_path / "chatstats.db", isolation_level=None)
+    assert conn.execute("SELECT count(*) FROM stats_words_pending").fetchone() == (0,)
+    imported = _tables(conn)
+    assert sum(imported["stats_buckets"].values()) > 0
+    assert sum(imported["stats_replies"].values()) > 0
+    conn.execute("BEGIN")
+    maintain.rebuild(conn)
+    rebuilt = _tables(conn)
+    conn.execute("ROLLBACK")
+    conn.close()
+    for table in maintain.ALL_TABLES:
+        assert imported[table] == rebuilt[table], table

@@ -102,7 +102,7 @@ def message_body(row: sqlite3.Row) -> str | None:
         return f"({kind.replace('_', ' ')})"
     if row["unsent"]:
         return "(unsent a message)"
-    text = row["text"]
+    text: str | None = row["text"]
     if text is not None:
         text = " / ".join(part.strip() for part in text.replace("\ufffc", "").splitlines())
         text = text.strip(" /")

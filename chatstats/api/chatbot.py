@@ -23,11 +23,11 @@ from chatstats.api.common import query_int as _query_int
 from chatstats.api.sse import EventSourceResponse, ServerSentEvent
 from chatstats.chatbot.service import (
     ChatbotService,
-    Turn,
     check_content,
     check_contexts,
     check_title,
 )
+from chatstats.chatbot.turn import Turn
 from chatstats.errors import BadRequest
 
 MAX_BODY_BYTES = 200_000

@@ -17,7 +17,7 @@ entry whose route is gone).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -709,7 +709,11 @@ class PathStreamKey(msgspec.Struct):
 
 
 # The files the page ships (any other path is a 404), so a generated request can hit one.
-StaticFile = Literal[tuple(sorted(STATIC_FILES))]  # type: ignore[valid-type]
+# Built from a runtime set, so the checker sees only that it is a string.
+if TYPE_CHECKING:
+    StaticFile = str
+else:
+    StaticFile = Literal[tuple(sorted(STATIC_FILES))]
 
 
 class PathStatic(msgspec.Struct):

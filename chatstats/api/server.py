@@ -35,7 +35,7 @@ class LazyDateState(ServerState):
         self._headers: list[tuple[bytes, bytes]] = []
         super().__init__()
 
-    @property  # type: ignore[override]
+    @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         second = int(_clock())
         if second != self._second:
@@ -63,7 +63,7 @@ class QuietServer(uvicorn.Server):
         super().__init__(config)
         self.server_state = LazyDateState(config)
 
-    @property  # type: ignore[override]
+    @property
     def should_exit(self) -> bool:
         return self._should_exit
 

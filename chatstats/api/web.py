@@ -33,7 +33,8 @@ class _SessionBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def is_open(scope: Scope) -> bool:
     """The page and its files answer without sign-in; so does the exchange (it checks the token)."""
-    path, method = scope["path"], scope["method"]
+    path: str = scope["path"]
+    method: str = scope["method"]
     if method in ("GET", "HEAD") and (path == "/" or path.startswith("/static/")):
         return True
     return path == "/api/session" and method == "POST"

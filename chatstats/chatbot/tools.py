@@ -324,7 +324,9 @@ def _search_messages(conn: sqlite3.Connection, args: dict[str, Any], ctx: _Conte
     # Named together, chat and contact narrow one search (their messages in that chat); the
     # scope's contexts are searched one by one and merged (any of them).
     named = {k: args[k] for k in ("chat_id", "contact_id") if args[k] is not None}
-    runs = [named] if named else [{kind: value} for kind, value in contexts] or [{}]
+    runs: list[dict[str, Any]] = (
+        [named] if named else [{kind: value} for kind, value in contexts] or [{}]
+    )
     hits: dict[int, tuple[Message, float, list[str]]] = {}
     for filters in runs:
         for m, score, matched in ranked_search(

@@ -13,11 +13,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Protocol
 
 from chatstats import __version__, errors, mcp
 from chatstats.cli import analysis, importing, sealing, serve
 from chatstats.cli.common import common_flags, settings_from
 from chatstats.stats import report
+
+
+class _Group(Protocol):
+    """A command module: the subcommands it owns and how it runs one."""
+
+    @property
+    def COMMANDS(self) -> tuple[str, ...]: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+_GROUPS: tuple[_Group, ...] = (serve, importing, sealing, analysis)
 
 __all__ = ["build_parser", "main"]
 
@@ -43,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything the daemon writes holds private data
     args = build_parser().parse_args(argv)
     try:
-        for group in (serve, importing, sealing, analysis):
+        for group in _GROUPS:
             if args.command in group.COMMANDS:
                 return group.run(args)
         if args.command in report.COMMANDS:

@@ -55,7 +55,7 @@ class BundledEmbedder:
                 return
             # Belt and braces: the tokenizer library must not reach a hub either.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import wordllama
+            import wordllama  # type: ignore[import-untyped]  # ships no py.typed marker
 
             package = Path(wordllama.__file__).parent
             model = wordllama.WordLlama.load(

@@ -33,6 +33,7 @@ unreadable or made by another model or unit scheme is rebuilt.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -137,7 +138,11 @@ def _unit_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return (x / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
-def _write_private(path: Path, write: Callable[[Path], None]) -> None:
+def _save_hnsw(index: Any, path: Path) -> None:
+    index.save_index(str(path))
+
+
+def _write_private(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, 0600, fsync, then rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
@@ -244,7 +249,7 @@ class VectorIndex:
 
     def load(self) -> bool:
         """Load the saved index if it is complete and made by this model and unit scheme."""
-        import hnswlib
+        import hnswlib  # type: ignore[import-untyped]  # ships no type hints
 
         try:
             meta = json.loads((self.data_dir / META_NAME).read_text())
@@ -315,10 +320,12 @@ class VectorIndex:
                 if index is None:
                     continue
                 name = f"{key}-{gen}.bin"
-                _write_private(self.data_dir / name, lambda p, i=index: i.save_index(str(p)))
+                _write_private(self.data_dir / name, functools.partial(_save_hnsw, index))
                 files[key], capacity[key], dim = name, int(index.get_max_elements()), index.dim
             buf = io.BytesIO()
-            arrays = {k: v[: self._next_label] for k, v in self._cols.arrays.items()}
+            arrays: dict[str, Any] = {
+                k: v[: self._next_label] for k, v in self._cols.arrays.items()
+            }
             for k, c in self._center.items():
                 arrays[f"center{k}"] = c
             np.savez(buf, **arrays)

@@ -179,6 +179,6 @@ def _load() -> Any:
             litellm.turn_off_message_logging = True
             # Its OpenAI embedding path reads `max_retries or DEFAULT_MAX_RETRIES`, so a 0
             # passed per call becomes 2 hidden SDK retries; our loop counts attempts itself.
-            litellm.DEFAULT_MAX_RETRIES = 0
+            litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]  # not in its __all__
             _litellm = litellm
         return _litellm

@@ -310,7 +310,8 @@ def catch_up(index: VectorIndex, conn: sqlite3.Connection, after_id: int) -> int
     ).fetchall()
     if rows:
         index.refresh_chats(conn, [r[0] for r in rows])
-    return max([after_id, *(r[1] for r in rows)])
+    newest: int = max([after_id, *(r[1] for r in rows)])
+    return newest
 
 
 def ranked_search(

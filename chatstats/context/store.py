@@ -226,8 +226,9 @@ def definitions(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
 
 def definition(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
-    return conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT name, title, description, scopes, retrievers, seeded_ns"
         " FROM context_definitions WHERE name = :n",
         {"n": name},
     ).fetchone()
+    return row

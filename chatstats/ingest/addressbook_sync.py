@@ -26,6 +26,8 @@ from chatstats.ingest.contacts import ContactBook
 logger = log.get(__name__)
 
 OnChange = Callable[[list[int]], Awaitable[None]]
+# (path, inode, size, mtime) per store file, (path, None) for one that is not there.
+StoreFingerprint = tuple[tuple[str, int, int, int] | tuple[str, None], ...]
 
 
 class AddressBookSync:
@@ -45,7 +47,7 @@ class AddressBookSync:
         self.cooldown = cooldown
         self._asked: dict[str, float] = {}
         self._wake = anyio.Event()
-        self._fingerprint: tuple = ()
+        self._fingerprint: StoreFingerprint = ()
         self.syncs = 0
 
     def _stores(self) -> list[Path]:
@@ -61,8 +63,8 @@ class AddressBookSync:
             logger.warning("addressbook_unreadable", reason=exc.reason)
             return []
 
-    def fingerprint(self) -> tuple:
-        out = []
+    def fingerprint(self) -> StoreFingerprint:
+        out: list[tuple[str, int, int, int] | tuple[str, None]] = []
         for store in self._stores():
             for p in (store, store.with_name(store.name + "-wal")):
                 try:

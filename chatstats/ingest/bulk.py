@@ -92,7 +92,8 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
 
     def body(rowid: int, blob: bytes | None, text: str | None) -> Body:
         if rowid == last[0]:
-            return last[1]
+            cached: Body = last[1]
+            return cached
         found = None
         if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
             found = texts.get(rowid)  # the helper decoded this very blob
@@ -249,9 +250,11 @@ def load_messages(
         planned = plan.build(
             conn,
             select_rows=(
-                f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event"
+                f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
+                f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
                 " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
-                f" LEFT JOIN bulk_chats c ON c.src = j.chat_rowid WHERE {rows_where}"
+                " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
+                f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
             ),
             params={"a": after, "u": upto},
             first=first,
@@ -330,6 +333,8 @@ def load_messages(
     """
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
+    if planned is not None:  # what the walk saw, so the rebuild need not walk again
+        stats_maintain.prefill(conn, planned.stats)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
     for name, args in _FUNCTIONS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from chatstats.db import inserted_id
 from chatstats.imessage.addressbook import ABPerson
 from chatstats.imessage.identifiers import match_keys, normalize
 
@@ -88,10 +89,12 @@ class ContactBook:
                     for other in nameless[1:]:
                         self.merge(other, cid)
                 else:
-                    cid = self.conn.execute(
-                        "INSERT INTO contacts (name, ab_key, is_me) VALUES (:n, :k, :me)",
-                        {"n": person.name, "k": person.key, "me": int(person.is_me)},
-                    ).lastrowid
+                    cid = inserted_id(
+                        self.conn.execute(
+                            "INSERT INTO contacts (name, ab_key, is_me) VALUES (:n, :k, :me)",
+                            {"n": person.name, "k": person.key, "me": int(person.is_me)},
+                        )
+                    )
                     self.created += 1
             else:
                 cid = row[0]
@@ -118,7 +121,7 @@ class ContactBook:
         else:
             cid = self.by_pcid.get(person_centric_id) if person_centric_id else None
             if cid is None:
-                cid = self.conn.execute("INSERT INTO contacts (name) VALUES (NULL)").lastrowid
+                cid = inserted_id(self.conn.execute("INSERT INTO contacts (name) VALUES (NULL)"))
                 self.created += 1
                 self.unknown.append(identifier)
         if person_centric_id and person_centric_id not in self.by_pcid:

@@ -142,10 +142,12 @@ def _import(
     if stale:
         summary.previous_run_interrupted = True
         logger.warning("import_previous_run_interrupted", runs=stale, action="redoing")
-    run_id = conn.execute(
-        "INSERT INTO import_runs (source_id, state, started_ns) VALUES (:s, 'running', :t)",
-        {"s": source_id, "t": now_ns},
-    ).lastrowid
+    run_id = appdb.inserted_id(
+        conn.execute(
+            "INSERT INTO import_runs (source_id, state, started_ns) VALUES (:s, 'running', :t)",
+            {"s": source_id, "t": now_ns},
+        )
+    )
     if reader.max_message_rowid() < msg_wm:
         # chat.db was rebuilt (restore, iCloud re-sync): ROWIDs restarted. GUIDs still dedupe.
         logger.warning("source_rowids_restarted", watermark=msg_wm)
@@ -294,6 +296,7 @@ def _load(
     report("finishing", 0, 1)
     ingest.finish(rebuild_fts=race)
     report("finishing", 1, 1)
+    assert marks is not None  # both load paths above read them
     watermark.advance(
         conn,
         source_id,

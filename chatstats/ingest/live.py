@@ -78,7 +78,7 @@ Publisher = Callable[[Outcome], Awaitable[None]]
 def fingerprint(path: Path | tuple[str, str]) -> Fingerprint:
     """(inode, size, mtime) of chat.db and its WAL; None for a file that is not there."""
     paths = (str(path), f"{path}-wal") if isinstance(path, Path) else path
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -154,7 +154,7 @@ class LiveTail:
         if self._reader is None:
             return True
         try:
-            version = self._reader.conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = self._reader.conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return True
         changed = version != self._data_version
@@ -359,8 +359,8 @@ class LiveTail:
         stats_maintain.drain(conn)  # the batch's words into the statistics, before the commit
         self._maps = ingest.maps
         self._recent = {r: until for r, until in self._recent.items() if until > clock}
-        for r in new_rowids:
-            self._recent[r] = clock + CORRECTION_WINDOW_SECONDS
+        for rowid in new_rowids:
+            self._recent[rowid] = clock + CORRECTION_WINDOW_SECONDS
         return outcome
 
     @staticmethod
@@ -393,4 +393,5 @@ class LiveTail:
 
 
 def summary_of(status: TailStatus) -> dict[str, Any]:
-    return msgspec.to_builtins(status)
+    summary: dict[str, Any] = msgspec.to_builtins(status)
+    return summary

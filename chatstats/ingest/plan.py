@@ -25,7 +25,8 @@ import bisect
 import sqlite3
 from array import array
 from collections import defaultdict
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from chatstats.ingest.conversations import GAP_NS
 
@@ -36,6 +37,7 @@ class Planned(NamedTuple):
     timers: bool  # some were left open (seal timers set)
     events: dict[int, int]  # system event ROWID → its conversation id
     bumps: list[dict[str, int]]  # per chat, what `Ingest._bump_chats` adds
+    stats: tuple[list[tuple[int, ...]], ...]  # the summaries this walk saw: see `build`
 
     def id_of(self, first: int, rowid: int) -> int | None:
         """The new message id of a loaded ROWID (None: not loaded)."""
@@ -64,6 +66,10 @@ def conversation_sql(date_ns: str, is_event: str) -> str:
     )
 
 
+# A reply in the walk: (its group, ROWID, h, s, date_ns, gap_ns), the side having changed.
+_Reply = tuple[list[Any], int, int, int, int, int]
+
+
 def build(
     conn: sqlite3.Connection,
     *,
@@ -74,22 +80,34 @@ def build(
     seal_expired: bool,
 ) -> Planned:
     """Plan every row `select_rows` gives (columns r: ROWID, chat_id: app chat id or NULL,
-    date_ns, is_event); creates the conversations, their seal timers and `bulk_spans`."""
+    date_ns, is_event, h: the sender's app handle id or 0, s: is_from_me 0/1); creates the
+    conversations, their seal timers and `bulk_spans`.
+
+    The walk is in each conversation's order, so it also notes the statistics of schema
+    0011 that follow that order, as `maintain.REBUILD` derives them from the rows: rows of
+    stats_conversations, stats_conv_senders and stats_replies (`Planned.stats`), so the
+    rebuild after the load need not walk every message again (its window pass was the
+    larger half of the summaries' cost)."""
     gap = GAP_NS
     loaded = array("q")
     keep = loaded.append
-    # Per group: [chat_first, start_ns, chat_id, end_ns, messages]
-    groups: list[list[int]] = []
+    # Per group: [chat_first, start_ns, chat_id, end_ns, messages, first_s, last ROWID,
+    # last_s, {(h, s): messages}]
+    groups: list[list[Any]] = []
+    replies: list[_Reply] = []  # (group, ROWID, h, s, date_ns, gap_ns): the side changed
     events: list[tuple[int, int, int]] = []  # (chat_id, date_ns, ROWID)
     bumps: list[tuple[int, int, int, int]] = []  # (chat_id, rows, last date, last ROWID)
     chat = None
     n = first_msg = 0
     last_d = last_r = 0
-    group: list[int] | None = None
-    chat_groups: list[list[int]] = []
-    prev = 0
-    for chat_id, d, r, is_event in conn.execute(
-        f"SELECT chat_id, date_ns, r, is_event FROM ({select_rows}) ORDER BY chat_id, date_ns, r",
+    group: list[Any] | None = None
+    chat_groups: list[list[Any]] = []
+    senders: dict[tuple[int, int], int] = {}
+    prev = prev_s = 0
+    reply = replies.append
+    for chat_id, d, r, is_event, h, s in conn.execute(
+        f"SELECT chat_id, date_ns, r, is_event, h, s FROM ({select_rows})"
+        " ORDER BY chat_id, date_ns, r",
         params,
     ):
         keep(r)
@@ -111,11 +129,19 @@ def build(
         if group is not None and d - prev <= gap:
             group[3] = d
             group[4] += 1
+            group[6] = r
+            group[7] = s
+            if s != prev_s:
+                reply((group, r, h, s, d, d - prev))
         else:
-            group = [0, d, chat_id, d, 1]
+            senders = {}
+            group = [0, d, chat_id, d, 1, s, r, s, senders]
             groups.append(group)
             chat_groups.append(group)
+        key = (h, s)
+        senders[key] = senders.get(key, 0) + 1
         prev = d
+        prev_s = s
     if chat is not None:
         bumps.append((chat, n, last_d, last_r))
         for g in chat_groups:
@@ -123,14 +149,16 @@ def build(
     rowids = sorted(loaded)
     del loaded
     # Ids chat by chat, in the order of each chat's first message, then by time.
-    groups.sort()
+    groups.sort(key=itemgetter(0, 1, 2, 3, 4))  # as the lists' own order did (no ties)
     (next_cid,) = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()
     sealed_before = now_ns - gap
     rows = []
     spans = []
     timers = []
     by_chat: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for cid, (_f, start, chat_id, end, count) in enumerate(groups, next_cid):
+    for cid, g in enumerate(groups, next_cid):
+        _f, start, chat_id, end, count = g[:5]
+        g.append(cid)
         sealed = seal_expired and end < sealed_before
         rows.append((cid, chat_id, start, end, count, int(sealed), now_ns if sealed else None))
         spans.append((chat_id, start, cid))
@@ -165,10 +193,32 @@ def build(
         i = bisect.bisect_right(known, (d, float("inf"))) - 1
         if i >= 0 and known[i][1] >= d:
             placed[r] = known[i][2]
-    planned = Planned(rowids, len(rows), bool(timers), placed, [])
+    planned = Planned(
+        rowids, len(rows), bool(timers), placed, [], _stats(groups, replies, rowids, first)
+    )
     for c, k, d, r in bumps:
         planned.bumps.append({"id": c, "n": k, "d": d, "m": planned.id_of(first, r) or 0})
     return planned
+
+
+def _stats(
+    groups: list[list[Any]], replies: list[_Reply], rowids: list[int], first: int
+) -> tuple[list[tuple[int, ...]], ...]:
+    """Rows of stats_conversations, stats_conv_senders and stats_replies (in their columns'
+    order), each ROWID turned into its message id as `Planned.id_of` does (every walked
+    ROWID was loaded, so none misses)."""
+    at = bisect.bisect_left
+    conversations: list[tuple[int, ...]] = []
+    conv_senders: list[tuple[int, ...]] = []
+    for _f, start, chat_id, end, count, first_s, last_r, last_s, senders, cid in groups:
+        last_id = first + at(rowids, last_r)
+        conversations.append((cid, chat_id, start, end, count, first_s, last_id, last_s))
+        conv_senders.extend((cid, h, s, chat_id, n) for (h, s), n in senders.items())
+    out: list[tuple[int, ...]] = [
+        (first + at(rowids, r), g[2], g[9], h, s, d, gap) for g, r, h, s, d, gap in replies
+    ]
+    out.sort()  # by message id: appends to the table's B-tree
+    return conversations, conv_senders, out
 
 
 def drop(conn: sqlite3.Connection) -> None:

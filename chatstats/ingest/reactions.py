@@ -34,7 +34,11 @@ class _Current(NamedTuple):
     date_ns: int
 
 
-def _key(t: Tapback | sqlite3.Row | tuple) -> tuple:
+# (target guid, part, is_from_me, handle id or None for the owner): one reaction slot.
+_Key = tuple[str, int, int, int | None]
+
+
+def _key(t: Tapback | sqlite3.Row) -> _Key:
     return (t[1], t[2], t[7], None if t[7] else t[6])
 
 
@@ -43,7 +47,7 @@ def apply_tapbacks(conn: sqlite3.Connection, tapbacks: Sequence[Tapback]) -> int
     if not tapbacks:
         return 0
     targets = msgspec.json.encode(sorted({t.target_guid for t in tapbacks})).decode()
-    state: dict[tuple, _Current] = {}
+    state: dict[_Key, _Current] = {}
     for row in conn.execute(
         "SELECT id, target_guid, part, type, emoji, is_removal, handle_id, is_from_me, date_ns"
         " FROM reactions WHERE active = 1 AND target_guid IN (SELECT value FROM json_each(:t))",
@@ -51,7 +55,7 @@ def apply_tapbacks(conn: sqlite3.Connection, tapbacks: Sequence[Tapback]) -> int
     ):
         state[_key(row)] = _Current(row[0], None, row[3], row[8])
 
-    rows: list[list] = []
+    rows: list[list[object]] = []
     deactivate: list[int] = []
 
     def retire(cur: _Current) -> None:

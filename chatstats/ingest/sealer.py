@@ -166,7 +166,8 @@ def ensure_timers(conn: sqlite3.Connection, *, gap_ns: int = GAP_NS) -> int:
 
 
 def next_due(conn: sqlite3.Connection) -> int | None:
-    return conn.execute("SELECT min(due_ns) FROM seal_timers").fetchone()[0]
+    due: int | None = conn.execute("SELECT min(due_ns) FROM seal_timers").fetchone()[0]
+    return due
 
 
 def seal_due(

@@ -74,17 +74,18 @@ class LiveSync:
         )
         by_chat: dict[int, list[Any]] = {}
         for m in messages:
-            by_chat.setdefault(m.chat_id, []).append(m)
+            if m.chat_id is not None:  # a chat-less message has no chat:<id> subscriber
+                by_chat.setdefault(m.chat_id, []).append(m)
         for chat_id, items in by_chat.items():
             self._hub.publish_messages(chat_id, items)
         if chats or contacts:  # with their statistics counts, read once per batch
-            by_chat, by_contact = await self._db.read(
+            chat_counts, contact_counts = await self._db.read(
                 live_counts, [c.id for c in chats], [c.id for c in contacts]
             )
             if chats:
-                self._hub.publish_chats({"chats": chats, "stats": by_chat})
+                self._hub.publish_chats({"chats": chats, "stats": chat_counts})
             if contacts:
-                self._hub.publish_contacts({"contacts": contacts, "stats": by_contact})
+                self._hub.publish_contacts({"contacts": contacts, "stats": contact_counts})
 
     async def _publish_contacts(self, contact_ids: list[int]) -> None:
         _messages, _chats, contacts = await self._library.changes([], [], contact_ids)

@@ -32,7 +32,8 @@ def _all(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[sql
 
 
 def _one(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> sqlite3.Row | None:
-    return conn.execute(sql, params).fetchone()
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    return row
 
 
 # ---------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def _build(name: str) -> Profile:
         triggers = tuple(
             _LEGACY_AFTER_DELETE_ON_CMJ if _name(t) == "after_delete_on_chat_message_join" else t
             for t in TRIGGERS
-            if _ON_TABLE.search(t) and _ON_TABLE.search(t).group(1) not in _NEWER_TABLES
+            if (on := _ON_TABLE.search(t)) and on.group(1) not in _NEWER_TABLES
         )
         return Profile(name, tables, indexes, triggers, False, "10.12")
     raise ValueError(f"unknown chat.db profile {name!r} (choose from {', '.join(PROFILES)})")

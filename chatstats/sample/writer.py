@@ -361,8 +361,9 @@ class MessagesWriter:
     def _next_rowid(self, table: str) -> int:
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
         seq = row.fetchone()
-        top = self.conn.execute(f"SELECT COALESCE(MAX(ROWID), 0) FROM {table}").fetchone()[0]
-        return max(seq[0] if seq else 0, top) + 1
+        top: int = self.conn.execute(f"SELECT COALESCE(MAX(ROWID), 0) FROM {table}").fetchone()[0]
+        last: int = seq[0] if seq else 0
+        return max(last, top) + 1
 
     def _load_existing(self) -> None:
         for rowid, ident, service in self.conn.execute("SELECT ROWID, id, service FROM handle"):
@@ -495,12 +496,12 @@ class MessagesWriter:
             text = parts[0]
             blob = self._blob_cache.get((text, direction))
             if blob is None:
-                runs = (
+                text_runs: list[tuple[int, dict[str, object]]] | None = (
                     [(utf16_len(text), {DIRECTION_KEY: -1, PART_KEY: 0})]
                     if direction and text
                     else None
                 )
-                blob = encode_attributed_string(text, runs)
+                blob = encode_attributed_string(text, text_runs)
                 if len(self._blob_cache) > 200_000:
                     self._blob_cache.clear()
                 self._blob_cache[(text, direction)] = blob
@@ -512,7 +513,9 @@ class MessagesWriter:
             if isinstance(part, str):
                 chunks.append(part)
                 if part:
-                    attrs = {DIRECTION_KEY: -1, PART_KEY: i} if direction else {PART_KEY: i}
+                    attrs: dict[str, object] = (
+                        {DIRECTION_KEY: -1, PART_KEY: i} if direction else {PART_KEY: i}
+                    )
                     runs.append((utf16_len(part), attrs))
             else:
                 att_guid = f"at_{i}_{guid}"
@@ -583,8 +586,9 @@ class MessagesWriter:
                 self._pending_cmj.append((chat.rowid, rowid, apple_date))
             return rowid
         cur = self.conn.execute(self._msg_sql, row[: self._n])
-        rowid = cur.lastrowid
-        assert rowid is not None
+        inserted = cur.lastrowid
+        assert inserted is not None
+        rowid = inserted
         self._next_message = max(self._next_message, rowid + 1)
         if chat is not None:
             self.conn.execute(

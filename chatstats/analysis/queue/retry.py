@@ -11,17 +11,18 @@ from typing import Any
 from chatstats.analysis import store
 from chatstats.analysis.passes import Pass
 from chatstats.analysis.queue.errors import InvalidAnswer, Unrunnable
-from chatstats.analysis.queue.state import EngineState, logger
+from chatstats.analysis.queue.persistence import JobTransactions
+from chatstats.analysis.queue.state import logger
 
 MAX_RETRY_AFTER_S = 600.0  # the longest Retry-After we wait for
 
 
-class RetryPolicy(EngineState):
-    """Decides what happens after a failed attempt."""
+class RetryPolicy(JobTransactions):
+    """Decides what happens after a failed attempt (written by the job transactions)."""
 
     def _backoff_s(self, attempt: int, retry_after: float | None) -> float:
         base, cap = self._backoff
-        delay = min(cap, base * 2 ** max(0, attempt - 1))
+        delay: float = min(cap, base * 2 ** max(0, attempt - 1))
         delay = delay / 2 + self._rng() * delay / 2  # "equal jitter": never less than half
         if retry_after is not None and retry_after > 0:
             delay = max(delay, float(retry_after) * (1 + 0.1 * self._rng()))

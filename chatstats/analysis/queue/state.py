@@ -84,3 +84,8 @@ class EngineState:
         self.busy = 0
         self.in_flight = 0
         self.counters = {"completed": 0, "retried": 0, "dead": 0, "calls": 0, "recovered": 0}
+
+    def wake(self) -> None:
+        """Refill the dispatcher now: declared here for the parts that ask for it, defined by
+        the Engine."""
+        raise NotImplementedError

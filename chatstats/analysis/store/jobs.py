@@ -16,6 +16,7 @@ from chatstats.analysis.store.base import (
     _ids,
     _job,
 )
+from chatstats.db import inserted_id
 
 # ---------------------------------------------------------------------------------------------
 # Enqueueing
@@ -72,7 +73,7 @@ def enqueue(
         },
     )
     if cur.rowcount:
-        return cur.lastrowid
+        return inserted_id(cur)
     conn.execute(
         "UPDATE analysis_jobs SET rerun = 1, updated_ns = :now WHERE conversation_id = :cid"
         " AND pass = :pass AND pass_version = :ver AND state = 'running' AND (NOT :skip"
@@ -136,7 +137,8 @@ def count_missing(
         "SELECT count(*) FROM (SELECT c.id FROM conversations c"
         f" WHERE {_missing_where(p.trigger, chat_ids, force)} LIMIT :lim)"
     )
-    return conn.execute(sql, _missing_params(p, chat_ids, limit)).fetchone()[0]
+    count: int = conn.execute(sql, _missing_params(p, chat_ids, limit)).fetchone()[0]
+    return count
 
 
 def enqueue_missing(
@@ -206,7 +208,8 @@ def next_due_ns(conn: sqlite3.Connection, now_ns: int) -> int | None:
         " WHERE state = 'pending' AND not_before_ns > :now",
         {"now": now_ns},
     ).fetchone()
-    return row[0]
+    due: int | None = row[0]
+    return due
 
 
 def claim(conn: sqlite3.Connection, job_id: int, now_ns: int) -> Job | None:

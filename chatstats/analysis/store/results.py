@@ -52,7 +52,8 @@ def upsert_analysis(
             "sealed_pass": int(sealed_pass),
         },
     ).fetchone()
-    return row[0]
+    result_id: int = row[0]
+    return result_id
 
 
 def mark_stale(conn: sqlite3.Connection, conversation_id: int) -> int:

@@ -100,7 +100,8 @@ def list_runs(conn: sqlite3.Connection, limit: int) -> list[Run]:
 
 
 def run_running_count(conn: sqlite3.Connection, run_id: str) -> int:
-    return conn.execute(
+    count: int = conn.execute(
         "SELECT count(*) FROM analysis_jobs WHERE run_id = :id AND state = 'running'",
         {"id": run_id},
     ).fetchone()[0]
+    return count

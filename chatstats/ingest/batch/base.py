@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from chatstats.db import inserted_id
 from chatstats.imessage import chatdb
 from chatstats.ingest import conversations as conv
 from chatstats.ingest.batch.outcome import Counters
@@ -97,10 +98,12 @@ class BatchState:
             found = existing.get((h.identifier, h.service))
             contact_id = self.book.resolve(h.identifier, h.person_centric_id)
             if found is None:
-                hid = conn.execute(
-                    "INSERT INTO handles (identifier, service, contact_id) VALUES (:i, :s, :c)",
-                    {"i": h.identifier, "s": h.service, "c": contact_id},
-                ).lastrowid
+                hid = inserted_id(
+                    conn.execute(
+                        "INSERT INTO handles (identifier, service, contact_id) VALUES (:i, :s, :c)",
+                        {"i": h.identifier, "s": h.service, "c": contact_id},
+                    )
+                )
                 existing[(h.identifier, h.service)] = (hid, contact_id)
             else:
                 hid = found[0]

@@ -5,6 +5,7 @@ reads a row's edited/unsent flags for new rows too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from chatstats.ingest.batch.outcome import Counters
 from chatstats.ingest.decode import decode_body
 
 
-def edit_state(row: tuple[Any, ...], counters: Counters) -> tuple[int, int]:
+def edit_state(row: Sequence[Any], counters: Counters) -> tuple[int, int]:
     """(edited, unsent): macOS 26 marks an unsend with date_edited and `rp`, older ones
     with date_retracted; the plist is the authority when present (NULL on most rows)."""
     date_edited = row[M["date_edited"]]

@@ -91,7 +91,10 @@ class ConversationRows(BatchState):
                     " WHERE chat_id = :c ORDER BY end_ns DESC, id DESC LIMIT 1",
                     {"c": chat_id},
                 ).fetchone()
-                plan = conv.append(conv.Open(*last[:4], bool(last[4])) if last else None, points)
+                open_ = (
+                    conv.Open(last[0], last[1], last[2], last[3], bool(last[4])) if last else None
+                )
+                plan = conv.append(open_, points)
                 if plan.extend is not None:
                     cid, end_ns, ids = plan.extend
                     conn.execute(

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
 from chatstats.imessage.typedstream_writer import corrupt_variants, encode_attributed_string
@@ -62,6 +62,15 @@ class _Recent:
 
 
 ME = 0  # reaction-state key for the owner
+
+T = TypeVar("T")
+
+
+def _needed(value: T | None, kind: str, key: str) -> T:
+    """A system event's required keyword, so a scenario that forgets it fails by name."""
+    if value is None:
+        raise ValueError(f"{kind} event needs {key}=")
+    return value
 
 
 class Builder:
@@ -345,19 +354,23 @@ class Builder:
     ) -> tuple[int, str]:
         w = self.w
         from_me = sender is None
-        other = kw.get("handle")
-        title = kw.get("title")
-        photo = kw.get("photo")
+        other: int | None = kw.get("handle")
+        title: str | None = kw.get("title")
+        photo: AttachmentSpec | None = kw.get("photo")
         if kind == "participant_added":
-            out = w.add_member(chat, other, from_me=from_me, sender=sender, date=date)
+            handle = _needed(other, kind, "handle")
+            out = w.add_member(chat, handle, from_me=from_me, sender=sender, date=date)
         elif kind == "participant_removed":
-            out = w.remove_member(chat, other, from_me=from_me, sender=sender, date=date)
+            handle = _needed(other, kind, "handle")
+            out = w.remove_member(chat, handle, from_me=from_me, sender=sender, date=date)
         elif kind == "renamed":
-            out = w.rename_group(chat, title, from_me=from_me, sender=sender, date=date)
+            name = _needed(title, kind, "title")
+            out = w.rename_group(chat, name, from_me=from_me, sender=sender, date=date)
         elif kind == "participant_left":
             out = w.leave_group(chat, from_me=from_me, sender=sender, date=date)
         elif kind == "photo_changed":
-            out = w.set_group_photo(chat, photo, from_me=from_me, sender=sender, date=date)
+            spec = _needed(photo, kind, "photo")
+            out = w.set_group_photo(chat, spec, from_me=from_me, sender=sender, date=date)
         elif kind == "photo_removed":
             out = w.remove_group_photo(chat, from_me=from_me, sender=sender, date=date)
         else:
