@@ -486,11 +486,16 @@ $("search-form").addEventListener("submit", async (event) => {
   if (!q) return;
   const mode = $("search-mode").value;
   if (state.view !== "messages") showView("messages");
-  $("search-results").hidden = false;
-  $("search-results").dataset.mode = mode;
+  const box = $("search-results");
+  box.hidden = false;
+  // data-mode names the mode of the results on show: set once they are, not when asked
+  // (a reader of the list would otherwise take the last search's results for this one's).
+  delete box.dataset.mode;
+  box.setAttribute("aria-busy", "true");
   document.body.classList.add("chat-open");
   try {
     await runSearch(`/api/search?limit=${mode === "text" ? 50 : 20}&mode=${mode}&q=${encodeURIComponent(q)}`, false);
+    box.dataset.mode = mode;
   } catch (e) {
     const li = document.createElement("li");
     li.className = "error";
@@ -498,7 +503,9 @@ $("search-form").addEventListener("submit", async (event) => {
     li.textContent = e.message;
     $("results").replaceChildren(li);
     $("results-more").hidden = true;
+    box.dataset.mode = mode;
   }
+  box.removeAttribute("aria-busy");
   $("results").querySelector("button")?.focus();
 });
 $("results-more").addEventListener("click", () => runSearch(state.searchNext, true));
