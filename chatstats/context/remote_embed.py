@@ -1,15 +1,14 @@
 """Embeddings through LiteLLM, for any provider (a local Ollama, a hosted API, ...).
 
-Self-contained on purpose (it will move next to the completion client): it loads LiteLLM
-lazily (its import costs ~4 s), sets its retries off and a real timeout, and does its own
-bounded retries on 429 / 5xx / timeouts / dropped connections so a flaky provider slows the
-index build but never ingest (builds run in a worker thread). Every call is accounted:
+LiteLLM is loaded and set up by the one gateway (chatstats.llm.provider: offline price map,
+no hidden retries, quiet logging), lazily (its import costs ~4 s); this module sets a real
+timeout per call and does its own bounded retries on 429 / 5xx / timeouts / dropped
+connections so a flaky provider slows the index build but never ingest (builds run in a worker thread). Every call is accounted:
 tokens, cost (None when the provider has no price) and latency.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import numpy as np
 
 from chatstats.context.embed import Vectors
 from chatstats.errors import ChatStatsError
+from chatstats.llm import provider
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class RemoteEmbedder:
         return out
 
     def _call(self, texts: list[str]) -> Vectors:
-        litellm = _load()
+        litellm = provider.load()
         kwargs: dict[str, Any] = {"model": self.name, "input": texts, "timeout": self._timeout}
         if self._api_base:
             kwargs["api_base"] = self._api_base
@@ -160,25 +160,3 @@ class RemoteEmbedder:
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-
-_litellm: Any = None
-_litellm_lock = threading.Lock()
-
-
-def _load() -> Any:
-    """Import LiteLLM once, offline-safe: local price map, no dotenv, no retries of its own."""
-    global _litellm
-    with _litellm_lock:
-        if _litellm is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
-            import litellm
-
-            litellm.suppress_debug_info = True
-            litellm.turn_off_message_logging = True
-            # Its OpenAI embedding path reads `max_retries or DEFAULT_MAX_RETRIES`, so a 0
-            # passed per call becomes 2 hidden SDK retries; our loop counts attempts itself.
-            litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]  # not in its __all__
-            _litellm = litellm
-        return _litellm

@@ -73,6 +73,10 @@ def _load() -> Any:
         litellm.turn_off_message_logging = True  # keep prompts out of its logging objects
         litellm.set_verbose = False
         litellm.num_retries = None
+        # Its OpenAI paths read `max_retries or DEFAULT_MAX_RETRIES`, so the 0 every caller
+        # passes would become 2 hidden SDK retries; the callers (completions, streams and
+        # embeddings) count and account their attempts themselves.
+        litellm.DEFAULT_MAX_RETRIES = 0
         litellm.request_timeout = 60.0
         _tame_litellm_logging()
         for name in _FIRST_CALL_MODULES:
@@ -114,6 +118,12 @@ def _tame_litellm_logging() -> None:
                 lg.removeHandler(handler)
             lg.setLevel(logging.ERROR)
             lg.propagate = True
+
+
+def load() -> Any:
+    """LiteLLM, imported and set up once (~4 s the first time): for callers in a worker
+    thread, such as the embedder; on the loop use `ensure_litellm`."""
+    return _load()
 
 
 async def warm_up() -> None:
