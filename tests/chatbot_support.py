@@ -18,11 +18,11 @@ import pytest
 from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
-from chatstats.daemon import http_server, open_listener
 from chatstats.db import Database, connect
 from chatstats.events.bus import EventBus
 from chatstats.metrics import Metrics
 from chatstats.testing.fake_llm import FakeLLM
+from tests import loopback
 from tests.analysis_support import open_db, seed
 
 TOKEN = "chatbot-test-token"
@@ -66,25 +66,10 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, 
         metrics=Metrics(),
         shutdown=anyio.Event(),
     )
-    server = http_server(create_app(state))
-    sock = open_listener("127.0.0.1", 0)
-    port = sock.getsockname()[1]
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: server.serve(sockets=[sock]))
-            with anyio.fail_after(5):
-                while not server.started:
-                    await anyio.sleep(0.005)
-            try:
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60
-                ) as client:
-                    yield client, state
-            finally:
-                state.shutdown.set()
-                server.should_exit = True
+        async with loopback.serving(create_app(state), state, headers=AUTH, timeout=60) as client:
+            yield client, state
     finally:
-        sock.close()
         db.close()
 
 

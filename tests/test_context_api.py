@@ -15,10 +15,10 @@ import pytest
 from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
-from chatstats.daemon import http_server, open_listener
 from chatstats.db import Database
 from chatstats.llm import tokens
 from tests import context_support
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -42,25 +42,10 @@ async def client(lib: context_support.Library) -> AsyncIterator[httpx.AsyncClien
         token=TOKEN,
         started_ns=time.time_ns(),
     )
-    server = http_server(create_app(state))
-    sock = open_listener("127.0.0.1", 0)
-    port = sock.getsockname()[1]
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: server.serve(sockets=[sock]))
-            with anyio.fail_after(5):
-                while not server.started:
-                    await anyio.sleep(0.005)
-            try:
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=30
-                ) as c:
-                    yield c
-            finally:
-                state.shutdown.set()
-                server.should_exit = True
+        async with serving(create_app(state), state, headers=AUTH) as c:
+            yield c
     finally:
-        sock.close()
         db.close()
 
 

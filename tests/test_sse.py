@@ -23,7 +23,6 @@ from chatstats.api import feeds, sse, streams
 from chatstats.api.app import create_app
 from chatstats.api.state import AppState
 from chatstats.config import Settings
-from chatstats.daemon import http_server, open_listener
 from chatstats.db import Database
 from chatstats.errors import NotFound
 from chatstats.events import bus as bus_module
@@ -31,6 +30,7 @@ from chatstats.events.bus import EventBus
 from chatstats.events.hub import MessageHub
 from chatstats.library.service import Library
 from chatstats.metrics import Metrics
+from tests import loopback
 
 pytestmark = pytest.mark.anyio
 
@@ -162,24 +162,9 @@ def make_app(app_state: AppState) -> Starlette:
 
 @asynccontextmanager
 async def serving(app_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
-    """uvicorn on 127.0.0.1, an ephemeral port; stops it (shutdown first) on exit."""
-    server = http_server(make_app(app_state))
-    sock = open_listener("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: server.serve(sockets=[sock]))
-        with anyio.fail_after(5):
-            while not server.started:
-                await anyio.sleep(0.005)
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=10
-            ) as client:
-                yield client
-        finally:
-            app_state.shutdown.set()
-            server.should_exit = True
-    sock.close()
+    """The real app with every stream route, over loopback HTTP."""
+    async with loopback.serving(make_app(app_state), app_state, headers=AUTH, timeout=10) as c:
+        yield c
 
 
 class Reader:
