@@ -157,6 +157,8 @@ async def _run(
     began = time.monotonic()
     async with anyio.create_task_group() as tg:
         tg.start_soon(serve_http)
+        if state.embed_calls is not None:  # flushed once more when the group is cancelled
+            tg.start_soon(state.embed_calls.run, db)
         if threading.current_thread() is threading.main_thread():
             tg.start_soon(_stop_on_signal, stop, server)
         if settings.parent_pid:
@@ -193,8 +195,9 @@ def _compose(settings: Settings, db: Database, stop: anyio.Event) -> AppState:
 
     The app only reads what is here; tasks start later (analysis once HTTP listens, live sync
     and the vector index once the import is in)."""
+    from chatstats import llm
     from chatstats.analysis.service import AnalysisService
-    from chatstats.context import embed, search
+    from chatstats.context import embed, embed_calls, search
     from chatstats.ingest.sync import LiveSync
 
     bus = EventBus(db, poll_seconds=BUS_FALLBACK_SECONDS)
@@ -216,8 +219,11 @@ def _compose(settings: Settings, db: Database, stop: anyio.Event) -> AppState:
         analysis=AnalysisService(db, bus, settings, grace_seconds=0.5),
         live=LiveSync(settings, db, bus, hub, metrics, library),
     )
-    # The index reads the state's bus and settings; it loads or builds when it runs.
-    state.search_index = search.SearchIndex(state, embed.from_settings(settings))
+    # The index reads the state's bus and settings; it loads or builds when it runs. Its
+    # embedder's every call is accounted into llm_calls, written by the flusher task.
+    state.embed_calls = llm.CallBuffer()
+    embedder = embed_calls.accounted(embed.from_settings(settings), state.embed_calls.add)
+    state.search_index = search.SearchIndex(state, embedder)
     return state
 
 

@@ -209,6 +209,18 @@ class Health(Wire, rename={"import_": "import"}):
     counts: Counts
 
 
+class EmbeddingUsage(Wire):
+    """What the index model's embedding calls cost so far (every call, build, live updates
+    and search queries, as rows of the LLM call accounting); `cost` in USD, null when the
+    calls used tokens and the model has no price (the bundled model costs 0)."""
+
+    calls: int
+    prompt_tokens: int
+    cost: float | None
+    latency_ms: float
+    failed_calls: int
+
+
 class IndexStatus(Wire):
     """The vector index behind `mode=semantic` and `mode=hybrid`; `built_at` in epoch seconds."""
 
@@ -219,6 +231,7 @@ class IndexStatus(Wire):
     building: bool
     progress: float
     built_at: int | None
+    usage: EmbeddingUsage
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from chatstats.api import state
 from chatstats.api.common import Paged, cursor, library, limit, message_json, paged, query_int
 from chatstats.context.search import MODES, parse_time
 from chatstats.errors import BadRequest, ChatStatsError
+from chatstats.llm import embedding_usage
 
 
 class IndexUnavailable(ChatStatsError):
@@ -82,8 +83,14 @@ async def search(request: Request) -> Paged | list[dict[str, Any]]:
     return paged(request, page, [message_json(m) for m in page.items])
 
 
+NO_USAGE = {"calls": 0, "prompt_tokens": 0, "cost": 0.0, "latency_ms": 0.0, "failed_calls": 0}
+
+
 async def index_status(request: Request) -> dict[str, Any]:
-    found = state.of(request).search_index
+    """The index's state, and `usage`: what its model's embedding calls cost so far, read
+    from llm_calls (waiting records are written first, so the figures include the latest)."""
+    app_state = state.of(request)
+    found = app_state.search_index
     if found is None:
         return {
             "model": None,
@@ -93,8 +100,12 @@ async def index_status(request: Request) -> dict[str, Any]:
             "building": False,
             "progress": 0.0,
             "built_at": None,
+            "usage": dict(NO_USAGE),
         }
     described: dict[str, Any] = found.describe()
+    if app_state.embed_calls is not None:
+        await app_state.embed_calls.flush(app_state.db)
+    described["usage"] = await app_state.db.read(embedding_usage, described["model"])
     return described
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the types only: importing them here would load every servic
     from chatstats.context.search import SearchIndex
     from chatstats.context.service import ContextService
     from chatstats.ingest.sync import LiveSync
+    from chatstats.llm import CallBuffer
 
 ImportState = Literal["idle", "running", "complete", "failed"]
 
@@ -76,6 +77,9 @@ class AppState:
     live: LiveSync | None = None
     # The vector index behind semantic and hybrid search; None without one.
     search_index: SearchIndex | None = None
+    # The embedding calls' accounting (llm.CallBuffer), written to llm_calls by the daemon's
+    # flusher task; None in an app whose embedder is not accounted.
+    embed_calls: CallBuffer | None = None
     # Context definitions and the retrievers' preview; built here when not given.
     context: ContextService = None  # type: ignore[assignment]
 

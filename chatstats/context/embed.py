@@ -95,6 +95,7 @@ class BundledEmbedder:
         assert self._table is not None
         encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
+        _tokens.n = getattr(_tokens, "n", 0) + int(lengths.sum())
         flat = np.fromiter(
             (i for e in encoded for i in e.ids), dtype=np.int64, count=int(lengths.sum())
         )
@@ -105,6 +106,18 @@ class BundledEmbedder:
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
             out[nonempty] = np.add.reduceat(self._table[flat], starts, axis=0)
         return out
+
+
+# Tokens the bundled model read in this thread since the last take_tokens(): what the
+# accounting (context/embed_calls.py) records per call, without tokenising twice.
+_tokens = threading.local()
+
+
+def take_tokens() -> int:
+    """This thread's token count since the last call, and reset it."""
+    n = int(getattr(_tokens, "n", 0))
+    _tokens.n = 0
+    return n
 
 
 _bundled: BundledEmbedder | None = None

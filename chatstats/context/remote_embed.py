@@ -3,36 +3,29 @@
 LiteLLM is loaded and set up by the one gateway (chatstats.llm.provider: offline price map,
 no hidden retries, quiet logging), lazily (its import costs ~4 s); this module sets a real
 timeout per call and does its own bounded retries on 429 / 5xx / timeouts / dropped
-connections so a flaky provider slows the index build but never ingest (builds run in a worker thread). Every call is accounted:
-tokens, cost (None when the provider has no price) and latency.
+connections / unreadable answers, so a flaky provider slows the index build but never
+ingest (builds run in a worker thread). Errors are classified by the gateway's own
+`llm.classify`, so an embedding's outcome names are a completion's (rate_limited,
+server_error, timeout, connection_error, invalid_output, bad_request). Every attempt is
+accounted, success or not, as one `llm_calls` row (operation "embedding"): tokens, cost
+(None when the model has no price), latency, the error's class and status; never texts.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from chatstats.context.embed import Vectors
+from chatstats.context.embed_calls import PURPOSE
 from chatstats.errors import ChatStatsError
-from chatstats.llm import provider
+from chatstats.llm import CallRecord, InvalidOutput, LLMError, classify, provider
 
-
-@dataclass(frozen=True)
-class EmbedCall:
-    """One provider call, for accounting: never holds the texts."""
-
-    model: str
-    inputs: int
-    prompt_tokens: int
-    cost: float | None
-    latency_ms: float
-    attempts: int
-    outcome: str  # "ok" or the last error's kind
+# A provider's Retry-After is honoured up to this many seconds per wait.
+MAX_RETRY_AFTER_S = 30.0
 
 
 class EmbeddingFailed(ChatStatsError):
@@ -42,25 +35,12 @@ class EmbeddingFailed(ChatStatsError):
     status = 502
 
 
-def _kind(exc: BaseException) -> str | None:
-    """The retryable kind of a LiteLLM/HTTP error, or None when retrying cannot help."""
-    status = getattr(exc, "status_code", None)
-    name = type(exc).__name__
-    if status == 429 or "RateLimit" in name:
-        return "rate_limited"
-    if "Timeout" in name or isinstance(exc, TimeoutError) or status == 408:
-        return "timeout"
-    if isinstance(status, int) and status >= 500:
-        return "server_error"
-    if "InternalServerError" in name or "ServiceUnavailable" in name:
-        return "server_error"
-    if "APIConnectionError" in name or isinstance(exc, ConnectionError):
-        return "connection"
-    return None
-
-
 class RemoteEmbedder:
-    """An Embedder over LiteLLM's `embedding` call; thread-safe, batches of `batch` texts."""
+    """An Embedder over LiteLLM's `embedding` call; thread-safe, batches of `batch` texts.
+
+    `on_call` receives one CallRecord per attempt (the daemon gives it an llm.CallBuffer's
+    `add`); it is called from whichever thread embeds and must not block.
+    """
 
     def __init__(
         self,
@@ -72,7 +52,7 @@ class RemoteEmbedder:
         max_attempts: int = 4,
         backoff_s: float = 0.5,
         batch: int = 256,
-        on_call: Callable[[EmbedCall], None] | None = None,
+        on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
         self.name = model
         self.dim = 0  # learnt from the first answer
@@ -82,20 +62,7 @@ class RemoteEmbedder:
         self._attempts = max(1, max_attempts)
         self._backoff = backoff_s
         self._batch = max(1, batch)
-        self._on_call = on_call
-        self._lock = threading.Lock()
-        self.calls: list[EmbedCall] = []
-
-    def totals(self) -> dict[str, float]:
-        """Sums over every call so far: what the index status and metrics report."""
-        with self._lock:
-            calls = list(self.calls)
-        return {
-            "calls": len(calls),
-            "prompt_tokens": sum(c.prompt_tokens for c in calls),
-            "cost": sum(c.cost or 0.0 for c in calls),
-            "latency_ms": sum(c.latency_ms for c in calls),
-        }
+        self.on_call = on_call
 
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
@@ -115,47 +82,91 @@ class RemoteEmbedder:
             kwargs["api_base"] = self._api_base
         if self._api_key:
             kwargs["api_key"] = self._api_key
-        start = time.perf_counter()
-        last = "error"
+        last: LLMError | None = None
         for attempt in range(1, self._attempts + 1):
+            start = time.perf_counter()
             try:
                 response = litellm.embedding(num_retries=0, max_retries=0, **kwargs)
+                vectors = _vectors(response, len(texts))
             except Exception as exc:
-                kind = _kind(exc)
-                last = kind or "bad_request"
-                if kind is None or attempt == self._attempts:
-                    self._account(texts, 0, None, start, attempt, last)
-                    raise EmbeddingFailed(f"embedding call failed ({last})") from None
-                time.sleep(self._backoff * 2 ** (attempt - 1))
+                err = classify(exc)
+                self._account(texts, start, attempt, err.outcome, err.detail)
+                last = err
+                if not err.retryable or attempt == self._attempts:
+                    break
+                wait = self._backoff * 2 ** (attempt - 1)
+                if err.retry_after_s is not None:
+                    wait = max(wait, min(err.retry_after_s, MAX_RETRY_AFTER_S))
+                time.sleep(wait)
                 continue
-            rows = sorted(response.data, key=lambda d: _get(d, "index"))
-            vectors = np.asarray([_get(d, "embedding") for d in rows], dtype=np.float32)
-            if vectors.shape[0] != len(texts):
-                self._account(texts, 0, None, start, attempt, "bad_answer")
-                raise EmbeddingFailed("embedding answer has the wrong number of rows")
+            hidden = getattr(response, "_hidden_params", None) or {}
             usage = getattr(response, "usage", None)
-            tokens = int(_get(usage, "prompt_tokens") or 0) if usage is not None else 0
-            cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-            self._account(texts, tokens, cost, start, attempt, "ok")
+            tokens = _get(usage, "prompt_tokens") if usage is not None else None
+            cost = hidden.get("response_cost")
+            self._account(
+                texts,
+                start,
+                attempt,
+                "ok",
+                None,
+                tokens=int(tokens) if isinstance(tokens, (int, float)) else None,
+                cost=float(cost) if isinstance(cost, (int, float)) else None,
+                provider_name=hidden.get("custom_llm_provider"),
+            )
             return vectors
-        raise EmbeddingFailed(f"embedding call failed ({last})")  # pragma: no cover
+        outcome = last.outcome if last is not None else "error"
+        raise EmbeddingFailed(
+            f"embedding call failed ({outcome}) after {attempt} attempt(s)"
+        ) from None
 
     def _account(
-        self, texts: list[str], tokens: int, cost: Any, start: float, attempts: int, outcome: str
+        self,
+        texts: list[str],
+        start: float,
+        attempt: int,
+        outcome: str,
+        error: str | None,
+        *,
+        tokens: int | None = None,
+        cost: float | None = None,
+        provider_name: str | None = None,
     ) -> None:
-        call = EmbedCall(
-            model=self.name,
-            inputs=len(texts),
-            prompt_tokens=tokens,
-            cost=float(cost) if isinstance(cost, (int, float)) else None,
-            latency_ms=(time.perf_counter() - start) * 1000,
-            attempts=attempts,
-            outcome=outcome,
+        if self.on_call is None:
+            return
+        self.on_call(
+            CallRecord(
+                purpose=PURPOSE.get(),
+                model=self.name,
+                provider=provider_name
+                or (self.name.split("/", 1)[0] if "/" in self.name else None),
+                prompt_tokens=tokens,
+                completion_tokens=None,
+                total_tokens=tokens,
+                cost=cost,
+                latency_ms=round((time.perf_counter() - start) * 1000.0, 3),
+                outcome=outcome,
+                error=error,
+                created_ns=time.time_ns(),
+                operation="embedding",
+                inputs=len(texts),
+                attempt=attempt,
+            )
         )
-        with self._lock:
-            self.calls.append(call)
-        if self._on_call is not None:
-            self._on_call(call)
+
+
+def _vectors(response: Any, expected: int) -> Vectors:
+    """The answer's rows in input order; a malformed answer is the provider's fault, worth
+    a retry (InvalidOutput), never a crash deep in numpy."""
+    try:
+        rows = sorted(response.data, key=lambda d: _get(d, "index"))
+        vectors = np.asarray([_get(d, "embedding") for d in rows], dtype=np.float32)
+    except (AttributeError, TypeError, ValueError):
+        raise InvalidOutput("embedding answer is not a list of vectors") from None
+    if vectors.ndim != 2 or vectors.shape[0] != expected or vectors.shape[1] == 0:
+        raise InvalidOutput("embedding answer has the wrong shape", detail="wrong_shape")
+    if not np.isfinite(vectors).all():
+        raise InvalidOutput("embedding answer holds non-numbers", detail="not_finite")
+    return vectors
 
 
 def _get(obj: Any, key: str) -> Any:

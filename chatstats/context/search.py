@@ -17,6 +17,7 @@ a worker thread, and saves (which writes the whole index) only once things are q
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -27,7 +28,9 @@ from typing import Any
 import anyio
 
 from chatstats import log
+from chatstats.context import embed_calls
 from chatstats.context.index import VectorIndex
+from chatstats.context.remote_embed import EmbeddingFailed
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
 from chatstats.events import catalogue
@@ -150,6 +153,10 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
 DEFER_S = 0.05
 # At most one live refresh per this many seconds (bursts coalesce into one).
 REFRESH_EVERY_S = 0.25
+# While the embedding provider fails (after its own retries): waits before the next build
+# attempt, and before a failed live refresh is tried again.
+BUILD_RETRY_S = (5.0, 30.0, 120.0, 300.0)
+RETRY_REFRESH_S = 10.0
 
 
 class SearchIndex:
@@ -193,8 +200,10 @@ class SearchIndex:
         last = await bus.last_id()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._report_progress, bus)
-            await anyio.to_thread.run_sync(self._prepare, last)
+            built = await self._prepare_until_built(last, stop)
             tg.cancel_scope.cancel()
+        if not built:
+            return
         await bus.publish("global", catalogue.IndexReady(**self.index.describe()))
         after = self.index.event_id or last
         try:
@@ -204,16 +213,38 @@ class SearchIndex:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.index.save)
 
+    async def _prepare_until_built(self, last: int, stop: anyio.Event) -> bool:
+        """Load or build, again after a wait while the embedding provider fails (ingest and
+        everything else go on meanwhile; search answers index_unavailable). False: stopped."""
+        for attempt in itertools.count():
+            try:
+                await anyio.to_thread.run_sync(self._prepare, last)
+                return True
+            except EmbeddingFailed as exc:
+                wait = BUILD_RETRY_S[min(attempt, len(BUILD_RETRY_S) - 1)]
+                logger.warning("index_build_failed", error=exc.message, retry_in_s=wait)
+                with anyio.move_on_after(wait):
+                    await stop.wait()
+                if stop.is_set():
+                    return False
+        return False  # pragma: no cover
+
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
         # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
         # slow fallback poll: no timer of its own, so an idle daemon does not wake for it.
         # The daemon cancels this task at shutdown; `stop` is checked between batches.
         last_refresh = 0.0
+        # What a failed refresh (the embedding provider failing) left to do, retried after
+        # RETRY_REFRESH_S or with the next events, whichever comes first.
+        retry: tuple[set[int], set[int], set[int]] | None = None
         while not stop.is_set():
             save_due = self._dirty and time.monotonic() - self._saved_at >= SAVE_EVERY_S
-            events = await bus.read(after, limit=500, timeout=QUIET_S if save_due else None)
+            timeout = RETRY_REFRESH_S if retry else QUIET_S if save_due else None
+            events = await bus.read(after, limit=500, timeout=timeout)
             if not events:
-                if save_due:  # quiet for QUIET_S: now a save cannot delay a live message
+                if retry:
+                    retry = await self._try_refresh(*retry, after)
+                elif save_due:  # quiet for QUIET_S: now a save cannot delay a live message
                     await anyio.to_thread.run_sync(self._save)
                 continue
             # The commit that woke us publishes to SSE right after its notify: let it go first.
@@ -231,9 +262,27 @@ class SearchIndex:
                     convs.update(p.conversation_ids)
                     if not p.conversation_ids:
                         whole.add(p.chat_id)
+            if retry:
+                convs |= retry[0]
+                chats |= retry[1]
+                whole |= retry[2]
             if chats:
                 self.index.status.pending = len(convs) + len(whole)
-                await anyio.to_thread.run_sync(self._refresh, sorted(convs), chats, whole, after)
+                retry = await self._try_refresh(convs, chats, whole, after)
+
+    async def _try_refresh(
+        self, convs: set[int], chats: set[int], whole: set[int], after: int
+    ) -> tuple[set[int], set[int], set[int]] | None:
+        """Refresh; when the provider fails, log and hand back what is left to do."""
+        try:
+            await anyio.to_thread.run_sync(self._refresh, sorted(convs), chats, whole, after)
+        except EmbeddingFailed as exc:
+            logger.warning(
+                "index_refresh_failed", error=exc.message, conversations=len(convs),
+                retry_in_s=RETRY_REFRESH_S,
+            )  # fmt: skip
+            return convs, chats, whole
+        return None
 
     async def _report_progress(self, bus: Any) -> None:
         """While a build runs: `index_progress` events (ids and counts only) every second."""
@@ -383,6 +432,7 @@ def _rrf(lists: list[list[int]], weights: list[float] | None = None) -> dict[int
 def _semantic(index: VectorIndex, q: str, k: int) -> list[list[int]]:
     """The two vector lists: singles, and windows as their message nearest the query.
     Fused together first, so in hybrid the vectors and the words weigh the same."""
-    qv = index.embedder.embed([q])[0]
+    with embed_calls.purpose("search"):  # accounted apart from the index's own calls
+        qv = index.embedder.embed([q])[0]
     found = index.query(qv, k)
     return [[mid for mid, _s in found[key]] for key in ("single", "window")]

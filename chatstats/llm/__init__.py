@@ -5,15 +5,18 @@ call LiteLLM; every call here is timed, classified and accounted, success or not
 import the package (`from chatstats import llm`) and use the names below; the modules split
 it by concept: `config` (which model), `errors` (classification), `provider` (lazy loading,
 prices, requests), `calls` (completions and streams), `parse` (answers into data) and
-`accounting` (the `llm_calls` rows).
+`accounting` (the `llm_calls` rows, completions and embeddings alike).
 """
 
 from chatstats.llm.accounting import (
+    CallBuffer,
     CallRecord,
     CallResult,
     LLMAccountant,
     Recorder,
+    embedding_usage,
     record_call,
+    record_calls,
     usage_totals,
 )
 from chatstats.llm.calls import LLMStream, complete, stream
@@ -36,6 +39,7 @@ from chatstats.llm.provider import loaded, warm_up
 __all__ = [
     "DUMMY_API_KEY",
     "BadRequest",
+    "CallBuffer",
     "CallRecord",
     "CallResult",
     "ConnectionFailed",
@@ -52,10 +56,12 @@ __all__ = [
     "classify",
     "complete",
     "configured",
+    "embedding_usage",
     "loaded",
     "parse_json",
     "parse_retry_after",
     "record_call",
+    "record_calls",
     "stream",
     "usage_totals",
     "validate",

@@ -11,7 +11,9 @@ own event loop in a background thread, so it works the same from sync tests, asy
 
 Each request takes the next scripted item, or asks the responder when the script is empty.
 The default responder answers any `response_format` JSON schema with a valid object, so
-every analysis pass gets a well-formed answer without per-pass fixtures.
+every analysis pass gets a well-formed answer without per-pass fixtures. Embeddings
+(`/v1/embeddings`) get deterministic 8-dim vectors; the same faults apply to them, with
+`Malformed` a 200 without the vectors and `BadJSONBody` a body cut short.
 """
 
 from __future__ import annotations
@@ -563,7 +565,13 @@ class FakeLLM:
             await self._send_error(writer, item.status, "Invalid request", "invalid_request_error")
             return
         if "input" in payload and "messages" not in payload:
-            await self._send(writer, 200, json.dumps(_embeddings(payload)).encode())
+            if isinstance(item, BadJSONBody):  # a body cut short: not JSON at all
+                await self._send(writer, 200, b'{"object": "list", "data": [{"embedding": [0.1,')
+            elif isinstance(item, Malformed):  # JSON, but not the vectors asked for
+                bad = {**_embeddings(payload), "data": []}
+                await self._send(writer, 200, json.dumps(bad).encode())
+            else:
+                await self._send(writer, 200, json.dumps(_embeddings(payload)).encode())
             return
         stream = bool(payload.get("stream"))
         if isinstance(item, BadJSONBody):
