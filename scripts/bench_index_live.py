@@ -15,7 +15,8 @@ stream, and the simulated correspondent (another process, Messages.app-like tran
 writes a message every --interval seconds until --rest messages have been committed after
 the build ended. A message counts as "during the build" when it was committed while
 /api/index/status said `building` (polled every 50 ms). Target: p95 ≤ 50 ms in both.
-`--repo` runs the daemon from another checkout (PYTHONPATH), to compare two versions side
+`--prebuilt` is the control: the same, with the index built beforehand (the live-sync
+floor on this library, all samples at rest). `--repo` runs the daemon from another checkout (PYTHONPATH), to compare two versions side
 by side on the same library.
 """
 
@@ -66,6 +67,38 @@ def prepared(work: Path, size: int, seed: int, env: dict[str, str]) -> tuple[Pat
     return lib, data
 
 
+def indexed(work: Path, data: Path, lib: Path, env: dict[str, str]) -> Path:
+    """A copy of `data` with the index built (a daemon run until it is, then stopped)."""
+    out = work / (data.name + "-indexed")
+    if (out / ".done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(data, out)
+    lib_copy = work / "lib-for-index"
+    shutil.rmtree(lib_copy, ignore_errors=True)
+    shutil.copytree(lib, lib_copy)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "chatstats", "serve", "--source", str(lib_copy / "chat.db"),
+         "--addressbook", str(lib_copy / "AddressBook"), "--data-dir", str(out), "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert daemon.stdout is not None
+        base = json.loads(daemon.stdout.readline())["url"]
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"})
+        while True:
+            st = client.get("/api/index/status").json()
+            if st["items"] and not st["building"]:
+                break
+            time.sleep(0.2)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    shutil.rmtree(lib_copy, ignore_errors=True)
+    (out / ".done").write_text("")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--library-size", type=int, default=100_000)
@@ -74,6 +107,11 @@ def main() -> None:
     ap.add_argument("--rest", type=int, default=150, help="messages committed after the build")
     ap.add_argument("--work", default="/tmp/chatstats-bench-index-live")
     ap.add_argument("--repo", default=None, help="run the daemon from this checkout")
+    ap.add_argument("--timeline", action="store_true", help="also print p50 per 5 s")
+    ap.add_argument(
+        "--prebuilt", action="store_true",
+        help="control: start with the index already built (all samples at rest)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     env = {**os.environ, "CHATSTATS_TOKEN": TOKEN, "CHATSTATS_LOG_LEVEL": "WARNING"}
@@ -82,6 +120,8 @@ def main() -> None:
         env["PYTHONPATH"] = str(Path(args.repo).resolve())
     work = Path(args.work)
     cached_lib, cached_data = prepared(work, args.library_size, args.seed, env)
+    if args.prebuilt:
+        cached_data = indexed(work, cached_data, cached_lib, env)
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     lib, data = run / "lib", run / "data"
@@ -155,6 +195,8 @@ def main() -> None:
         build_start: int | None = None
         build_end: int | None = None
         items = 0
+        if args.prebuilt:  # no build: the window is empty, every sample is at rest
+            build_start = build_end = time.time_ns()
         while True:
             now = time.time_ns()
             st = client.get("/api/index/status").json()
@@ -182,6 +224,16 @@ def main() -> None:
             f"index build: {(build_end - build_start) / 1e9:.1f} s, {items} units"
             f" ({args.library_size} messages); {len(commits)} written, {missing} missing on SSE"
         )
+        if args.timeline:  # p50 per 5 s of commits, from the build's start
+            buckets: dict[int, list[float]] = {}
+            for g, c in commits.items():
+                if g in arrivals:
+                    buckets.setdefault((c - build_start) // 5_000_000_000, []).append(
+                        (arrivals[g] - c) / 1e6
+                    )
+            print("timeline (s from build start: p50 ms):", "  ".join(
+                f"{5 * k}: {statistics.median(v):.0f}" for k, v in sorted(buckets.items())
+            ))  # fmt: skip
         for name, lat in (("during build", during), ("at rest", rest)):
             if not lat:
                 print(f"commit->SSE {name}: no samples")

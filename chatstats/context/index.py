@@ -234,16 +234,20 @@ class VectorIndex:
     # -- status --
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "model": self.embedder.name,
-                "dim": int(self.embedder.dim),
-                "items": self._live,
-                "pending": self.status.pending,
-                "building": self.status.building,
-                "progress": round(self.status.progress, 4),
-                "built_at": self.status.built_at,
-            }
+        """Without the lock: the event loop calls this (the status route, the progress
+        events), and a build holds the lock through each batch's hnswlib insert, which
+        stalled the loop, and with it every SSE stream, for up to a second a call
+        (scripts/bench_index_live.py). Each field is one attribute read; a status taken
+        mid-batch may count a batch early or late."""
+        return {
+            "model": self.embedder.name,
+            "dim": int(self.embedder.dim),
+            "items": self._live,
+            "pending": self.status.pending,
+            "building": self.status.building,
+            "progress": round(self.status.progress, 4),
+            "built_at": self.status.built_at,
+        }
 
     # -- files --
 
