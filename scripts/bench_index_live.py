@@ -132,6 +132,7 @@ def main() -> None:
         [sys.executable, "-m", "chatstats", "serve", "--source", str(lib / "chat.db"),
          "--addressbook", str(lib / "AddressBook"), "--data-dir", str(data), "--port", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=args.repo,  # `-m` puts the working directory first on sys.path, before PYTHONPATH
     )  # fmt: skip
     writer: subprocess.Popen[str] | None = None
     try:
