@@ -126,6 +126,12 @@ class LiveTail:
         self._inode: int | None = None
         self._maps: tuple[dict[int, int], dict[int, int]] | None = None
         self._recent: dict[int, float] = {}  # chat.db ROWID → re-check until (monotonic)
+        # chat.db ROWID → its change columns as a windowed sync applied them, since the last
+        # full scan (which alone advances the stored marks, so every windowed scan finds
+        # again each row changed since): a row found again unchanged is skipped. Without
+        # it each sync re-decoded every row received since the full scan, and commit->SSE
+        # grew by ~10 ms a minute of steady traffic (scripts/bench_index_live.py, 300k).
+        self._applied: dict[int, tuple[int, ...]] = {}
         self._data_version: int | None = None
         self._sync_lock = anyio.Lock()
         self.on_batch: Callable[[Outcome, Counters], None] | None = None
@@ -286,7 +292,11 @@ class LiveTail:
             self._version_changed()
             counters = Counters()
             started = time.perf_counter()
-            outcome = await self.db.write(self._sync_tx, reader, counters, full)
+            try:
+                outcome = await self.db.write(self._sync_tx, reader, counters, full)
+            except BaseException:
+                self._applied = {}  # rolled back: what it noted as applied was not
+                raise
             self.status.state, self.status.error = "ok", None
             self.status.batches += 1
             self.status.messages += len(outcome.new_message_ids)
@@ -336,12 +346,18 @@ class LiveTail:
         now_apple = unix_ns_to_apple(time.time_ns())
         since = None if full else now_apple - RECENT_WINDOW_NS
         changed = reader.changed_rows(marks, msg_wm, since)
+        if full:
+            self._applied = {}
+        else:
+            changed = [r for r in changed if self._applied.get(r[0]) != _change_key(r)]
         clock = time.monotonic()
         recheck = [r for r, until in self._recent.items() if until > clock and r <= msg_wm]
         changed_rowids = {r[0] for r in changed}
         changed += [r for r in reader.rows_by_rowid(recheck) if r[0] not in changed_rowids]
         if changed:
             ingest.update_messages(changed)
+            if not full:
+                self._applied.update((r[0], _change_key(r)) for r in changed)
         if full:
             # Only a full scan may advance the marks: a windowed one skips older rows.
             limit = now_apple + _FUTURE_SLACK_NS
@@ -395,3 +411,9 @@ class LiveTail:
 def summary_of(status: TailStatus) -> dict[str, Any]:
     summary: dict[str, Any] = msgspec.to_builtins(status)
     return summary
+
+
+def _change_key(row: tuple[Any, ...]) -> tuple[int, ...]:
+    """A chat.db row's change columns (edit, unsend, read, delivered), as compared between
+    windowed syncs."""
+    return tuple(row[M[col]] or 0 for col in chatdb.CHANGE_COLUMNS)
