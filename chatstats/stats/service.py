@@ -186,53 +186,116 @@ def _pieces(
     return years, months, spans
 
 
-def _totals(
-    conn: sqlite3.Connection, a: int, b: int, detail: bool = True
-) -> tuple[Counter[tuple[int, int]], set[int]]:
-    """Messages in [a, b) per (chat, side) (per (0, side) without `detail`) and, with it, the
-    contacts who sent: whole UTC years and months from their rollups, the rest from 15-minute
-    buckets, the partial buckets from messages. The sums are SQL's: a few hundred rows come
-    back. Who sent is counted per handle (signed pieces subtract), then mapped to contacts."""
+class Months:
+    """stats_month_packs (schema 0015) as arrays, read once per answer on first use: every
+    whole UTC month and year of a range is then a numpy mask over ~20k (month, messages)
+    pairs instead of a GROUP BY over stats_months or stats_years."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._loaded = False
+
+    def _load(self) -> None:
+        rows = self._conn.execute(store.MONTH_PACKS).fetchall()
+        self.keys = [(int(r[0]), int(r[1]), int(r[2])) for r in rows]  # chat, handle, side
+        texts = [r[3] for r in rows]
+        counts = np.array([len(t) // 16 for t in texts], dtype=np.int64)
+        flat = summary.hex_ints("".join(texts), 8).reshape(-1, 2)
+        self.month = flat[:, 0]
+        self.n = flat[:, 1]
+        self.row = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        self.side = np.array([k[2] for k in self.keys], dtype=np.int64)
+        self._loaded = True
+
+    def per_key(self, ranges: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int], int]]:
+        """Messages per (chat, handle, side) in the union of disjoint YYYYMM ranges [lo, hi)."""
+        if not ranges:
+            return []
+        if not self._loaded:
+            self._load()
+        keep = np.zeros(len(self.month), dtype=bool)
+        for lo, hi in ranges:
+            keep |= (self.month >= lo) & (self.month < hi)
+        sums = np.bincount(self.row[keep], weights=self.n[keep], minlength=len(self.keys))
+        return [(k, int(v)) for k, v in zip(self.keys, sums.tolist(), strict=True) if v]
+
+    def years_sides(self) -> dict[int, list[int]]:
+        """{UTC year: [received, sent]} over all time."""
+        if not self._loaded:
+            self._load()
+        out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        if not len(self.month):
+            return out
+        key = (self.month // 100) * 2 + self.side[self.row]
+        uniq, inv = np.unique(key, return_inverse=True)
+        sums = np.bincount(inv, weights=self.n, minlength=len(uniq))
+        for k, v in zip(uniq.tolist(), sums.tolist(), strict=True):
+            out[k // 2][k % 2] += int(v)
+        return out
+
+
+def _range_sums(
+    conn: sqlite3.Connection, months: Months, a: int, b: int, detail: bool = True
+) -> tuple[Counter[tuple[int, int]], Counter[int], Counter[int]]:
+    """Messages in [a, b) per (chat, side), received per sender handle, and received per
+    contact from the exact edges: whole UTC years and months from the month packs, the rest
+    from 15-minute buckets (signed: a month less its buckets outside), the partial buckets
+    from messages. Handles are mapped to contacts by the caller, after the signed sums.
+    Without `detail`, only the sides: per (0, side), and no senders."""
     per: Counter[tuple[int, int]] = Counter()
-    contacts: set[int] = set()
-    if a >= b:
-        return per, contacts
-    years, months, spans = _pieces(conn, a, b)
-    by_month = store.MONTH_TOTALS if detail else store.MONTH_SIDES
-    by_bucket = store.BUCKET_TOTALS if detail else store.BUCKET_SIDES_CHAT
-    ranges = [(store.YEAR_TOTALS if detail else store.YEAR_SIDES, store.YEAR_HANDLES, years, 1)]
-    ranges += [(by_month, store.MONTH_HANDLES, m, 1) for m in months]
-    ranges += [(by_bucket, store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
     per_handle: Counter[int] = Counter()
     people: Counter[int] = Counter()
-    for totals_sql, handles_sql, rng, sign in ranges:
-        if rng is None:
-            continue
-        p = {"lo": rng[0], "hi": rng[1]}
-        for chat, side, n in conn.execute(totals_sql, p):
-            per[(chat, side)] += sign * n
-        if detail:
-            for h, n in conn.execute(handles_sql, p):
-                per_handle[h] += sign * n
-    for _lo, _hi, edges, sign in spans:
+    if a >= b:
+        return per, per_handle, people
+    years, month_ranges, spans = _pieces(conn, a, b)
+    ranges = list(month_ranges)
+    if years is not None:
+        ranges.append((years[0] * 100 + 1, years[1] * 100 + 1))
+    for (chat, handle, side), n in months.per_key(ranges):
+        per[(chat if detail else 0, side)] += n
+        if detail and not side:
+            per_handle[handle] += n
+    for lo, hi, edges, sign in spans:
+        if lo < hi and detail:
+            for chat, handle, side, n in conn.execute(store.BUCKET_KEYS, {"lo": lo, "hi": hi}):
+                per[(chat, side)] += sign * n
+                if not side:
+                    per_handle[handle] += sign * n
+        elif lo < hi:
+            for _zero, side, n in conn.execute(store.BUCKET_SIDES_CHAT, {"lo": lo, "hi": hi}):
+                per[(0, side)] += sign * n
         for e in edges:
             per[(e["chat_id"] if detail else 0, e["is_from_me"])] += sign
             if detail and not e["is_from_me"] and e["contact_id"] is not None:
                 people[e["contact_id"]] += sign
-    if detail:
-        contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
-        for h, n in per_handle.items():
-            k = contact_of.get(h)
-            if k is not None:
-                people[k] += n
-        contacts = {k for k, n in people.items() if n > 0}
-    return per, contacts
+    return per, per_handle, people
 
 
-def _sides(conn: sqlite3.Connection, a: int, b: int) -> list[int]:
+def _contacts_in(
+    conn: sqlite3.Connection, per_handle: Counter[int], people: Counter[int]
+) -> Counter[int]:
+    """Received messages per contact: the handles' signed sums mapped, plus the edges'."""
+    out = Counter(people)
+    contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
+    for h, n in per_handle.items():
+        k = contact_of.get(h)
+        if k is not None:
+            out[k] += n
+    return +out
+
+
+def _totals(
+    conn: sqlite3.Connection, a: int, b: int, months: Months | None = None
+) -> tuple[Counter[tuple[int, int]], set[int]]:
+    """Messages in [a, b) per (chat, side) and the contacts who sent (see `_range_sums`)."""
+    per, per_handle, people = _range_sums(conn, months or Months(conn), a, b)
+    return per, set(_contacts_in(conn, per_handle, people))
+
+
+def _sides(conn: sqlite3.Connection, a: int, b: int, months: Months | None = None) -> list[int]:
     """[received, sent] in [a, b)."""
     ys = [0, 0]
-    for (_chat, side), n in _totals(conn, a, b, detail=False)[0].items():
+    for (_chat, side), n in _range_sums(conn, months or Months(conn), a, b, False)[0].items():
         ys[side] += n
     return ys
 
@@ -273,12 +336,19 @@ def _edge_message(conn: sqlite3.Connection, since: int, until: int, last: bool) 
     return None
 
 
-def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -> dict[str, Any]:
+def overview(
+    conn: sqlite3.Connection,
+    zone: ZoneInfo,
+    since: int,
+    until: int,
+    months: Months | None = None,
+) -> dict[str, Any]:
     rng = conn.execute(store.BUCKET_RANGE).fetchone()
     if rng["lo"] is not None:  # clamp to the data, so open bounds stay cheap
         since = max(since, rng["lo"] * store.BUCKET_NS)
         until = min(until, (rng["hi"] + 1) * store.BUCKET_NS)
-    per, contacts = _totals(conn, since, until)
+    months = months or Months(conn)
+    per, contacts = _totals(conn, since, until, months)
     per_chat: Counter[int] = Counter()
     sides = [0, 0]
     for (chat, side), n in per.items():
@@ -289,9 +359,7 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
     last = _edge_message(conn, since, until, last=True) if chats else None
     by_year = []
     if first is not None and last is not None:
-        utc_years: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for year, side, n in conn.execute(store.YEARS_SIDES):
-            utc_years[year][side] += n
+        utc_years = months.years_sides()
         for year in range(local(first, zone).year, local(last, zone).year + 1):
             a = max(since, local_year_start_ns(year, zone))
             b = min(until, local_year_start_ns(year + 1, zone))
@@ -302,9 +370,10 @@ def overview(conn: sqlite3.Connection, zone: ZoneInfo, since: int, until: int) -
                 ys = list(utc_years[year])
                 for x, y, sign in ((a, u0, 1), (u1, b, 1)):
                     lo_, hi_, k = (x, y, sign) if x <= y else (y, x, -sign)
-                    ys = [v + k * d for v, d in zip(ys, _sides(conn, lo_, hi_), strict=True)]
+                    got = _sides(conn, lo_, hi_, months)
+                    ys = [v + k * d for v, d in zip(ys, got, strict=True)]
             else:
-                ys = _sides(conn, a, b)
+                ys = _sides(conn, a, b, months)
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]
@@ -501,6 +570,84 @@ def contact_stats(
     return summary.finish(conn, zone, parts, today)
 
 
+DAY_NS = 86_400_000_000_000
+
+
+def _year_buckets(conn: sqlite3.Connection, lo: int, hi: int) -> np.ndarray:
+    """Bucket rows (bucket, 0, side, messages, 0) of buckets [lo, hi), summed over chats and
+    senders: whole UTC days from stats_bucket_days (schema 0015), the hours of a day cut by
+    a bound from stats_buckets."""
+    d0, d1 = -(-lo // 96), hi // 96
+    edges = [(lo, hi)] if d0 >= d1 else [(lo, d0 * 96), (d1 * 96, hi)]
+    texts = [r[0] for r in conn.execute(store.BUCKET_DAYS, {"d0": d0, "d1": d1})]
+    flat = summary.hex_ints("".join(texts), 8).reshape(-1, 2)
+    rest = [
+        (k, n)
+        for x, y in edges
+        if x < y
+        for k, n in conn.execute(store.BUCKET_SIDES_RANGE, {"lo": x, "hi": y})
+    ]
+    if rest:
+        flat = np.concatenate((flat, np.array(rest, dtype=np.int64).reshape(-1, 2)))
+    cols = np.zeros((len(flat), 5), dtype=np.int64)
+    cols[:, 0], cols[:, 2], cols[:, 3] = flat[:, 0] // 2, flat[:, 0] % 2, flat[:, 1]
+    return cols
+
+
+def _year_replies(conn: sqlite3.Connection, side: int, a: int, b: int) -> np.ndarray:
+    """(handle, gap_ns) of one side's replies in [a, b) to a message also in it: whole UTC
+    days from stats_reply_days (schema 0015) unless one replies to a message before `a`;
+    those days and the parts of days cut by a bound read from stats_replies."""
+    d0, d1 = -(-a // DAY_NS), b // DAY_NS
+    exact = [(a, b)] if d0 >= d1 else [(a, d0 * DAY_NS), (d1 * DAY_NS, b)]
+    texts = []
+    for day, min_prev, packed in conn.execute(store.REPLY_DAYS, {"side": side, "d0": d0, "d1": d1}):
+        if min_prev >= a:
+            texts.append(packed)
+        else:
+            exact.append((day * DAY_NS, (day + 1) * DAY_NS))
+    flat = summary.hex_ints("".join(texts)).reshape(-1, 2)
+    rest = [
+        (h, gap)
+        for x, y in exact
+        if x < y
+        for h, gap in conn.execute(store.REPLIES_RANGE, {"side": side, "x": x, "y": y, "a": a})
+    ]
+    if rest:
+        flat = np.concatenate((flat, np.array(rest, dtype=np.int64).reshape(-1, 2)))
+    return flat
+
+
+def _fastest(
+    conn: sqlite3.Connection, handles: np.ndarray, gaps: np.ndarray
+) -> tuple[int, float] | None:
+    """The contact with the lowest median reply time over at least 3 replies (the lowest
+    contact id on a tie), as (contact_id, median_s); grouped with numpy, not per reply."""
+    if not len(handles):
+        return None
+    uniq, inv = np.unique(handles, return_inverse=True)
+    contact_of = _contacts_of(conn, uniq.tolist())
+    ids = np.array([-1 if (k := contact_of.get(h)) is None else k for h in uniq.tolist()])
+    who = ids[inv]
+    keep = who >= 0
+    who, secs = who[keep], gaps[keep] / 1e9
+    if not len(who):
+        return None
+    order = np.lexsort((secs, who))
+    who, secs = who[order], secs[order]
+    starts = np.flatnonzero(np.concatenate(([True], who[1:] != who[:-1])))
+    sizes = np.diff(np.concatenate((starts, [len(who)])))
+    ok = sizes >= 3
+    starts, sizes = starts[ok], sizes[ok]
+    if not len(starts):
+        return None
+    hi = secs[starts + sizes // 2]
+    lo = secs[starts + (sizes - 1) // 2]
+    medians = np.where(sizes % 2 == 1, hi, (lo + hi) / 2)
+    best = min(zip(medians.tolist(), who[starts].tolist(), strict=True))
+    return int(best[1]), float(best[0])
+
+
 def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) -> dict[str, Any]:
     """The year in messages: the overview of the year, the year before's totals, and its
     highlights, all from the summaries (a local year is whole 15-minute buckets).
@@ -508,14 +655,12 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
     The most reacted message is the one with the most standing tapbacks, the earliest on a tie.
     """
     a, b = local_year_start_ns(year, zone), local_year_start_ns(year + 1, zone)
-    this = overview(conn, zone, a, b)
-    before = _sides(conn, local_year_start_ns(year - 1, zone), a)
+    months = Months(conn)
+    this = overview(conn, zone, a, b, months)
+    before = _sides(conn, local_year_start_ns(year - 1, zone), a, months)
     lo, hi = a // store.BUCKET_NS, b // store.BUCKET_NS
-    keys, counts_text = conn.execute(store.YEAR_BUCKETS, {"lo": lo, "hi": hi}).fetchone()
-    packed = summary.ints(keys)  # bucket * 2 + side
-    cols = np.zeros((len(packed), 5), dtype=np.int64)
-    cols[:, 0], cols[:, 2], cols[:, 3] = packed // 2, packed % 2, summary.ints(counts_text)
-    people = _people(conn, a, b)
+    cols = _year_buckets(conn, lo, hi)
+    people = _contacts_in(conn, *_range_sums(conn, months, a, b)[1:])
     busiest = None
     days = np.zeros(0, dtype=np.int64)
     hours = [0] * 24
@@ -530,28 +675,14 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
             "received": int(recv[best]),
         }
     reply = {"a": a, "b": b}
-    mine_rt = summary.ints(conn.execute(store.YEAR_GAPS, {**reply, "side": 1}).fetchone()[0])
-    who, gaps = conn.execute(store.YEAR_THEIR_GAPS, reply).fetchone()
-    their_h, their_rt = summary.ints(who), summary.ints(gaps)
+    mine_rt = _year_replies(conn, 1, a, b)[:, 1]
+    theirs = _year_replies(conn, 0, a, b)
+    their_h, their_rt = theirs[:, 0], theirs[:, 1]
     rt = {
         "me": summary.reply_times(conn, [mine_rt], 1),
         "them": summary.reply_times(conn, [their_rt], 0),
     }
-    by_contact: dict[int, list[int]] = defaultdict(list)
-    contact_of = _contacts_of(conn, np.unique(their_h).tolist())
-    for h, gap in zip(their_h.tolist(), their_rt.tolist(), strict=True):
-        k = contact_of.get(h)
-        if k is not None:
-            by_contact[k].append(gap)
-    fastest = min(
-        (
-            (k, summary.median(np.array(v, dtype=np.int64) / 1e9))
-            for k, v in by_contact.items()
-            if len(v) >= 3
-        ),
-        key=lambda kv: (kv[1], kv[0]),
-        default=None,
-    )
+    fastest = _fastest(conn, their_h, their_rt)
     top = conn.execute(store.MOST_REACTED, reply).fetchone()
     return {
         "timezone": zone.key,
@@ -583,29 +714,6 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
             "received": before[0],
         },
     }
-
-
-def _people(conn: sqlite3.Connection, a: int, b: int) -> Counter[int]:
-    """Messages each contact sent in [a, b): per handle from the coarsest summaries."""
-    years, months, spans = _pieces(conn, a, b)
-    per_handle: Counter[int] = Counter()
-    people: Counter[int] = Counter()
-    ranges = [(store.YEAR_HANDLES, years, 1)] + [(store.MONTH_HANDLES, m, 1) for m in months]
-    ranges += [(store.BUCKET_HANDLES, (lo, hi), k) for lo, hi, _e, k in spans if lo < hi]
-    for sql, rng, sign in ranges:
-        if rng is not None:
-            for h, n in conn.execute(sql, {"lo": rng[0], "hi": rng[1]}):
-                per_handle[h] += sign * n
-    for _lo, _hi, edges, sign in spans:
-        for e in edges:
-            if not e["is_from_me"] and e["contact_id"] is not None:
-                people[e["contact_id"]] += sign
-    contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
-    for h, n in per_handle.items():
-        k = contact_of.get(h)
-        if k is not None:
-            people[k] += n
-    return +people
 
 
 def _contacts_of(conn: sqlite3.Connection, handles: list[int]) -> dict[int, int | None]:

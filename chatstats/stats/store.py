@@ -157,3 +157,24 @@ BUCKET_HANDLES = (
     "SELECT handle_id, SUM(messages) FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
     " AND is_from_me = 0 GROUP BY handle_id"
 )
+
+# Schema 0015: stats_months packed per (chat, handle, side); a bucket range per key.
+MONTH_PACKS = "SELECT chat_id, handle_id, is_from_me, packed FROM stats_month_packs"
+BUCKET_KEYS = (
+    "SELECT chat_id, handle_id, is_from_me, SUM(messages) FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY chat_id, handle_id, is_from_me"
+)
+# Schema 0015: a year's buckets per UTC day, its replies per UTC day and side.
+BUCKET_DAYS = "SELECT packed FROM stats_bucket_days WHERE day >= :d0 AND day < :d1"
+BUCKET_SIDES_RANGE = (
+    "SELECT bucket * 2 + is_from_me, SUM(messages) FROM stats_buckets"
+    " WHERE bucket >= :lo AND bucket < :hi GROUP BY bucket, is_from_me"
+)
+REPLY_DAYS = (
+    "SELECT day, min_prev_ns, packed FROM stats_reply_days"
+    " WHERE day >= :d0 AND day < :d1 AND is_from_me = :side"
+)
+REPLIES_RANGE = (
+    "SELECT handle_id, gap_ns FROM stats_replies WHERE is_from_me = :side"
+    " AND date_ns >= :x AND date_ns < :y AND date_ns - gap_ns >= :a"
+)

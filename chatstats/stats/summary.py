@@ -46,6 +46,14 @@ def ints(text: str | None) -> np.ndarray:
     return np.fromstring(text, dtype=_I64, sep=",")
 
 
+def hex_ints(text: str | None, digits: int = 16) -> np.ndarray:
+    """A pack of schema 0015 (integers as `digits` hex digits each: 16 for 64-bit two's
+    complement, 8 for 32-bit) as an int64 array."""
+    if not text:
+        return np.zeros(0, dtype=_I64)
+    return np.frombuffer(bytes.fromhex(text), dtype=">i8" if digits == 16 else ">i4").astype(_I64)
+
+
 def median(xs: np.ndarray) -> float | None:
     n = len(xs)
     if not n:
@@ -172,6 +180,7 @@ _WHOLE_CONVS_OF = (
     " WHERE s.handle_id IN (SELECT value FROM json_each(:hs)) AND s.chat_id = :chat"
     " AND s.is_from_me = 0 AND c.start_ns >= :a AND c.end_ns < :b GROUP BY s.conversation_id)"
 )
+_CONV_SIZES = "SELECT messages, first_from_me, n FROM stats_conv_sizes WHERE chat_id = :chat"
 _GAPS_ALL = (
     "SELECT group_concat(gap_ns) FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
 )
@@ -278,26 +287,32 @@ def chat_part(
                     break
     # Conversations: whole ones from stats_conversations, the one or two cut by the range
     # from their messages in it.
-    whole = {"chat": chat, "a": since, "b": until, "hs": hs}
-    sql = _WHOLE_CONVS if hs is None else _WHOLE_CONVS_OF
-    parts.sizes.append(ints(conn.execute(sql, whole).fetchone()[0]))
-    cut = set()
-    for direction in ("ASC", "DESC"):
-        row = conn.execute(
-            _EDGE_OF_RANGE.format(dir=direction), {"chat": chat, "a": since, "b": until}
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            span = conn.execute(_CONVERSATION, {"cv": row[0]}).fetchone()
-            if span is not None and (span[0] < since or span[1] >= until):
-                cut.add(row[0])
-    for cv in cut:
-        seq = [
-            r
-            for r in conn.execute(_CONV_ROWS, {"cv": cv, "a": since, "b": until})
-            if counted(r[1], r[0])
-        ]
-        if seq:
-            parts.sizes.append(np.array([len(seq) * 2 + seq[0][0]], dtype=_I64))
+    if hs is None and since == MIN_NS and until == MAX_NS:
+        # A whole chat: no conversation is cut, its sizes come from the histogram (0015).
+        got = np.array(conn.execute(_CONV_SIZES, {"chat": chat}).fetchall(), dtype=_I64)
+        if len(got):
+            parts.sizes.append(np.repeat(got[:, 0] * 2 + got[:, 1], got[:, 2]))
+    else:
+        whole = {"chat": chat, "a": since, "b": until, "hs": hs}
+        sql = _WHOLE_CONVS if hs is None else _WHOLE_CONVS_OF
+        parts.sizes.append(ints(conn.execute(sql, whole).fetchone()[0]))
+        cut = set()
+        for direction in ("ASC", "DESC"):
+            row = conn.execute(
+                _EDGE_OF_RANGE.format(dir=direction), {"chat": chat, "a": since, "b": until}
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                span = conn.execute(_CONVERSATION, {"cv": row[0]}).fetchone()
+                if span is not None and (span[0] < since or span[1] >= until):
+                    cut.add(row[0])
+        for cv in cut:
+            seq = [
+                r
+                for r in conn.execute(_CONV_ROWS, {"cv": cv, "a": since, "b": until})
+                if counted(r[1], r[0])
+            ]
+            if seq:
+                parts.sizes.append(np.array([len(seq) * 2 + seq[0][0]], dtype=_I64))
     # Replies (only where both sides are counted: not a contact's share of a group chat).
     # A whole chat's stay in the index (its order statistics are read there, see `finish`).
     if handles is None:
@@ -417,28 +432,51 @@ def local_grid(
     return days, sent, recv, grid
 
 
-_GAP_COUNT = "SELECT COUNT(*) FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
+_GAP_BINS = (
+    "SELECT bin, n FROM stats_gap_bins WHERE chat_id = :chat AND is_from_me = :side ORDER BY bin"
+)
 _GAP_AT = (
     "SELECT gap_ns FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
-    " ORDER BY gap_ns LIMIT 1 OFFSET :k"
+    " AND gap_ns >= :lo AND gap_ns < :hi ORDER BY gap_ns LIMIT 1 OFFSET :k"
 )
+
+
+def gap_bin_range(b: int) -> tuple[int, int]:
+    """The gaps [lo, hi) in ns of a stats_gap_bins bin: length(s) * 100 + the first two
+    digits of s, s the gap in whole seconds (schema 0015)."""
+    digits, lead = divmod(b, 100)
+    scale = 1 if digits == 1 else 10 ** (digits - 2)
+    return lead * scale * 1_000_000_000, (lead + 1) * scale * 1_000_000_000
+
+
+def _chat_gap_at(conn: sqlite3.Connection, chat: int, side: int) -> tuple[int, Any]:
+    """(n, k-th smallest gap) of one whole chat's replies of a side: the bins' counts say
+    which bin holds rank k, and one walk inside that bin finds it."""
+    bins = conn.execute(_GAP_BINS, {"chat": chat, "side": side}).fetchall()
+    ids = [int(r[0]) for r in bins]
+    cum = np.cumsum(np.array([int(r[1]) for r in bins], dtype=_I64))
+    n = int(cum[-1]) if len(cum) else 0
+
+    def at(k: int) -> int:
+        i = int(np.searchsorted(cum, k, side="right"))
+        before = int(cum[i - 1]) if i else 0
+        lo, hi = gap_bin_range(ids[i])
+        p = {"chat": chat, "side": side, "lo": lo, "hi": hi, "k": k - before}
+        return int(conn.execute(_GAP_AT, p).fetchone()[0])
+
+    return n, at
 
 
 def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int) -> dict[str, Any]:
     """n, median and nearest-rank p90 in seconds. One whole chat alone is read as order
-    statistics over stats_replies_chat (three index walks, no list in Python); anything
-    else as the union of the gap lists."""
+    statistics through stats_gap_bins and stats_replies_chat (a walk inside one bin each,
+    no list in Python); anything else as the union of the gap lists."""
     chats = [g for g in got if isinstance(g, int)]
     arrays = [g for g in got if not isinstance(g, int) and len(g)]
     if len(chats) == 1 and not arrays:
-        p = {"chat": chats[0], "side": side}
-        n = conn.execute(_GAP_COUNT, p).fetchone()[0]
+        n, at = _chat_gap_at(conn, chats[0], side)
         if not n:
             return {"n": 0, "median_s": None, "p90_s": None}
-
-        def at(k: int) -> int:
-            return int(conn.execute(_GAP_AT, {**p, "k": k}).fetchone()[0])
-
         mid = at(n // 2) / 1e9 if n % 2 else (at(n // 2 - 1) / 1e9 + at(n // 2) / 1e9) / 2
         return {"n": n, "median_s": mid, "p90_s": at(-(-9 * n // 10) - 1) / 1e9}
     for chat in chats:
