@@ -64,6 +64,52 @@ CREATE TABLE stats_conv_sizes (
     PRIMARY KEY (chat_id, messages, first_from_me)
 ) WITHOUT ROWID;
 
+-- stats_blocks (0011) in the same hex form, (bucket, messages, words) as 8, 8 and 16 digits,
+-- and with rowids: its comma-separated packs spilled to overflow pages and took ~5 ms of
+-- numpy.fromstring for the largest chat; same key, same triggers otherwise.
+DROP TRIGGER stats_block_insert;
+DROP TRIGGER stats_block_update;
+DROP TRIGGER stats_block_delete;
+DROP TABLE stats_blocks;
+CREATE TABLE stats_blocks (
+    chat_id    INTEGER NOT NULL,
+    block      INTEGER NOT NULL,          -- bucket / 2880
+    handle_id  INTEGER NOT NULL,          -- as in stats_buckets: 0 for me or unknown
+    is_from_me INTEGER NOT NULL,
+    packed     TEXT NOT NULL,             -- (bucket, messages, words): 8, 8, 16 hex digits
+    PRIMARY KEY (chat_id, block, handle_id, is_from_me)
+);
+CREATE TRIGGER stats_block_insert AFTER INSERT ON stats_buckets BEGIN
+    DELETE FROM stats_blocks WHERE chat_id = NEW.chat_id AND block = NEW.bucket / 2880
+      AND handle_id = NEW.handle_id AND is_from_me = NEW.is_from_me;
+    INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)
+    SELECT chat_id, NEW.bucket / 2880, handle_id, is_from_me,
+           group_concat(printf('%08x%08x%016x', bucket, messages, words), '')
+    FROM stats_buckets WHERE chat_id = NEW.chat_id AND handle_id = NEW.handle_id
+      AND is_from_me = NEW.is_from_me AND bucket >= NEW.bucket / 2880 * 2880 AND bucket < NEW.bucket / 2880 * 2880 + 2880
+    GROUP BY chat_id;
+END;
+CREATE TRIGGER stats_block_update AFTER UPDATE ON stats_buckets BEGIN
+    DELETE FROM stats_blocks WHERE chat_id = NEW.chat_id AND block = NEW.bucket / 2880
+      AND handle_id = NEW.handle_id AND is_from_me = NEW.is_from_me;
+    INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)
+    SELECT chat_id, NEW.bucket / 2880, handle_id, is_from_me,
+           group_concat(printf('%08x%08x%016x', bucket, messages, words), '')
+    FROM stats_buckets WHERE chat_id = NEW.chat_id AND handle_id = NEW.handle_id
+      AND is_from_me = NEW.is_from_me AND bucket >= NEW.bucket / 2880 * 2880 AND bucket < NEW.bucket / 2880 * 2880 + 2880
+    GROUP BY chat_id;
+END;
+CREATE TRIGGER stats_block_delete AFTER DELETE ON stats_buckets BEGIN
+    DELETE FROM stats_blocks WHERE chat_id = OLD.chat_id AND block = OLD.bucket / 2880
+      AND handle_id = OLD.handle_id AND is_from_me = OLD.is_from_me;
+    INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)
+    SELECT chat_id, OLD.bucket / 2880, handle_id, is_from_me,
+           group_concat(printf('%08x%08x%016x', bucket, messages, words), '')
+    FROM stats_buckets WHERE chat_id = OLD.chat_id AND handle_id = OLD.handle_id
+      AND is_from_me = OLD.is_from_me AND bucket >= OLD.bucket / 2880 * 2880 AND bucket < OLD.bucket / 2880 * 2880 + 2880
+    GROUP BY chat_id;
+END;
+
 -- Triggers. Names follow 0011's prefixes (stats_year_, stats_block_, stats_conv_), so
 -- maintain.suspend drops them for a race-mode load with the rest.
 CREATE TRIGGER stats_year_pack_insert AFTER INSERT ON stats_months BEGIN
@@ -173,7 +219,11 @@ CREATE TRIGGER stats_conv_size_delete AFTER DELETE ON stats_conversations BEGIN
     WHERE chat_id = OLD.chat_id AND messages = OLD.messages AND first_from_me = OLD.first_from_me AND n <= 0;
 END;
 
--- Rows already there before this migration (as maintain.PACKS builds them).
+-- Rows already there before this migration (as maintain.PACKS and _FROM_BUCKETS build them).
+INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)
+SELECT chat_id, bucket / 2880, handle_id, is_from_me,
+       group_concat(printf('%08x%08x%016x', bucket, messages, words), '')
+FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880;
 INSERT INTO stats_month_packs (chat_id, handle_id, is_from_me, packed)
 SELECT chat_id, handle_id, is_from_me, group_concat(printf('%08x%08x', month, messages), '') FROM stats_months
 WHERE messages > 0 GROUP BY chat_id, handle_id, is_from_me;

@@ -13,6 +13,7 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,9 +64,9 @@ def _pairs(packed: str, digits: int) -> list[tuple[int, int]]:
     return list(zip(xs[::2], xs[1::2], strict=True))
 
 
-def _triples(packed: str) -> list[tuple[str, ...]]:
-    xs = packed.split(",")
-    return [tuple(xs[i : i + 3]) for i in range(0, len(xs), 3)]
+def _triples(packed: str) -> list[tuple[int, int, int]]:
+    flat = np.frombuffer(bytes.fromhex(packed), dtype=summary._BLOCK)
+    return [tuple(int(x) for x in r) for r in flat.tolist()]
 
 
 TEXTS = st.sampled_from([None, "", "hi", "two words", " spaced  out\tthree ", "ünï cödé"])

@@ -116,7 +116,7 @@ _FROM_BUCKETS = (
     " GROUP BY 1, 2, 3, 4",
     "INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)"
     " SELECT chat_id, bucket / 2880, handle_id, is_from_me,"
-    " group_concat(bucket || ',' || messages || ',' || words)"
+    " group_concat(printf('%08x%08x%016x', bucket, messages, words), '')"  # 0015's hex
     " FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880",
 )
 _FROM_WALK = (

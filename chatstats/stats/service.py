@@ -186,6 +186,9 @@ def _pieces(
     return years, months, spans
 
 
+RangeSums = tuple[Counter[tuple[int, int]], Counter[int], Counter[int]]
+
+
 class Months:
     """stats_month_packs (schema 0015) as arrays, read once per answer on first use: every
     whole UTC month and year of a range is then a numpy mask over ~20k (month, messages)
@@ -194,6 +197,7 @@ class Months:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._loaded = False
+        self.memo: dict[tuple[int, int, bool], RangeSums] = {}
 
     def _load(self) -> None:
         rows = self._conn.execute(store.MONTH_PACKS).fetchall()
@@ -241,47 +245,55 @@ def _range_sums(
     contact from the exact edges: whole UTC years and months from the month packs, the rest
     from 15-minute buckets (signed: a month less its buckets outside), the partial buckets
     from messages. Handles are mapped to contacts by the caller, after the signed sums.
-    Without `detail`, only the sides: per (0, side), and no senders."""
-    per: Counter[tuple[int, int]] = Counter()
-    per_handle: Counter[int] = Counter()
-    people: Counter[int] = Counter()
-    if a >= b:
-        return per, per_handle, people
-    years, month_ranges, spans = _pieces(conn, a, b)
-    ranges = list(month_ranges)
-    if years is not None:
-        ranges.append((years[0] * 100 + 1, years[1] * 100 + 1))
-    for (chat, handle, side), n in months.per_key(ranges):
-        per[(chat if detail else 0, side)] += n
-        if detail and not side:
-            per_handle[handle] += n
-    for lo, hi, edges, sign in spans:
-        if lo < hi and detail:
-            for chat, handle, side, n in conn.execute(store.BUCKET_KEYS, {"lo": lo, "hi": hi}):
-                per[(chat, side)] += sign * n
-                if not side:
-                    per_handle[handle] += sign * n
-        elif lo < hi:
-            for _zero, side, n in conn.execute(store.BUCKET_SIDES_CHAT, {"lo": lo, "hi": hi}):
-                per[(0, side)] += sign * n
-        for e in edges:
-            per[(e["chat_id"] if detail else 0, e["is_from_me"])] += sign
-            if detail and not e["is_from_me"] and e["contact_id"] is not None:
-                people[e["contact_id"]] += sign
-    return per, per_handle, people
+    Without `detail`, only the sides: per (0, side), and no senders. Remembered per range
+    for the answer (a year in messages asks for its year twice)."""
+    memo = months.memo.get((a, b, detail))
+    if memo is not None:
+        return memo
+    per: dict[tuple[int, int], int] = {}
+    per_handle: dict[int, int] = {}
+    people: dict[int, int] = {}
+    if a < b:
+        years, month_ranges, spans = _pieces(conn, a, b)
+        ranges = list(month_ranges)
+        if years is not None:
+            ranges.append((years[0] * 100 + 1, years[1] * 100 + 1))
+        for (chat, handle, side), n in months.per_key(ranges):
+            k = (chat if detail else 0, side)
+            per[k] = per.get(k, 0) + n
+            if detail and not side:
+                per_handle[handle] = per_handle.get(handle, 0) + n
+        for lo, hi, edges, sign in spans:
+            if lo < hi and detail:
+                p = {"lo": lo, "hi": hi}
+                for chat, handle, side, n in conn.execute(store.BUCKET_KEYS, p):
+                    per[(chat, side)] = per.get((chat, side), 0) + sign * n
+                    if not side:
+                        per_handle[handle] = per_handle.get(handle, 0) + sign * n
+            elif lo < hi:
+                for _zero, side, n in conn.execute(store.BUCKET_SIDES_CHAT, {"lo": lo, "hi": hi}):
+                    per[(0, side)] = per.get((0, side), 0) + sign * n
+            for e in edges:
+                k = (e["chat_id"] if detail else 0, e["is_from_me"])
+                per[k] = per.get(k, 0) + sign
+                if detail and not e["is_from_me"] and e["contact_id"] is not None:
+                    people[e["contact_id"]] = people.get(e["contact_id"], 0) + sign
+    got = (Counter(per), Counter(per_handle), Counter(people))
+    months.memo[(a, b, detail)] = got
+    return got
 
 
 def _contacts_in(
     conn: sqlite3.Connection, per_handle: Counter[int], people: Counter[int]
 ) -> Counter[int]:
     """Received messages per contact: the handles' signed sums mapped, plus the edges'."""
-    out = Counter(people)
+    out = dict(people)
     contact_of = _contacts_of(conn, [h for h, n in per_handle.items() if n])
     for h, n in per_handle.items():
         k = contact_of.get(h)
         if k is not None:
-            out[k] += n
-    return +out
+            out[k] = out.get(k, 0) + n
+    return Counter({k: n for k, n in out.items() if n > 0})
 
 
 def _totals(
