@@ -24,6 +24,8 @@
 --   median and p90 are one walk inside one bin (stats_replies_chat), not across all replies.
 -- stats_conv_sizes: per chat, how many conversations have each size and first side: a whole
 --   chat's conversation figures without reading each conversation.
+-- stats_reaction_totals: stats_reactions summed over buckets and target senders: a whole
+--   chat's standing tapbacks by side and type in one short read.
 
 CREATE INDEX stats_months_key ON stats_months(chat_id, handle_id, is_from_me, month, messages);
 
@@ -62,6 +64,15 @@ CREATE TABLE stats_conv_sizes (
     first_from_me INTEGER NOT NULL,
     n             INTEGER NOT NULL,
     PRIMARY KEY (chat_id, messages, first_from_me)
+) WITHOUT ROWID;
+
+CREATE TABLE stats_reaction_totals (
+    chat_id        INTEGER NOT NULL,
+    target_from_me INTEGER NOT NULL,
+    by_me          INTEGER NOT NULL,
+    type           TEXT NOT NULL,
+    n              INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, target_from_me, by_me, type)
 ) WITHOUT ROWID;
 
 -- stats_blocks (0011) in the same hex form, (bucket, messages, words) as 8, 8 and 16 digits,
@@ -219,6 +230,32 @@ CREATE TRIGGER stats_conv_size_delete AFTER DELETE ON stats_conversations BEGIN
     WHERE chat_id = OLD.chat_id AND messages = OLD.messages AND first_from_me = OLD.first_from_me AND n <= 0;
 END;
 
+CREATE TRIGGER stats_react_total_insert AFTER INSERT ON stats_reactions BEGIN
+    INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)
+    VALUES (NEW.chat_id, NEW.target_from_me, NEW.by_me, NEW.type, NEW.n)
+    ON CONFLICT (chat_id, target_from_me, by_me, type) DO UPDATE SET n = n + excluded.n;
+    DELETE FROM stats_reaction_totals WHERE chat_id = NEW.chat_id AND target_from_me = NEW.target_from_me
+      AND by_me = NEW.by_me AND type = NEW.type AND n <= 0;
+END;
+CREATE TRIGGER stats_react_total_update AFTER UPDATE ON stats_reactions BEGIN
+    INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)
+    VALUES (OLD.chat_id, OLD.target_from_me, OLD.by_me, OLD.type, -OLD.n)
+    ON CONFLICT (chat_id, target_from_me, by_me, type) DO UPDATE SET n = n + excluded.n;
+    INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)
+    VALUES (NEW.chat_id, NEW.target_from_me, NEW.by_me, NEW.type, NEW.n)
+    ON CONFLICT (chat_id, target_from_me, by_me, type) DO UPDATE SET n = n + excluded.n;
+    DELETE FROM stats_reaction_totals WHERE n <= 0 AND (
+      (chat_id = OLD.chat_id AND target_from_me = OLD.target_from_me AND by_me = OLD.by_me AND type = OLD.type)
+      OR (chat_id = NEW.chat_id AND target_from_me = NEW.target_from_me AND by_me = NEW.by_me AND type = NEW.type));
+END;
+CREATE TRIGGER stats_react_total_delete AFTER DELETE ON stats_reactions BEGIN
+    INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)
+    VALUES (OLD.chat_id, OLD.target_from_me, OLD.by_me, OLD.type, -OLD.n)
+    ON CONFLICT (chat_id, target_from_me, by_me, type) DO UPDATE SET n = n + excluded.n;
+    DELETE FROM stats_reaction_totals WHERE chat_id = OLD.chat_id AND target_from_me = OLD.target_from_me
+      AND by_me = OLD.by_me AND type = OLD.type AND n <= 0;
+END;
+
 -- Rows already there before this migration (as maintain.PACKS and _FROM_BUCKETS build them).
 INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)
 SELECT chat_id, bucket / 2880, handle_id, is_from_me,
@@ -240,3 +277,6 @@ SELECT chat_id, is_from_me, length(gap_ns / 1000000000) * 100 + CAST(substr(gap_
 FROM stats_replies GROUP BY 1, 2, 3;
 INSERT INTO stats_conv_sizes (chat_id, messages, first_from_me, n)
 SELECT chat_id, messages, first_from_me, COUNT(*) FROM stats_conversations GROUP BY 1, 2, 3;
+INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)
+SELECT chat_id, target_from_me, by_me, type, SUM(n) FROM stats_reactions
+GROUP BY 1, 2, 3, 4 HAVING SUM(n) > 0;

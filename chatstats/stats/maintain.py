@@ -84,6 +84,7 @@ PACK_TABLES = (
     "stats_reply_days",
     "stats_gap_bins",
     "stats_conv_sizes",
+    "stats_reaction_totals",
 )
 ALL_TABLES = ("stats_buckets", "stats_months", *SUMMARY_TABLES, *PACK_TABLES)
 
@@ -168,6 +169,9 @@ _PACKS = (
     "INSERT INTO stats_conv_sizes (chat_id, messages, first_from_me, n)"
     " SELECT chat_id, messages, first_from_me, COUNT(*) FROM stats_conversations"
     " GROUP BY 1, 2, 3",
+    "INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)"
+    " SELECT chat_id, target_from_me, by_me, type, SUM(n) FROM stats_reactions"
+    " GROUP BY 1, 2, 3, 4 HAVING SUM(n) > 0",
 )
 REBUILD = (*_WALK, *_FROM_BUCKETS, *_FROM_WALK, *_REACTIONS, *_PACKS)
 # After `prefill`: the walked tables are already filled.

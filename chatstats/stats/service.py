@@ -10,6 +10,7 @@ come from zoneinfo at query time, so changing CHATSTATS_TIMEZONE needs no re-imp
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -200,15 +201,14 @@ class Months:
         self.memo: dict[tuple[int, int, bool], RangeSums] = {}
 
     def _load(self) -> None:
-        rows = self._conn.execute(store.MONTH_PACKS).fetchall()
-        self.keys = [(int(r[0]), int(r[1]), int(r[2])) for r in rows]  # chat, handle, side
-        texts = [r[3] for r in rows]
-        counts = np.array([len(t) // 16 for t in texts], dtype=np.int64)
-        flat = summary.hex_ints("".join(texts), 8).reshape(-1, 2)
+        heads, packs = self._conn.execute(store.MONTH_PACKS).fetchone()
+        head = summary.hex_ints(heads).reshape(-1, 4)  # chat, handle, side, pairs
+        self.keys = [(c, h, s) for c, h, s, _n in head.tolist()]
+        flat = summary.hex_ints(packs, 8).reshape(-1, 2)
         self.month = flat[:, 0]
         self.n = flat[:, 1]
-        self.row = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
-        self.side = np.array([k[2] for k in self.keys], dtype=np.int64)
+        self.row = np.repeat(np.arange(len(head), dtype=np.int64), head[:, 3])
+        self.side = head[:, 2].copy()
         self._loaded = True
 
     def per_key(self, ranges: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int], int]]:
@@ -230,11 +230,11 @@ class Months:
         out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         if not len(self.month):
             return out
-        key = (self.month // 100) * 2 + self.side[self.row]
-        uniq, inv = np.unique(key, return_inverse=True)
-        sums = np.bincount(inv, weights=self.n, minlength=len(uniq))
-        for k, v in zip(uniq.tolist(), sums.tolist(), strict=True):
-            out[k // 2][k % 2] += int(v)
+        y0 = int(self.month.min()) // 100
+        key = (self.month // 100 - y0) * 2 + self.side[self.row]
+        sums = np.bincount(key, weights=self.n)
+        for k in np.flatnonzero(sums).tolist():
+            out[y0 + k // 2][k % 2] += int(sums[k])
         return out
 
 
@@ -372,20 +372,33 @@ def overview(
     by_year = []
     if first is not None and last is not None:
         utc_years = months.years_sides()
-        for year in range(local(first, zone).year, local(last, zone).year + 1):
-            a = max(since, local_year_start_ns(year, zone))
-            b = min(until, local_year_start_ns(year + 1, zone))
-            if a == local_year_start_ns(year, zone) and b == local_year_start_ns(year + 1, zone):
-                # A whole local year: its UTC year, give or take the hours between the two
-                # new years at each end (a few buckets).
-                u0, u1 = _year_ns(year), _year_ns(year + 1)
-                ys = list(utc_years[year])
-                for x, y, sign in ((a, u0, 1), (u1, b, 1)):
-                    lo_, hi_, k = (x, y, sign) if x <= y else (y, x, -sign)
-                    got = _sides(conn, lo_, hi_, months)
-                    ys = [v + k * d for v, d in zip(ys, got, strict=True)]
+        years = list(range(local(first, zone).year, local(last, zone).year + 1))
+        # A whole local year is its UTC year, give or take the hours between the two new
+        # years at each end: whole buckets, summed for every year in one query.
+        fixes: list[tuple[int, int, int, int]] = []  # year, sign, first bucket, end bucket
+        cut: dict[int, tuple[int, int]] = {}
+        for year in years:
+            y0, y1 = local_year_start_ns(year, zone), local_year_start_ns(year + 1, zone)
+            a, b = max(since, y0), min(until, y1)
+            u0, u1 = _year_ns(year), _year_ns(year + 1)
+            if (a, b) != (y0, y1) or any(t % store.BUCKET_NS for t in (a, b)):
+                cut[year] = (a, b)
+                continue
+            for x, y in ((a, u0), (u1, b)):
+                lo_, hi_, k = (x, y, 1) if x <= y else (y, x, -1)
+                if lo_ < hi_:
+                    fixes.append((year, k, lo_ // store.BUCKET_NS, hi_ // store.BUCKET_NS))
+        delta: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        if fixes:
+            spans = json.dumps([[lo_, hi_] for _y, _k, lo_, hi_ in fixes])
+            for i, side, n in conn.execute(store.BUCKET_SIDES_MANY, {"ranges": spans}):
+                year, k = fixes[i][0], fixes[i][1]
+                delta[year][side] += k * n
+        for year in years:
+            if year in cut:
+                ys = _sides(conn, *cut[year], months)
             else:
-                ys = _sides(conn, a, b, months)
+                ys = [u + d for u, d in zip(utc_years[year], delta[year], strict=True)]
             if ys[0] or ys[1]:
                 by_year.append({"year": year, "sent": ys[1], "received": ys[0]})
     top = sorted(chats, key=lambda c: (-per_chat[c], c))[:10]
@@ -591,8 +604,8 @@ def _year_buckets(conn: sqlite3.Connection, lo: int, hi: int) -> np.ndarray:
     a bound from stats_buckets."""
     d0, d1 = -(-lo // 96), hi // 96
     edges = [(lo, hi)] if d0 >= d1 else [(lo, d0 * 96), (d1 * 96, hi)]
-    texts = [r[0] for r in conn.execute(store.BUCKET_DAYS, {"d0": d0, "d1": d1})]
-    flat = summary.hex_ints("".join(texts), 8).reshape(-1, 2)
+    packs = conn.execute(store.BUCKET_DAYS, {"d0": d0, "d1": d1}).fetchone()[0]
+    flat = summary.hex_ints(packs, 8).reshape(-1, 2)
     rest = [
         (k, n)
         for x, y in edges
@@ -612,13 +625,10 @@ def _year_replies(conn: sqlite3.Connection, side: int, a: int, b: int) -> np.nda
     those days and the parts of days cut by a bound read from stats_replies."""
     d0, d1 = -(-a // DAY_NS), b // DAY_NS
     exact = [(a, b)] if d0 >= d1 else [(a, d0 * DAY_NS), (d1 * DAY_NS, b)]
-    texts = []
-    for day, min_prev, packed in conn.execute(store.REPLY_DAYS, {"side": side, "d0": d0, "d1": d1}):
-        if min_prev >= a:
-            texts.append(packed)
-        else:
-            exact.append((day * DAY_NS, (day + 1) * DAY_NS))
-    flat = summary.hex_ints("".join(texts)).reshape(-1, 2)
+    p = {"side": side, "d0": d0, "d1": d1, "a": a}
+    flat = summary.hex_ints(conn.execute(store.REPLY_DAYS, p).fetchone()[0]).reshape(-1, 2)
+    for (day,) in conn.execute(store.REPLY_DAYS_BEFORE, p):
+        exact.append((day * DAY_NS, (day + 1) * DAY_NS))
     rest = [
         (h, gap)
         for x, y in exact
@@ -630,6 +640,15 @@ def _year_replies(conn: sqlite3.Connection, side: int, a: int, b: int) -> np.nda
     return flat
 
 
+def _ranks(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids ascending, each element's index in them), as np.unique gives; small
+    non-negative ids (handles, contacts) by a lookup table instead of a sort."""
+    if not len(ids) or int(ids.min()) < 0 or int(ids.max()) >= 1 << 24:
+        return np.unique(ids, return_inverse=True)
+    seen = np.bincount(ids)
+    return np.flatnonzero(seen), np.cumsum(seen > 0)[ids] - 1
+
+
 def _fastest(
     conn: sqlite3.Connection, handles: np.ndarray, gaps: np.ndarray
 ) -> tuple[int, float] | None:
@@ -637,16 +656,21 @@ def _fastest(
     contact id on a tie), as (contact_id, median_s); grouped with numpy, not per reply."""
     if not len(handles):
         return None
-    uniq, inv = np.unique(handles, return_inverse=True)
+    uniq, inv = _ranks(handles)
     contact_of = _contacts_of(conn, uniq.tolist())
     ids = np.array([-1 if (k := contact_of.get(h)) is None else k for h in uniq.tolist()])
     who = ids[inv]
     keep = who >= 0
-    who, secs = who[keep], gaps[keep] / 1e9
+    who, gaps = who[keep], gaps[keep]
     if not len(who):
         return None
-    order = np.lexsort((secs, who))
-    who, secs = who[order], secs[order]
+    # By gap, then (stable) by contact: each contact's gaps in order. Contact ids are
+    # ranked first so the second sort is a radix sort of small integers.
+    order = np.argsort(gaps, kind="stable")
+    who_ids, rank = _ranks(who)
+    small = rank.astype(np.int16) if len(who_ids) < 1 << 15 else rank
+    order = order[np.argsort(small[order], kind="stable")]
+    who, secs = who[order], gaps[order] / 1e9
     starts = np.flatnonzero(np.concatenate(([True], who[1:] != who[:-1])))
     sizes = np.diff(np.concatenate((starts, [len(who)])))
     ok = sizes >= 3

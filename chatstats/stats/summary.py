@@ -131,7 +131,8 @@ class Parts:
     """What the figures are made of, gathered chat by chat and then finished in one go."""
 
     def __init__(self) -> None:
-        self.buckets: list[np.ndarray] = []  # columns: bucket, handle, side, messages, words
+        # Column-major (5, n) arrays: bucket, handle, side, messages, words.
+        self.buckets: list[np.ndarray] = []
         self.first: list[int] = []
         self.last: list[int] = []
         self.sizes: list[np.ndarray] = []  # per conversation: messages * 2 + started_by_me
@@ -142,7 +143,12 @@ class Parts:
 
     def add_rows(self, rows: Sequence[tuple[int, int, int, int, int]]) -> None:
         if rows:
-            self.buckets.append(np.array(rows, dtype=_I64).reshape(-1, 5))
+            self.buckets.append(_columns(rows))
+
+
+def _columns(rows: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """Bucket rows (bucket, handle, side, messages, words) as a (5, n) column array."""
+    return np.ascontiguousarray(np.array(rows, dtype=_I64).reshape(-1, 5).T)
 
 
 def _json_ids(ids: Iterable[int]) -> str:
@@ -151,8 +157,11 @@ def _json_ids(ids: Iterable[int]) -> str:
 
 # A stats_blocks pack (schema 0015): big-endian (bucket, messages, words) records.
 _BLOCK = np.dtype([("bucket", ">i4"), ("messages", ">i4"), ("words", ">i8")])
+# One row: the blocks' (handle, side, buckets) heads and their packs, concatenated in the
+# same order (fetching ~500 rows one by one cost more than reading them).
 _BLOCKS = (
-    "SELECT handle_id, is_from_me, packed FROM stats_blocks"
+    "SELECT group_concat(printf('%016x%016x%016x', handle_id, is_from_me, length(packed) / 32),"
+    " ''), group_concat(packed, '') FROM stats_blocks"
     " WHERE chat_id = :chat AND block >= :blo AND block <= :bhi"
 )
 _BLOCKS_OF = _BLOCKS + " AND is_from_me = 0 AND handle_id IN (SELECT value FROM json_each(:hs))"
@@ -193,6 +202,9 @@ _GAPS = _GAPS_ALL + " AND date_ns >= :a AND date_ns < :b AND date_ns - gap_ns >=
 _REACTIONS = (
     "SELECT type, SUM(n) FROM stats_reactions WHERE chat_id = :chat AND target_from_me = :tfm"
     " AND by_me = :by_me AND bucket >= :lo AND bucket < :hi GROUP BY type"
+)
+_REACTION_TOTALS = (
+    "SELECT target_from_me, by_me, type, n FROM stats_reaction_totals WHERE chat_id = :chat"
 )
 _REACTIONS_OF = (
     "SELECT type, SUM(n) FROM stats_reactions WHERE chat_id = :chat AND target_from_me = 0"
@@ -239,19 +251,20 @@ def chat_part(
     # Counts and words: whole buckets from the packed blocks, partial ones from messages.
     if lo < hi:
         p = {"chat": chat, "blo": lo // BLOCK - 1, "bhi": (hi - 1) // BLOCK + 1, "hs": hs}
-        rows = conn.execute(_BLOCKS if hs is None else _BLOCKS_OF, p).fetchall()
-        if rows:
-            texts = [r[2] for r in rows]
-            counts = [len(t) // 32 for t in texts]
-            flat = np.frombuffer(bytes.fromhex("".join(texts)), dtype=_BLOCK)
-            keep = (flat["bucket"] >= lo) & (flat["bucket"] < hi)
-            cols = np.empty((len(flat), 5), dtype=_I64)
-            cols[:, 0] = flat["bucket"]
-            cols[:, 1] = np.repeat(np.array([r[0] for r in rows], dtype=_I64), counts)
-            cols[:, 2] = np.repeat(np.array([r[1] for r in rows], dtype=_I64), counts)
-            cols[:, 3] = flat["messages"]
-            cols[:, 4] = flat["words"]
-            own.append(cols[keep])
+        heads, packs = conn.execute(_BLOCKS if hs is None else _BLOCKS_OF, p).fetchone()
+        if heads:
+            head = hex_ints(heads).reshape(-1, 3)  # handle, side, buckets
+            flat = np.frombuffer(bytes.fromhex(packs), dtype=_BLOCK)
+            cols = np.empty((5, len(flat)), dtype=_I64)
+            cols[0] = flat["bucket"]
+            cols[1] = np.repeat(head[:, 0], head[:, 2])
+            cols[2] = np.repeat(head[:, 1], head[:, 2])
+            cols[3] = flat["messages"]
+            cols[4] = flat["words"]
+            b = cols[0]
+            if len(b) and (int(b.min()) < lo or int(b.max()) >= hi):
+                cols = np.ascontiguousarray(cols[:, (b >= lo) & (b < hi)])
+            own.append(cols)
         # Words still queued by the triggers (schema 0011): rows of no messages.
         queued = [
             (r[0], r[1], r[2], 0, r[3] * word_count(r[4]))
@@ -259,7 +272,7 @@ def chat_part(
             if counted(r[1], r[2])
         ]
         if queued:
-            own.append(np.array(queued, dtype=_I64).reshape(-1, 5))
+            own.append(_columns(queued))
     edge_rows = []
     for a, b in edges:
         if a >= b:
@@ -275,10 +288,10 @@ def chat_part(
             elif not r[1] and r[2]:
                 parts.received[r[0]] += 1
     if edge_rows:
-        own.append(np.array(edge_rows, dtype=_I64).reshape(-1, 5))
+        own.append(_columns(edge_rows))
     parts.buckets.extend(own)
     # First and last message: the first and last counted bucket, read exactly.
-    present = [c[:, 0] for c in own if len(c)]
+    present = [c[0] for c in own if c.shape[1]]
     if present:
         bs = np.concatenate(present)
         for which, b0, sink in (
@@ -328,7 +341,13 @@ def chat_part(
             p2 = {"chat": chat, "side": side, "a": since, "b": until}
             parts.gaps[side].append(ints(conn.execute(_GAPS, p2).fetchone()[0]))
     # Standing tapbacks on the counted messages, whole buckets (the edges were read above).
-    if lo < hi:
+    if hs is None and since == MIN_NS and until == MAX_NS:
+        for tfm, by_me, kind, n in conn.execute(_REACTION_TOTALS, {"chat": chat}):
+            if by_me and not tfm:
+                parts.given[kind] += n
+            elif tfm and not by_me:
+                parts.received[kind] += n
+    elif lo < hi:
         if hs is None:
             sinks: tuple[tuple[int, int, Counter[str]], ...] = (
                 (0, 1, parts.given),
@@ -434,28 +453,33 @@ def local_grid(
     zone: ZoneInfo, cols: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
     """(day numbers, sent, received per day, hour_of_week) of bucket rows."""
-    q = local_quarters(zone, cols[:, 0])
+    return local_grid_of(zone, cols[:, 0], cols[:, 2], cols[:, 3])
+
+
+def local_grid_of(
+    zone: ZoneInfo, buckets: np.ndarray, sides: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+    """(day numbers, sent, received per day, hour_of_week) of buckets with their side and
+    messages (rows of no messages left out by the caller)."""
+    q = local_quarters(zone, buckets)
     day = q // 96
     hour = (q % 96) // 4
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
-    n = cols[:, 3]
     how = np.bincount(weekday * 24 + hour, weights=n, minlength=168).astype(_I64)
-    mine = cols[:, 2] == 1
+    grid = how.reshape(7, 24).tolist()
+    mine_n = np.where(sides == 1, n, 0)
     d0 = int(day.min())
     span = int(day.max()) - d0 + 1
     if span <= 4 * len(day) + 4096:  # days counted by offset: no sort of every bucket
         rel = day - d0
         inv = np.flatnonzero(np.bincount(rel, minlength=span))
-        days = inv + d0
-        sent = np.bincount(rel, weights=np.where(mine, n, 0), minlength=span)[inv].astype(_I64)
-        recv = np.bincount(rel, weights=np.where(mine, 0, n), minlength=span)[inv].astype(_I64)
-        grid = how.reshape(7, 24).tolist()
-        return days, sent, recv, grid
+        all_n = np.bincount(rel, weights=n, minlength=span)[inv]
+        sent = np.bincount(rel, weights=mine_n, minlength=span)[inv]
+        return inv + d0, sent.astype(_I64), (all_n - sent).astype(_I64), grid
     days, inv = np.unique(day, return_inverse=True)
-    sent = np.bincount(inv, weights=np.where(mine, n, 0), minlength=len(days)).astype(_I64)
-    recv = np.bincount(inv, weights=np.where(mine, 0, n), minlength=len(days)).astype(_I64)
-    grid = how.reshape(7, 24).tolist()
-    return days, sent, recv, grid
+    all_n = np.bincount(inv, weights=n, minlength=len(days))
+    sent = np.bincount(inv, weights=mine_n, minlength=len(days))
+    return days, sent.astype(_I64), (all_n - sent).astype(_I64), grid
 
 
 _GAP_BINS = (
@@ -513,31 +537,34 @@ def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int
 
 
 def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) -> dict[str, Any]:
-    every = np.concatenate(parts.buckets) if parts.buckets else np.zeros((0, 5), dtype=_I64)
-    cols = every[every[:, 3] != 0] if len(every) else every
-    total = int(cols[:, 3].sum())
-    sent = int(cols[cols[:, 2] == 1, 3].sum())
+    # Column-major: every sum below reads one contiguous column.
+    E = np.concatenate(parts.buckets, axis=1) if parts.buckets else np.zeros((5, 0), dtype=_I64)
+    has = E[3] != 0
+    C = E if has.all() else np.ascontiguousarray(E[:, has])
+    bucket, side, n = C[0], C[2], C[3]
+    total = int(n.sum())
+    sent = int(n[side == 1].sum())
     # by_sender: handles to contacts (a merge moves handles, never rewrites the summaries).
-    keys = cols[:, 1] * 2 + cols[:, 2]
-    all_keys = every[:, 1] * 2 + every[:, 2]
+    keys = C[1] * 2 + side
+    all_keys = E[1] * 2 + E[2]
     if len(keys) and int(all_keys.min()) >= 0 and int(all_keys.max()) < 1 << 20:
         # Sender keys are small ids: counted by key, no sort of every bucket.
         size = int(all_keys.max()) + 1
         uniq = np.flatnonzero(np.bincount(keys, minlength=size))
-        msgs = np.bincount(keys, weights=cols[:, 3], minlength=size)[uniq].astype(_I64)
+        msgs = np.bincount(keys, weights=n, minlength=size)[uniq].astype(_I64)
         # Words from every row: queued words come in rows of no messages, always for a
         # sender with messages in that bucket.
-        words = np.bincount(all_keys, weights=every[:, 4], minlength=size)[uniq].astype(_I64)
+        words = np.bincount(all_keys, weights=E[4], minlength=size)[uniq].astype(_I64)
         # Ties in by_sender go to the sender seen first (as a walk through the messages would).
         first = np.full(size, np.iinfo(_I64).max, dtype=_I64)
-        np.minimum.at(first, keys, cols[:, 0])
+        np.minimum.at(first, keys, bucket)
         first_at = first[uniq].tolist()
     else:
         uniq, inv = np.unique(keys, return_inverse=True)
-        msgs = np.bincount(inv, weights=cols[:, 3], minlength=len(uniq)).astype(_I64)
+        msgs = np.bincount(inv, weights=n, minlength=len(uniq)).astype(_I64)
         at = np.searchsorted(uniq, all_keys) if len(uniq) else inv
-        words = np.bincount(at, weights=every[:, 4], minlength=len(uniq)).astype(_I64)
-        first_at = [int(cols[inv == i, 0].min()) for i in range(len(uniq))]
+        words = np.bincount(at, weights=E[4], minlength=len(uniq)).astype(_I64)
+        first_at = [int(bucket[inv == i].min()) for i in range(len(uniq))]
     handle_ids = [int(k) // 2 for k in uniq if k % 2 == 0 and k // 2 != 0]
     contact_of = {
         h: c
@@ -556,15 +583,15 @@ def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) 
         got[2] = min(got[2], f)
     empty = np.zeros(0, dtype=_I64)
     days, day_sent, day_recv, how = (
-        local_grid(zone, cols) if len(cols) else (empty, empty, empty, [[0] * 24] * 7)
+        local_grid_of(zone, bucket, side, n) if len(n) else (empty, empty, empty, [[0] * 24] * 7)
     )
     sizes = np.concatenate(parts.sizes) if parts.sizes else np.zeros(0, dtype=_I64)
     by_me = int((sizes % 2).sum())
     rt = {
         name: reply_times(conn, parts.gaps[side], side) for name, side in (("me", 1), ("them", 0))
     }
-    day_sent_l = [int(x) for x in day_sent]
-    day_recv_l = [int(x) for x in day_recv]
+    day_sent_l = day_sent.tolist()
+    day_recv_l = day_recv.tolist()
     return {
         "timezone": zone.key,
         "messages": total,
