@@ -187,6 +187,20 @@ def _pieces(
     return years, months, spans
 
 
+# The month packs as last loaded on each read-only connection, with the PRAGMA data_version
+# they were read at: another connection's commit changes it, so a pack is reused only while
+# the database is unchanged (read-only connections never change it themselves).
+_LOADED: dict[int, tuple[sqlite3.Connection, int, Any]] = {}
+
+
+def _read_version(conn: sqlite3.Connection) -> int | None:
+    """The data_version of a query-only connection (inside its read snapshot), else None:
+    a connection that writes would not see its own changes in it."""
+    if not conn.execute("PRAGMA query_only").fetchone()[0]:
+        return None
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
 RangeSums = tuple[Counter[tuple[int, int]], Counter[int], Counter[int]]
 
 
@@ -201,7 +215,14 @@ class Months:
         self.memo: dict[tuple[int, int, bool], RangeSums] = {}
 
     def _load(self) -> None:
-        heads, packs = self._conn.execute(store.MONTH_PACKS).fetchone()
+        conn = self._conn
+        version = _read_version(conn)
+        got = _LOADED.get(id(conn))
+        if version is not None and got is not None and got[0] is conn and got[1] == version:
+            self.keys, self.month, self.n, self.row, self.side = got[2]
+            self._loaded = True
+            return
+        heads, packs = conn.execute(store.MONTH_PACKS).fetchone()
         head = summary.hex_ints(heads).reshape(-1, 4)  # chat, handle, side, pairs
         self.keys = [(c, h, s) for c, h, s, _n in head.tolist()]
         flat = summary.hex_ints(packs, 8).reshape(-1, 2)
@@ -210,6 +231,14 @@ class Months:
         self.row = np.repeat(np.arange(len(head), dtype=np.int64), head[:, 3])
         self.side = head[:, 2].copy()
         self._loaded = True
+        if version is not None:
+            _LOADED[id(conn)] = (
+                conn,
+                version,
+                (self.keys, self.month, self.n, self.row, self.side),
+            )
+            while len(_LOADED) > 8:
+                _LOADED.pop(next(iter(_LOADED)))
 
     def per_key(self, ranges: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int], int]]:
         """Messages per (chat, handle, side) in the union of disjoint YYYYMM ranges [lo, hi)."""
