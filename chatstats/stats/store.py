@@ -163,7 +163,7 @@ BUCKET_HANDLES = (
 # fetching ~600 rows one by one cost ~1.5 ms in sqlite3's row objects, one group_concat ~0.2.
 MONTH_PACKS = (
     "SELECT group_concat(printf('%016x%016x%016x%016x', chat_id, handle_id, is_from_me,"
-    " length(packed) / 16), ''), group_concat(packed, '') FROM stats_month_packs"
+    " length(CAST(packed AS BLOB)) / 16), ''), group_concat(packed, '') FROM stats_month_packs"
 )
 BUCKET_KEYS = (
     "SELECT chat_id, handle_id, is_from_me, SUM(messages) FROM stats_buckets"

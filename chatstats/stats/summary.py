@@ -158,10 +158,11 @@ def _json_ids(ids: Iterable[int]) -> str:
 # A stats_blocks pack (schema 0015): big-endian (bucket, messages, words) records.
 _BLOCK = np.dtype([("bucket", ">i4"), ("messages", ">i4"), ("words", ">i8")])
 # One row: the blocks' (handle, side, buckets) heads and their packs, concatenated in the
-# same order (fetching ~500 rows one by one cost more than reading them).
+# same order (fetching ~500 rows one by one cost more than reading them). Lengths as BLOB:
+# length() of TEXT counts UTF-8 characters, ~1 ms over a big chat's 1 MB of packs.
 _BLOCKS = (
-    "SELECT group_concat(printf('%016x%016x%016x', handle_id, is_from_me, length(packed) / 32),"
-    " ''), group_concat(packed, '') FROM stats_blocks"
+    "SELECT group_concat(printf('%016x%016x%016x', handle_id, is_from_me,"
+    " length(CAST(packed AS BLOB)) / 32), ''), group_concat(packed, '') FROM stats_blocks"
     " WHERE chat_id = :chat AND block >= :blo AND block <= :bhi"
 )
 _BLOCKS_OF = _BLOCKS + " AND is_from_me = 0 AND handle_id IN (SELECT value FROM json_each(:hs))"
