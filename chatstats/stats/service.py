@@ -213,6 +213,7 @@ class Months:
         self._conn = conn
         self._loaded = False
         self.memo: dict[tuple[int, int, bool], RangeSums] = {}
+        self.people: dict[tuple[int, int], Counter[int]] = {}
 
     def _load(self) -> None:
         conn = self._conn
@@ -329,8 +330,17 @@ def _totals(
     conn: sqlite3.Connection, a: int, b: int, months: Months | None = None
 ) -> tuple[Counter[tuple[int, int]], set[int]]:
     """Messages in [a, b) per (chat, side) and the contacts who sent (see `_range_sums`)."""
-    per, per_handle, people = _range_sums(conn, months or Months(conn), a, b)
-    return per, set(_contacts_in(conn, per_handle, people))
+    months = months or Months(conn)
+    per, _per_handle, _people = _range_sums(conn, months, a, b)
+    return per, set(_people_in(conn, months, a, b))
+
+
+def _people_in(conn: sqlite3.Connection, months: Months, a: int, b: int) -> Counter[int]:
+    """Received messages per contact in [a, b), remembered for the answer like the sums."""
+    got = months.people.get((a, b))
+    if got is None:
+        got = months.people[(a, b)] = _contacts_in(conn, *_range_sums(conn, months, a, b)[1:])
+    return got
 
 
 def _sides(conn: sqlite3.Connection, a: int, b: int, months: Months | None = None) -> list[int]:
@@ -725,7 +735,7 @@ def wrapped(conn: sqlite3.Connection, zone: ZoneInfo, year: int, today: date) ->
     before = _sides(conn, local_year_start_ns(year - 1, zone), a, months)
     lo, hi = a // store.BUCKET_NS, b // store.BUCKET_NS
     cols = _year_buckets(conn, lo, hi)
-    people = _contacts_in(conn, *_range_sums(conn, months, a, b)[1:])
+    people = _people_in(conn, months, a, b)
     busiest = None
     days = np.zeros(0, dtype=np.int64)
     hours = [0] * 24
