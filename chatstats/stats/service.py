@@ -1,10 +1,12 @@
 """The statistics of CONTRACT.md, computed from trigger-kept buckets and indexed reads.
 
-Why this shape: the overview sums 15-minute UTC buckets (schema 0007) and reads only the
-partial buckets at the edges of `since`/`until` from messages, so it is exact without scanning
-the history. A chat's or contact's figures need message order (conversations, replies,
-streaks), so they read that chat's messages through the chat/date index. Local days and hours
-come from zoneinfo at query time, so changing CHATSTATS_TIMEZONE needs no re-import.
+Why this shape: a range is cut into whole UTC months (summed with numpy from schema 0015's
+month packs, one read per answer), whole 15-minute UTC buckets (schema 0007) and the partial
+buckets at the edges of `since`/`until`, read exactly from messages; so every figure is
+exact without scanning the history. A year in messages reads its local days and hours from
+per-UTC-day bucket packs and its replies from per-UTC-day reply packs (0015). A chat's or
+contact's figures come from the per-chat summaries (summary.py). Local days and hours come
+from zoneinfo at query time, so changing CHATSTATS_TIMEZONE needs no re-import.
 `since` is inclusive, `until` exclusive.
 """
 

@@ -1,7 +1,9 @@
-"""SQL of the statistics: the trigger-kept 15-minute buckets (schema 0007) and indexed reads.
+"""SQL of the statistics: the trigger-kept 15-minute buckets (schema 0007), the packs of
+schema 0015 and indexed reads.
 
-Every read is bounded by an index: `stats_buckets` for totals, `messages_chat_date` for one
-chat's messages, `reactions_target` for the tapbacks on them. None scans all messages.
+Every read is bounded by an index or reads a small summary whole (stats_month_packs, ~600
+rows): `stats_buckets` for partial months, `messages_chat_date` for one chat's messages at
+the edges, `reactions_target` for the tapbacks on them. None scans all messages.
 """
 
 from __future__ import annotations
@@ -10,28 +12,6 @@ import sqlite3
 
 BUCKET_NS = 900_000_000_000  # 15 minutes: every real UTC offset is a multiple of it
 
-# Buckets wholly inside [lo, hi) (bucket numbers), per side and chat.
-BUCKET_TOTALS = (
-    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_buckets"
-    " WHERE bucket >= :lo AND bucket < :hi GROUP BY chat_id, is_from_me"
-)
-MONTH_TOTALS = (
-    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_months"
-    " WHERE month >= :lo AND month < :hi GROUP BY chat_id, is_from_me"
-)
-YEAR_TOTALS = (
-    "SELECT chat_id, is_from_me, SUM(messages) AS n FROM stats_years"
-    " WHERE year >= :lo AND year < :hi GROUP BY chat_id, is_from_me"
-)
-YEARS_SIDES = "SELECT year, is_from_me, SUM(messages) FROM stats_years GROUP BY year, is_from_me"
-YEAR_SIDES = (
-    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_years"
-    " WHERE year >= :lo AND year < :hi GROUP BY is_from_me"
-)
-MONTH_SIDES = (
-    "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_months"
-    " WHERE month >= :lo AND month < :hi GROUP BY is_from_me"
-)
 BUCKET_SIDES_CHAT = (
     "SELECT 0, is_from_me, SUM(messages) AS n FROM stats_buckets"
     " WHERE bucket >= :lo AND bucket < :hi GROUP BY is_from_me"
@@ -115,19 +95,6 @@ def one_value(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> 
     return None if row is None else row[0]
 
 
-# A year in messages (wrapped): its buckets, its replies, its most reacted message.
-YEAR_BUCKETS = (
-    "SELECT group_concat(bucket * 2 + is_from_me), group_concat(messages)"
-    " FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
-)
-YEAR_GAPS = (
-    "SELECT group_concat(gap_ns) FROM stats_replies WHERE date_ns >= :a AND date_ns < :b"
-    " AND date_ns - gap_ns >= :a AND is_from_me = :side"
-)
-YEAR_THEIR_GAPS = (
-    "SELECT group_concat(handle_id), group_concat(gap_ns) FROM stats_replies"
-    " WHERE date_ns >= :a AND date_ns < :b AND date_ns - gap_ns >= :a AND is_from_me = 0"
-)
 MOST_REACTED = (
     "SELECT message_id, chat_id, n FROM stats_reacted WHERE date_ns >= :a AND date_ns < :b"
     " ORDER BY n DESC, date_ns, message_id LIMIT 1"
@@ -144,18 +111,6 @@ CHAT_COUNTS = (
 HANDLES_RECEIVED = (
     "SELECT SUM(y.messages) FROM handles h JOIN stats_years y ON y.handle_id = h.id"
     " WHERE h.contact_id = :contact AND y.is_from_me = 0"
-)
-YEAR_HANDLES = (
-    "SELECT handle_id, SUM(messages) FROM stats_years WHERE year >= :lo AND year < :hi"
-    " AND is_from_me = 0 GROUP BY handle_id"
-)
-MONTH_HANDLES = (
-    "SELECT handle_id, SUM(messages) FROM stats_months WHERE month >= :lo AND month < :hi"
-    " AND is_from_me = 0 GROUP BY handle_id"
-)
-BUCKET_HANDLES = (
-    "SELECT handle_id, SUM(messages) FROM stats_buckets WHERE bucket >= :lo AND bucket < :hi"
-    " AND is_from_me = 0 GROUP BY handle_id"
 )
 
 # Schema 0015: stats_months packed per (chat, handle, side); a bucket range per key.
