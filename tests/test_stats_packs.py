@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from chatstats import db as appdb
@@ -137,3 +138,58 @@ def test_loaded_month_packs_follow_another_connections_commit(path: Path) -> Non
     assert after == run(fresh, ZONE, lo, hi)
     for c in (writer, reader, fresh):
         c.close()
+
+
+@pytest.mark.parametrize("zone_name", ["America/New_York", "Asia/Kolkata"])
+def test_wrapped_replies_and_streaks_match_the_truth(zone_name, libraries, tmp_path, capsys):
+    """A year's response times, fastest responder, streaks and busiest day (read from the
+    day packs) against the sample's truth, in a zone with DST and a half-hour one."""
+    from collections import defaultdict
+    from itertools import pairwise
+
+    from chatstats.ingest.conversations import GAP_NS
+    from tests import stats_truth
+    from tests.test_import import run_import
+
+    lib, truth = libraries["sequoia"]
+    run_import(capsys, lib, tmp_path)
+    conn = appdb.connect(tmp_path / "chatstats.db", write=False)
+    zone = ZoneInfo(zone_name)
+    _, contact, _ = stats_truth.ids(conn)
+    today = datetime.now(zone).date()
+    conv_of: dict[str, tuple[str, int]] = {}
+    per_chat = defaultdict(list)
+    for m in truth.messages:
+        if m.kind == "message" and m.chat_guid:
+            per_chat[m.chat_guid].append(m)
+    for guid, chat_ms in per_chat.items():
+        n, prev = 0, None
+        for m in sorted(chat_ms, key=lambda m: m.date_ns):
+            n += prev is None or m.date_ns - prev > GAP_NS
+            conv_of[m.guid] = (guid, n)
+            prev = m.date_ns
+    every = stats_truth.messages(truth, service.MIN_NS, service.MAX_NS)
+    years = sorted({stats_truth._local(m.date_ns, zone).year for m in every})[-3:]
+    for year in years:
+        ms = [m for m in every if stats_truth._local(m.date_ns, zone).year == year]
+        got = service._snapshot(service.wrapped)(conn, zone, year, today)
+        want = stats_truth.figures(truth, conn, zone, ms, today)
+        assert got["response_times"] == want["response_times"], year
+        assert got["streaks"] == want["streaks"], year
+        busiest = max(want["by_day"], key=lambda d: (d["sent"] + d["received"], d["date"]))
+        assert got["busiest_day"] == busiest
+        convs = defaultdict(list)
+        for m in sorted(ms, key=lambda m: m.date_ns):
+            convs[conv_of[m.guid]].append(m)
+        theirs = defaultdict(list)
+        for c in convs.values():
+            for a, b in pairwise(c):
+                k = contact.get(b.sender or "")
+                if a.is_from_me and not b.is_from_me and k is not None:
+                    theirs[k].append((b.date_ns - a.date_ns) / 1e9)
+        medians = [(summary.median(np.array(v)), k) for k, v in theirs.items() if len(v) >= 3]
+        fastest = min(medians, default=None)
+        assert got["fastest_responder"] == (
+            None if fastest is None else {"contact_id": fastest[1], "median_s": fastest[0]}
+        ), year
+    conn.close()
