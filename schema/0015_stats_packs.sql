@@ -145,36 +145,64 @@ CREATE TRIGGER stats_year_pack_delete AFTER DELETE ON stats_months BEGIN
     GROUP BY chat_id;
 END;
 
+-- A day's pack sums its buckets per side in one pass in bucket order (the primary key's), so
+-- no sort: one row per bucket with both sides' counts.
 CREATE TRIGGER stats_block_day_insert AFTER INSERT ON stats_buckets BEGIN
     DELETE FROM stats_bucket_days WHERE day = NEW.bucket / 96;
     INSERT INTO stats_bucket_days (day, packed)
-    SELECT NEW.bucket / 96, group_concat(printf('%08x%08x', k, n), '') FROM (
-        SELECT bucket * 2 + is_from_me AS k, SUM(messages) AS n FROM stats_buckets
-        WHERE bucket >= NEW.bucket / 96 * 96 - 96 AND bucket < NEW.bucket / 96 * 96 + 96
-          AND bucket / 96 = NEW.bucket / 96
-        GROUP BY bucket, is_from_me HAVING SUM(messages) > 0)
+    SELECT NEW.bucket / 96, group_concat(p, '') FROM (
+        SELECT CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END
+            || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p
+        FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,
+                     SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s
+              FROM stats_buckets
+              WHERE bucket >= NEW.bucket / 96 * 96 - 96 AND bucket < NEW.bucket / 96 * 96 + 96
+                AND bucket / 96 = NEW.bucket / 96
+              GROUP BY bucket))
+    WHERE p <> ''
     HAVING COUNT(*) > 0;
 END;
 CREATE TRIGGER stats_block_day_update AFTER UPDATE OF messages, bucket, is_from_me ON stats_buckets BEGIN
-    DELETE FROM stats_bucket_days WHERE day IN (OLD.bucket / 96, NEW.bucket / 96);
+    DELETE FROM stats_bucket_days WHERE day = OLD.bucket / 96 AND OLD.bucket / 96 <> NEW.bucket / 96;
     INSERT INTO stats_bucket_days (day, packed)
-    SELECT bucket / 96, group_concat(printf('%08x%08x', k, n), '') FROM (
-        SELECT bucket, bucket * 2 + is_from_me AS k, SUM(messages) AS n FROM stats_buckets
-        WHERE (bucket >= OLD.bucket / 96 * 96 - 96 AND bucket < OLD.bucket / 96 * 96 + 96
-               AND bucket / 96 = OLD.bucket / 96)
-           OR (bucket >= NEW.bucket / 96 * 96 - 96 AND bucket < NEW.bucket / 96 * 96 + 96
-               AND bucket / 96 = NEW.bucket / 96)
-        GROUP BY bucket, is_from_me HAVING SUM(messages) > 0)
-    GROUP BY bucket / 96;
+    SELECT OLD.bucket / 96, group_concat(p, '') FROM (
+        SELECT CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END
+            || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p
+        FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,
+                     SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s
+              FROM stats_buckets
+              WHERE bucket >= OLD.bucket / 96 * 96 - 96 AND bucket < OLD.bucket / 96 * 96 + 96
+                AND bucket / 96 = OLD.bucket / 96
+              GROUP BY bucket))
+    WHERE p <> '' AND OLD.bucket / 96 <> NEW.bucket / 96
+    HAVING COUNT(*) > 0;
+    DELETE FROM stats_bucket_days WHERE day = NEW.bucket / 96;
+    INSERT INTO stats_bucket_days (day, packed)
+    SELECT NEW.bucket / 96, group_concat(p, '') FROM (
+        SELECT CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END
+            || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p
+        FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,
+                     SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s
+              FROM stats_buckets
+              WHERE bucket >= NEW.bucket / 96 * 96 - 96 AND bucket < NEW.bucket / 96 * 96 + 96
+                AND bucket / 96 = NEW.bucket / 96
+              GROUP BY bucket))
+    WHERE p <> ''
+    HAVING COUNT(*) > 0;
 END;
 CREATE TRIGGER stats_block_day_delete AFTER DELETE ON stats_buckets BEGIN
     DELETE FROM stats_bucket_days WHERE day = OLD.bucket / 96;
     INSERT INTO stats_bucket_days (day, packed)
-    SELECT OLD.bucket / 96, group_concat(printf('%08x%08x', k, n), '') FROM (
-        SELECT bucket * 2 + is_from_me AS k, SUM(messages) AS n FROM stats_buckets
-        WHERE bucket >= OLD.bucket / 96 * 96 - 96 AND bucket < OLD.bucket / 96 * 96 + 96
-          AND bucket / 96 = OLD.bucket / 96
-        GROUP BY bucket, is_from_me HAVING SUM(messages) > 0)
+    SELECT OLD.bucket / 96, group_concat(p, '') FROM (
+        SELECT CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END
+            || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p
+        FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,
+                     SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s
+              FROM stats_buckets
+              WHERE bucket >= OLD.bucket / 96 * 96 - 96 AND bucket < OLD.bucket / 96 * 96 + 96
+                AND bucket / 96 = OLD.bucket / 96
+              GROUP BY bucket))
+    WHERE p <> ''
     HAVING COUNT(*) > 0;
 END;
 
@@ -265,10 +293,13 @@ INSERT INTO stats_month_packs (chat_id, handle_id, is_from_me, packed)
 SELECT chat_id, handle_id, is_from_me, group_concat(printf('%08x%08x', month, messages), '') FROM stats_months
 WHERE messages > 0 GROUP BY chat_id, handle_id, is_from_me;
 INSERT INTO stats_bucket_days (day, packed)
-SELECT bucket / 96, group_concat(printf('%08x%08x', k, n), '') FROM (
-    SELECT bucket, bucket * 2 + is_from_me AS k, SUM(messages) AS n FROM stats_buckets
-    GROUP BY bucket, is_from_me HAVING SUM(messages) > 0)
-GROUP BY bucket / 96;
+SELECT bucket / 96, group_concat(p, '') FROM (
+    SELECT bucket, CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END
+        || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p
+    FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,
+                 SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s
+          FROM stats_buckets GROUP BY bucket))
+WHERE p <> '' GROUP BY bucket / 96;
 INSERT INTO stats_reply_days (day, is_from_me, min_prev_ns, packed)
 SELECT date_ns / 86400000000000, is_from_me, MIN(date_ns - gap_ns), group_concat(printf('%016x%016x', handle_id, gap_ns), '')
 FROM stats_replies GROUP BY 1, 2;

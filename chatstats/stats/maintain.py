@@ -156,9 +156,12 @@ _PACKS = (
     " SELECT chat_id, handle_id, is_from_me, group_concat(printf('%08x%08x', month, messages), '')"
     " FROM stats_months WHERE messages > 0 GROUP BY chat_id, handle_id, is_from_me",
     "INSERT INTO stats_bucket_days (day, packed)"
-    " SELECT bucket / 96, group_concat(printf('%08x%08x', k, n), '') FROM ("
-    " SELECT bucket, bucket * 2 + is_from_me AS k, SUM(messages) AS n FROM stats_buckets"
-    " GROUP BY bucket, is_from_me HAVING SUM(messages) > 0) GROUP BY bucket / 96",
+    " SELECT bucket / 96, group_concat(p, '') FROM ("
+    " SELECT bucket, CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END"
+    " || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p"
+    " FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,"
+    " SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s"
+    " FROM stats_buckets GROUP BY bucket)) WHERE p <> '' GROUP BY bucket / 96",
     "INSERT INTO stats_reply_days (day, is_from_me, min_prev_ns, packed)"
     " SELECT date_ns / 86400000000000, is_from_me, MIN(date_ns - gap_ns),"
     " group_concat(printf('%016x%016x', handle_id, gap_ns), '') FROM stats_replies GROUP BY 1, 2",
