@@ -302,3 +302,28 @@ def test_status_says_building_until_search_accepts_queries(tmp_path: Path):
     assert index.describe()["building"] is True
     index.ready.set()
     assert index.describe()["building"] is False
+
+
+def test_word_leg_matches_inflections_and_keeps_fts_syntax_out():
+    """The hybrid's word leg has no stemmer in the index (unicode61), so each word also
+    matches its stem as a prefix: "researching" finds "researched"; an exact form still
+    ranks first; stopwords and short stems add nothing; operators typed are just text."""
+    from chatstats.context.search import _fts_ranked, words_match
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(text)")
+    rows = {
+        1: "I researched adoption agencies all week",
+        2: "the research on adoption agencies",
+        3: "researching agencies is tiring",
+        4: "nothing to see here",
+    }
+    conn.executemany("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", rows.items())
+    got = _fts_ranked(conn, "what is she researching?", 10)
+    assert got[0] == 3 and set(got) == {1, 2, 3}
+    assert words_match("what is it") is None  # stopwords only
+    assert words_match("goes") == '"goes"'  # "go" is too short a stem
+    match = words_match('NEAR(a b) "quoted" col:word*')
+    assert match is not None
+    assert set(_fts_ranked(conn, 'NEAR(research "quoted") col:agencies*', 10)) <= set(rows)
+    assert _fts_ranked(conn, "the and of", 10) == []

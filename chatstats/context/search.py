@@ -128,13 +128,44 @@ def parse_time(raw: str | None, name: str) -> int | None:
     return ns
 
 
+# Inflections a question and its answer often differ by ("what is she researching" for "I
+# researched it"): the index has no stemmer (unicode61), so each word also matches, as an
+# FTS5 prefix, its stem with one of these cut off. Stems shorter than 4 letters are left
+# out (a prefix like "go*" would match half the vocabulary).
+_SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
+_MIN_STEM = 4
+
+
+def _stem(word: str) -> str | None:
+    """The word less its first matching suffix, or None (no suffix, or too short a stem)."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
+            return word[: -len(suffix)]
+    return None
+
+
+def words_match(q: str) -> str | None:
+    """The hybrid's FTS5 query: any of the query's words but stopwords, each literally and
+    as its stem's prefix (an exact form matches both, so it still ranks first); None when
+    only stopwords are left. Stems are letters and digits only, so no FTS syntax gets in."""
+    parts: list[str] = []
+    for term in search_terms(q):
+        bare = term.lower().strip("?!.,'\"")
+        if bare in STOPWORDS:
+            continue
+        parts.append(store.match_expression([term]))
+        stem = _stem(bare) if bare.isalnum() else None
+        if stem is not None:
+            parts.append(f'"{stem}"*')
+    return " OR ".join(parts) if parts else None
+
+
 def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     """Messages holding any of the words, best bm25 first (a question's words rarely all
     appear in the answer, so AND would miss it)."""
-    words = [t for t in search_terms(q) if t.lower().strip("?!.,'") not in STOPWORDS]
-    if not words:
+    match = words_match(q)
+    if match is None:
         return []
-    match = " OR ".join(store.match_expression([t]) for t in words)
     try:
         rows = conn.execute(
             "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match"
