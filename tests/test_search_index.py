@@ -327,3 +327,45 @@ def test_word_leg_matches_inflections_and_keeps_fts_syntax_out():
     assert match is not None
     assert set(_fts_ranked(conn, 'NEAR(research "quoted") col:agencies*', 10)) <= set(rows)
     assert _fts_ranked(conn, "the and of", 10) == []
+
+
+def test_a_full_build_runs_in_a_child_process_and_the_daemon_loads_it(lib: Path, tmp_path: Path):
+    """The bundled model's full build runs in `python -m chatstats.context.build` (its freed
+    heap stays out of the daemon); the daemon loads the files it saved, with the event
+    position it was given. A child that fails (here: no database) is reported, writes no
+    index, and the daemon builds in-process instead."""
+    import subprocess
+    import sys
+
+    from chatstats.context.build import run_child
+    from chatstats.context.search import SearchIndex
+
+    db = _app_db(lib, tmp_path)
+    out = tmp_path / "built"
+    out.mkdir()
+    seen: list[float] = []
+    assert run_child(out, db, 7, seen.append)
+    loaded = VectorIndex(out, bundled())
+    assert loaded.load() and loaded.event_id == 7 and loaded.describe()["items"] > 0
+    assert all(0.0 <= p <= 1.0 for p in seen)
+    for name in json.loads((out / META_NAME).read_text())["files"].values():
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+
+    empty = tmp_path / "failed"
+    empty.mkdir()
+    assert not run_child(empty, tmp_path / "missing.db", 0, seen.append)
+    assert not (empty / META_NAME).exists()
+    usage = subprocess.run(
+        [sys.executable, "-m", "chatstats.context.build"], capture_output=True, text=True
+    )
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "daemon")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "daemon").mkdir()
+    daemon_index = SearchIndex(state, bundled())
+    daemon_index._prepare(3)
+    assert daemon_index.ready.is_set() and daemon_index.index.event_id == 3
+    assert daemon_index.describe()["items"] == loaded.describe()["items"]
+    assert daemon_index.describe()["progress"] == 1.0

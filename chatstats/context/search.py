@@ -27,6 +27,8 @@ from typing import Any
 import anyio
 
 from chatstats import log
+from chatstats.context.build import run_child
+from chatstats.context.embed import BundledEmbedder, bundled
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
@@ -207,16 +209,46 @@ class SearchIndex:
     def _prepare(self, last_event: int) -> None:
         conn = self._conn()
         try:
-            if not self.index.load():
+            loaded = self.index.load()
+            if not loaded:
                 logger.info("index_rebuild", reason="missing_or_stale")
-                self.index.rebuild(conn, last_event)
-            else:  # messages imported while the daemon was down: their chats' windows
+                loaded = self._build_in_child(last_event) and self.index.load()
+                if not loaded:
+                    self.index.rebuild(conn, last_event)
+            if loaded:  # messages imported while the daemon was down (or the child built)
                 seen = self.index.max_message_id
                 if catch_up(self.index, conn, seen) > seen:
                     self.index.save()
         finally:
             conn.close()
         self.ready.set()
+
+    def _build_in_child(self, last_event: int) -> bool:
+        """A full build with the bundled model runs in a child process (context/build.py:
+        the build's freed heap stays in the child, not in the daemon's RSS); any other
+        embedder (a LiteLLM provider, whose calls the daemon accounts) builds in-process.
+        False when it did not run or failed: the caller builds in-process then."""
+        if not isinstance(self.index.embedder, BundledEmbedder):
+            return False
+        if self.index.embedder.name != bundled().name:
+            return False
+        status = self.index.status
+
+        def progress(fraction: float) -> None:
+            status.progress = min(0.99, fraction)
+
+        status.building, status.progress = True, 0.0
+        try:
+            ok = run_child(
+                Path(self._state.settings.data_dir), Path(self._state.db.path), last_event, progress
+            )
+            status.progress = 1.0 if ok else 0.0
+            return ok
+        except OSError as exc:
+            logger.warning("index_build_child_unavailable", error=type(exc).__name__)
+            return False
+        finally:
+            status.building = False
 
     async def run(self, stop: anyio.Event) -> None:
         """Load (or build) off the loop, then keep up with `messages_synced` events."""
