@@ -369,3 +369,51 @@ def test_a_full_build_runs_in_a_child_process_and_the_daemon_loads_it(lib: Path,
     assert daemon_index.ready.is_set() and daemon_index.index.event_id == 3
     assert daemon_index.describe()["items"] == loaded.describe()["items"]
     assert daemon_index.describe()["progress"] == 1.0
+
+
+def test_a_build_child_whose_daemon_dies_exits_and_leaves_a_loadable_state(
+    lib: Path, tmp_path: Path
+):
+    """A daemon killed with -9 mid-build must not leave its builder running (its successor
+    starts its own): the child sees its parent gone and exits without writing an index (the
+    parent dies here while the child is still importing, before its first batch)."""
+    import signal
+    import subprocess
+    import sys
+
+    db = _app_db(lib, tmp_path)
+    out = tmp_path / "orphaned"
+    out.mkdir()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "import os\n"
+            "c = subprocess.Popen([sys.executable, '-m', 'chatstats.context.build',"
+            f" {str(out)!r}, {str(db)!r}, '0', str(os.getpid())], stdout=subprocess.PIPE)\n"
+            "print(c.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:  # an exited child not yet reaped is a zombie
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the build child outlived its daemon")
+    assert not (out / META_NAME).exists() and not VectorIndex(out, bundled()).load()
+    assert not list(out.glob("*.bin"))

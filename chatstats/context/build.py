@@ -1,4 +1,4 @@
-"""A full index build in a child process: `python -m chatstats.context.build DATA_DIR DB EVENT`.
+"""A full index build in a child process: `python -m chatstats.context.build DATA DB EVENT PID`.
 
 Why a process and not the daemon's worker thread: a build allocates and frees far more than
 the index it leaves (the token matrices of 300k texts, hnswlib's growing graph, the SQLite
@@ -36,7 +36,7 @@ def run_child(
     Blocks the calling (worker) thread until the child is done."""
     cmd = [sys.executable, "-m", "chatstats.context.build", str(data_dir), str(db_path)]
     proc = subprocess.Popen(
-        [*cmd, str(event_id)],
+        [*cmd, str(event_id), str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
@@ -54,15 +54,19 @@ def run_child(
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m chatstats.context.build DATA_DIR DB EVENT_ID", file=sys.stderr)
+    if len(argv) != 4:
+        print(
+            "usage: python -m chatstats.context.build DATA_DIR DB EVENT_ID PARENT_PID",
+            file=sys.stderr,
+        )
         return 2
     from chatstats.context.embed import bundled
     from chatstats.context.index import VectorIndex
     from chatstats.db import connect
 
-    data_dir, db_path, event_id = Path(argv[0]), Path(argv[1]), int(argv[2])
-    parent = os.getppid()
+    data_dir, db_path, event_id, parent = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    if os.getppid() != parent:
+        return 3  # the daemon died while this process started: write nothing
     index = VectorIndex(data_dir, bundled())
     done = threading.Event()
 
