@@ -417,3 +417,29 @@ def test_a_build_child_whose_daemon_dies_exits_and_leaves_a_loadable_state(
         raise AssertionError("the build child outlived its daemon")
     assert not (out / META_NAME).exists() and not VectorIndex(out, bundled()).load()
     assert not list(out.glob("*.bin"))
+
+
+def test_search_reuses_its_read_connections_and_closes_them(lib: Path, tmp_path: Path):
+    """Opening a connection parses the whole schema (~6 ms at 300k), so search keeps a few;
+    a failed query's connection is not kept (it may hold a statement open)."""
+    from chatstats.context.search import READERS, SearchIndex
+    from chatstats.errors import BadRequest
+
+    db = _app_db(lib, tmp_path)
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "idx")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "idx").mkdir()
+    index = SearchIndex(state, bundled())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    index.index.rebuild(conn)
+    first = index.search("dinner tonight", "hybrid", limit=5)
+    assert index._readers.qsize() == 1
+    assert index.search("dinner tonight", "hybrid", limit=5) == first
+    assert index._readers.qsize() == 1  # the same one, taken and given back
+    with pytest.raises(BadRequest):
+        index.search("dinner", "nonsense", limit=5)
+    assert index._readers.qsize() == 0 < READERS
+    index.search("dinner", "semantic", limit=5)
+    index.close_readers()
+    assert index._readers.qsize() == 0

@@ -17,6 +17,7 @@ a worker thread, and saves (which writes the whole index) only once things are q
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import time
@@ -179,6 +180,11 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+# Search keeps up to READERS read connections between queries (one per concurrent search),
+# each with a page cache of at most READER_CACHE_KB.
+READERS = 4
+READER_CACHE_KB = 8000
+
 # After a wake-up, the follower first lets the waking commit's publish run on the loop.
 DEFER_S = 0.05
 # At most one live refresh per this many seconds (bursts coalesce into one).
@@ -194,6 +200,7 @@ class SearchIndex:
         self.ready = threading.Event()
         self._saved_at = time.monotonic()
         self._dirty = False
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
     def _conn(self) -> sqlite3.Connection:
         return connect(self._state.db.path, write=False)
@@ -263,9 +270,18 @@ class SearchIndex:
         try:
             await self._follow(bus, after, stop)
         finally:  # a clean stop keeps every live update not yet saved
+            self.close_readers()
             if self._dirty:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.index.save)
+
+    def close_readers(self) -> None:
+        """Close the search connections kept between queries (a later search opens anew)."""
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                return
 
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
         # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
@@ -346,9 +362,13 @@ class SearchIndex:
         until_ns: int | None = None,
         limit: int = 50,
     ) -> list[tuple[Any, float, list[str]]]:
-        conn = self._conn()
         try:
-            return ranked_search(
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._reader()
+        kept = False
+        try:
+            hits = ranked_search(
                 conn,
                 self.index,
                 q,
@@ -359,8 +379,21 @@ class SearchIndex:
                 until_ns=until_ns,
                 limit=limit,
             )
+            if self._readers.qsize() < READERS:
+                self._readers.put(conn)
+                kept = True
+            return hits
         finally:
-            conn.close()
+            if not kept:  # an error may leave a statement open: never pool that connection
+                conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read connection for search, kept for the next query: opening one parses the
+        app's whole schema on its first statement (~6 ms of a ~25 ms hybrid query on the
+        300k library). Its page cache is bounded (READER_CACHE_KB), as it now lives on."""
+        conn = self._conn()
+        conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KB}")
+        return conn
 
 
 def catch_up(index: VectorIndex, conn: sqlite3.Connection, after_id: int) -> int:
