@@ -187,7 +187,10 @@ def ask(args: argparse.Namespace) -> None:
     search = SearchIndex(state, emb)
     assert search.index.load()
     print(f"index load: {time.perf_counter() - t:.2f} s")
-    print(f"RSS: {rss0:.0f} MB before the model and index, {rss_mb():.0f} MB with them")
+    print(
+        f"bench process RSS (holds the truth file too): {rss0:.0f} MB before the model and"
+        f" index, {rss_mb():.0f} MB with them"
+    )
     facts = truth.facts[: args.queries]
     ids = dict(sqlite3.connect(db).execute("SELECT guid, id FROM messages").fetchall())
     same: dict[str, set[int | None]] = collections.defaultdict(set)
