@@ -443,3 +443,18 @@ def test_search_reuses_its_read_connections_and_closes_them(lib: Path, tmp_path:
     index.search("dinner", "semantic", limit=5)
     index.close_readers()
     assert index._readers.qsize() == 0
+
+
+def test_fusion_lets_a_first_hit_beat_two_weak_ranks():
+    """Plain RRF (k = 60) ranks a message both legs put 40th above either leg's first hit
+    (2/101 > 1/61); with the head rule only the first HEAD ranks count fully, and the tail
+    still orders what no head holds."""
+    from chatstats.context.search import HEAD, _rrf
+
+    words = [1, *range(100, 139), 7]  # 7 is 40th
+    semantic = [2, *range(200, 239), 7]
+    plain = _rrf([words, semantic])
+    assert plain[7] > plain[1]
+    fused = _rrf([words, semantic], head=HEAD)
+    assert fused[1] > fused[7] and fused[2] > fused[7]
+    assert fused[7] > fused[138]  # found twice in the tail beats once in the tail
