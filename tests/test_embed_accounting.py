@@ -131,6 +131,30 @@ def test_a_failing_provider_is_accounted_retried_and_never_blocks_ingest(tmp_pat
             _stop(proc)
 
 
+def test_the_bundled_models_calls_are_accounted_from_the_build_child(tmp_path: Path):
+    """The default model builds in a child process: its calls come back to the daemon and
+    are stored like the daemon's own (cost 0: the model runs locally); a search adds one."""
+    lib, data = tmp_path / "lib", tmp_path / "data"
+    make_library(lib, messages=400, seed=32, truth=False)
+    proc = daemon_proc.serve(lib, data, token=TOKEN, env={"CHATSTATS_LOG_LEVEL": "WARNING"})
+    try:
+        url = daemon_proc.ready(proc)["url"]
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
+        built = _until(client, lambda s: not s["building"] and s["items"] > 0)
+        usage = built["usage"]
+        assert usage["calls"] > 0 and usage["prompt_tokens"] > 0
+        assert usage["cost"] == 0.0 and usage["failed_calls"] == 0
+        assert client.get("/api/search?q=flight&mode=hybrid").status_code == 200
+        after = client.get("/api/index/status").json()["usage"]
+        assert after["calls"] == usage["calls"] + 1
+    finally:
+        _stop(proc)
+    rows = _rows(data)
+    assert {r["provider"] for r in rows} == {"local"}
+    assert [r["purpose"] for r in rows][-1] == "search"
+    assert all(r["model"] == built["model"] and r["inputs"] for r in rows)
+
+
 def _chat_guid(lib: Path, rowid: int) -> str:
     conn = sqlite3.connect(lib / "chat.db")
     try:
