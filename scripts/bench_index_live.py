@@ -43,9 +43,13 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] if xs else float("nan")
 
 
-def prepared(work: Path, size: int, seed: int, env: dict[str, str]) -> tuple[Path, Path]:
-    """The cached library and its imported data directory (no index in it)."""
-    lib, data = work / f"lib-{size}-{seed}", work / f"data-{size}-{seed}"
+def prepared(
+    work: Path, size: int, seed: int, env: dict[str, str], repo: str | None = None
+) -> tuple[Path, Path]:
+    """The cached library and its imported data directory (no index in it), imported by
+    the checkout that will serve it (its schema may differ)."""
+    tag = Path(repo).resolve().name if repo else "self"
+    lib, data = work / f"lib-{size}-{seed}", work / f"data-{size}-{seed}-{tag}"
     if not (lib / ".done").exists():
         from chatstats.sample.generate import make_library
 
@@ -60,7 +64,7 @@ def prepared(work: Path, size: int, seed: int, env: dict[str, str]) -> tuple[Pat
         subprocess.run(
             [sys.executable, "-m", "chatstats", "import", "--data-dir", str(data),
              "--source", str(lib / "chat.db"), "--addressbook", str(lib / "AddressBook")],
-            env=env, check=True, stdout=subprocess.DEVNULL,
+            env=env, check=True, stdout=subprocess.DEVNULL, cwd=repo,
         )  # fmt: skip
         (data / ".done").write_text("")
         print(f"import: {time.monotonic() - began:.0f} s")
@@ -119,7 +123,7 @@ def main() -> None:
     if args.repo:
         env["PYTHONPATH"] = str(Path(args.repo).resolve())
     work = Path(args.work)
-    cached_lib, cached_data = prepared(work, args.library_size, args.seed, env)
+    cached_lib, cached_data = prepared(work, args.library_size, args.seed, env, args.repo)
     if args.prebuilt:
         cached_data = indexed(work, cached_data, cached_lib, env)
     run = work / "run"
