@@ -2,7 +2,7 @@
 -- embed_calls.py): the index build and refreshes (purpose 'index') and each search query's
 -- embedding (purpose 'search'), through a configured provider or the bundled model. Never
 -- texts: ids, counts, tokens, cost, latency and error codes only.
--- 0013 is the removed conversations, 0015 the statistics packs.
+-- 0013 is the removed conversations, 0015 the statistics packs, 0016 the stats appends.
 
 ALTER TABLE llm_calls ADD COLUMN operation TEXT NOT NULL DEFAULT 'completion';  -- completion | embedding
 ALTER TABLE llm_calls ADD COLUMN inputs INTEGER;    -- embedding: texts in the call
