@@ -308,7 +308,14 @@ class Reader:
         if not present:
             return []
         moved = " OR ".join(f"COALESCE(m.{c}, 0) > :{c}" for c in present)
-        window = " AND m.date > :since" if since_date is not None else ""
+        # As a subquery, so SQLite must take the date index: with `m.date > :since` beside the
+        # ROWID range it walks every row by ROWID instead (no statistics in chat.db), 150 ms
+        # per live batch at 300k messages against 8 ms.
+        window = (
+            " AND m.ROWID IN (SELECT ROWID FROM message WHERE date > :since)"
+            if since_date is not None
+            else ""
+        )
         params: dict[str, Any] = {c: marks.get(c, 0) for c in present}
         params.update(upto=upto_rowid, since=since_date)
         return self._with_chats(

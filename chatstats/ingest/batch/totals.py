@@ -80,21 +80,50 @@ class TotalRows(BatchState):
         )
 
     def _refresh_contact_counts(self) -> set[int]:
-        """Recompute counts only for the contacts this batch touched (all, on a big load)."""
+        """Counts of the contacts this batch touched: bumped by the batch's own rows (O(new
+        rows): recounting a contact's whole history cost ~70 ms a live batch at 300k), and
+        recounted in full where older rows changed meaning: a merged contact (its handles
+        brought their history) and the members of a chat whose membership or kind changed
+        (a 1:1 chat's messages from me count for its member). A first load counts once."""
         if not self.new_ids:
             return set()
         if self.first_new_id == 1:  # everything is new: one aggregate pass over all of it
             refresh_contacts(self.conn, None)
             return set()
-        rows = self.conn.execute(
-            "SELECT DISTINCT h.contact_id FROM messages m JOIN handles h ON h.id = m.handle_id"
-            " WHERE m.id >= :first"
-            " UNION SELECT DISTINCT h.contact_id FROM messages m"
-            " JOIN chats c ON c.id = m.chat_id AND c.is_group = 0"
-            " JOIN chat_participants p ON p.chat_id = c.id JOIN handles h ON h.id = p.handle_id"
-            " WHERE m.id >= :first AND m.is_from_me = 1",
+        bumps = self.conn.execute(
+            "SELECT cid, count(*), max(date_ns) FROM ("
+            # CROSS JOIN keeps the batch's rows first: left to itself SQLite starts from
+            # the chats and reads every message of each (36 ms at 300k, not 1).
+            " SELECT h.contact_id AS cid, m.date_ns FROM messages m"
+            " CROSS JOIN handles h ON h.id = m.handle_id"
+            " WHERE m.id >= :first AND m.is_from_me = 0 AND m.chat_id IS NOT NULL"
+            " UNION ALL SELECT h.contact_id, m.date_ns FROM messages m"
+            " CROSS JOIN chats c ON c.id = m.chat_id AND c.is_group = 0"
+            " CROSS JOIN chat_participants p ON p.chat_id = c.id"
+            " CROSS JOIN handles h ON h.id = p.handle_id"
+            " WHERE m.id >= :first AND m.is_from_me = 1"
+            ") WHERE cid IS NOT NULL GROUP BY cid",
             {"first": self.first_new_id},
         ).fetchall()
-        ids = sorted({r[0] for r in rows if r[0] is not None})
-        refresh_contacts(self.conn, ids)
-        return set(ids)
+        recount: set[int] = set()
+        if self._book is not None:
+            recount |= {into for _from, into in self._book.merged}
+        if self.touched_chats:
+            recount |= {
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT DISTINCT h.contact_id FROM chat_participants p"
+                    " JOIN handles h ON h.id = p.handle_id"
+                    " WHERE p.chat_id IN (SELECT value FROM json_each(:c))"
+                    " AND h.contact_id IS NOT NULL",
+                    {"c": msgspec.json.encode(sorted(self.touched_chats)).decode()},
+                )
+            }
+        self.conn.executemany(
+            "UPDATE contacts SET message_count = message_count + :n,"
+            " last_message_ns = max(COALESCE(last_message_ns, :last), :last) WHERE id = :id",
+            [{"id": c, "n": n, "last": last} for c, n, last in bumps if c not in recount],
+        )
+        if recount:
+            refresh_contacts(self.conn, sorted(recount))
+        return {r[0] for r in bumps} | recount
