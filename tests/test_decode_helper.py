@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatstats import cli
+from chatstats import db as appdb
 from chatstats.ingest import bulk, decode, importer
 from chatstats.sample.writer import MessagesWriter
 from tests.library_check import dump
@@ -67,6 +68,10 @@ def test_the_helper_changes_nothing_but_speed(
     handed = spy.last.handed
     assert handed is not None and handed.crcs is None, "expected the same-snapshot path"
     assert len(handed.texts) > 1000 and handed.marks is not None
+    # Its word counts are the statistics' own (db.word_count), None where it has no text.
+    assert handed.words == {
+        r: None if t is None else appdb.word_count(t) for r, t in handed.texts.items()
+    }
     assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
 
 
@@ -80,6 +85,7 @@ def test_texts_are_checked_by_crc_when_the_snapshots_may_differ(
     run_import(capsys, lib, tmp_path / "helped")
     handed = spy.last.handed
     assert handed is not None and handed.crcs is not None and handed.marks is None
+    assert handed.words is None  # counts of texts the import may not use
     assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
 
 

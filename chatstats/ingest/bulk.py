@@ -334,7 +334,7 @@ def load_messages(
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
     if planned is not None:  # what the walk saw, so the rebuild need not walk again
-        stats_maintain.prefill(conn, planned.stats)
+        stats_maintain.prefill(conn, planned.stats, decoded.words)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
     for name, args in _FUNCTIONS:
