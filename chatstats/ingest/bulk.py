@@ -23,7 +23,7 @@ from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest import plan
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
+from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
 from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
@@ -178,21 +178,8 @@ def tapback_condition(indexes: list[list[str]], have: set[str]) -> str:
 
 
 def create_lookup_tables(ingest: Ingest, after: int, upto: int) -> None:
-    """The temp tables the load joins: chat.db's handle and chat ROWIDs to app ids, and each
-    message's chat (the lowest, for the rare message in several)."""
-    conn = ingest.conn
-    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
-    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
-    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
-    # appends, and lookups by rowid, where a separate unique index cost twice as much.
-    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
-    conn.execute(
-        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
-        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
-        {"a": after, "u": upto},
-    )
+    """The temp tables the load joins (`plan.lookup_tables`)."""
+    plan.lookup_tables(ingest.conn, ingest.handle_map, ingest.chat_map, after, upto)
 
 
 def load_messages(
@@ -222,7 +209,6 @@ def load_messages(
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
     decoded = Decoded({}, {})
-    create_lookup_tables(ingest, after, upto)
     tapback = TAPBACK_SQL if {"associated_message_type", "associated_message_guid"} <= have else "0"
     code = (
         f"(CASE WHEN COALESCE({col('date_edited')}, 0) <> 0"
@@ -246,21 +232,44 @@ def load_messages(
     rowids: list[int] = []
     conversation_of: dict[int, int] = {}
     planned = None
-    if plan.usable(conn):  # nothing older to extend: sorted by SQLite, split in one walk
-        planned = plan.build(
-            conn,
-            select_rows=(
-                f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
-                f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
-                " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
-                " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
-                f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
-            ),
-            params={"a": after, "u": upto},
-            first=first,
-            now_ns=ingest.now_ns,
-            seal_expired=ingest.seal_expired,
+    usable = plan.usable(conn)
+    select_rows = (
+        f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
+        f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
+        " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
+        " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
+        f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
+    )
+    if usable and decoder is not None:  # the walk on the other core, while we build tables
+        decoder.start_planner(
+            PlanRequest(
+                handles=ingest.handle_map,
+                chats=ingest.chat_map,
+                after=after,
+                upto=upto,
+                select_rows=select_rows,
+                first=first,
+                next_cid=plan.next_conversation_id(conn),
+                now_ns=ingest.now_ns,
+                seal_expired=ingest.seal_expired,
+            )
         )
+    create_lookup_tables(ingest, after, upto)
+    if usable:  # nothing older to extend: sorted by SQLite, split in one walk
+        walked = None if decoder is None else decoder.planned(timeout=120)
+        if walked is not None:
+            planned = plan.write(conn, walked)
+        else:
+            if decoder is not None:
+                logger.warning("import_planner_unused", reason=decoder.plan_error)
+            planned = plan.build(
+                conn,
+                select_rows=select_rows,
+                params={"a": after, "u": upto},
+                first=first,
+                now_ns=ingest.now_ns,
+                seal_expired=ingest.seal_expired,
+            )
         count = len(planned.rowids)
         ingest.counters.conversations_created += planned.created
         ingest.conversations_planned(planned.timers)

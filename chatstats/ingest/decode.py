@@ -32,13 +32,14 @@ import threading
 import zlib
 from array import array
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import IO, NamedTuple
 
 import msgspec
 
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import text_value
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
+from chatstats.ingest import plan
 
 _FFFC, _FFFD = "\ufffc", "\ufffd"
 _FRAME = struct.Struct("<I")
@@ -112,8 +113,28 @@ class _Marks(msgspec.Struct, array_like=True, tag=2):
     marks: dict[str, int]
 
 
+class PlanRequest(msgspec.Struct, array_like=True, tag=4):
+    """What the planning helper needs to walk the rows as `plan.build` would in the import."""
+
+    handles: dict[int, int]  # chat.db handle ROWID → app handle id
+    chats: dict[int, int]  # chat.db chat ROWID → app chat id
+    after: int
+    upto: int
+    select_rows: str  # plan.build's `select_rows`, over src.message and the lookup tables
+    first: int
+    next_cid: int
+    now_ns: int
+    seal_expired: bool
+
+
+def planner_command(source: Path) -> list[str]:
+    """The planning helper's command line (a function, so a test can make it misbehave)."""
+    return [sys.executable, "-m", "chatstats.ingest.decode", "--plan", str(source)]
+
+
 class Decoder:
-    """The import's side of the helper process; every failure degrades to 'not decoded'."""
+    """The import's side of the helper processes; every failure degrades to 'not decoded'
+    (or 'not planned': the import then walks the rows itself)."""
 
     def __init__(self, source: Path, after: int) -> None:
         # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`.
@@ -125,6 +146,11 @@ class Decoder:
         self.error: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._source = source
+        self._planner: subprocess.Popen[bytes] | None = None
+        self._plan_thread: threading.Thread | None = None
+        self._walked: plan.Walked | None = None
+        self.plan_error: str | None = None
         # Snapshot check: data_version read before the helper starts, and again once both
         # the helper (its first frame) and the import (`import_snapshot_taken`) have theirs.
         self._lock = threading.Lock()
@@ -200,6 +226,75 @@ class Decoder:
         if code != 0 and self.error is None:
             self.error = f"exited with {code}"
 
+    def start_planner(self, request: PlanRequest) -> None:
+        """Start the second helper: the conversation walk (`plan.walk`) of the import's rows,
+        on the other core while this one builds its lookup tables and the first helper
+        decodes. Called once the import's snapshot of chat.db is taken."""
+        if self.error is not None:
+            self.plan_error = "no source watch"
+            return
+        try:
+            self._planner = subprocess.Popen(
+                planner_command(self._source),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # a traceback could quote a name
+            )
+        except OSError as exc:
+            self.plan_error = f"could not start: {exc.strerror}"
+            return
+        self._plan_thread = threading.Thread(
+            target=self._collect_plan,
+            args=(msgspec.msgpack.encode(request),),
+            name="plan-results",
+            daemon=True,
+        )
+        self._plan_thread.start()
+
+    def _collect_plan(self, request: bytes) -> None:
+        proc = self._planner
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            with proc.stdin:
+                _write(proc.stdin, request)
+            head = proc.stdout.read(_FRAME.size)
+            if len(head) == _FRAME.size:
+                payload = proc.stdout.read(_FRAME.unpack(head)[0])
+                self._walked = msgspec.msgpack.decode(payload, type=plan.Walked)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            self.plan_error = type(exc).__name__
+            self._walked = None
+        code = proc.wait()
+        if code != 0:
+            self.plan_error = self.plan_error or f"exited with {code}"
+            self._walked = None
+        elif self._walked is None and self.plan_error is None:
+            self.plan_error = "no plan"
+
+    def planned(self, timeout: float) -> plan.Walked | None:
+        """The planning helper's walk, if it came whole and from the import's own snapshot
+        (no commit reached chat.db since before the first helper started); else None."""
+        if self._plan_thread is None:
+            return None
+        self._plan_thread.join(timeout)
+        if self._plan_thread.is_alive():
+            self.plan_error = "timed out"
+            self._kill(self._planner)
+            self._plan_thread.join(5)
+            return None
+        walked, self._walked = self._walked, None
+        if walked is None:
+            return None
+        with self._lock:
+            try:
+                same = self._data_version() == self._version
+            except sqlite3.Error:
+                same = False
+        if not same:
+            self.plan_error = "chat.db changed"
+            return None
+        return walked
+
     def wait(self, timeout: float) -> Decoded:
         """What the helper decoded (everything, unless it failed or timed out)."""
         if self._thread is not None:
@@ -219,11 +314,16 @@ class Decoder:
         self._rowids, self._crcs, self._texts, self._words = array("q"), array("L"), [], []
         return Decoded(texts, crcs, self.marks if same else None, words)
 
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
             with contextlib.suppress(OSError):
-                self._proc.wait(5)
+                proc.wait(5)
+
+    def close(self) -> None:
+        self._kill(self._proc)
+        self._kill(self._planner)
         with self._lock, contextlib.suppress(AttributeError, sqlite3.Error):
             self._watch.close()
 
@@ -269,11 +369,41 @@ def _serve(source: str, after: int) -> None:
     out.flush()
 
 
-def _write(out: BinaryIO, payload: bytes) -> None:
+def _serve_plan(source: str) -> None:
+    """Read a PlanRequest from stdin, walk the rows of one snapshot, write the Walked."""
+    head = sys.stdin.buffer.read(_FRAME.size)
+    request = msgspec.msgpack.decode(
+        sys.stdin.buffer.read(_FRAME.unpack(head)[0]), type=PlanRequest
+    )
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("ATTACH DATABASE :uri AS src", {"uri": chatdb.readonly_uri(source)})
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("BEGIN")  # one snapshot; the import checks it is its own
+    plan.lookup_tables(conn, request.handles, request.chats, request.after, request.upto)
+    rows = conn.execute(
+        plan.select_sql(request.select_rows), {"a": request.after, "u": request.upto}
+    )
+    walked = plan.walk(
+        rows,
+        first=request.first,
+        next_cid=request.next_cid,
+        now_ns=request.now_ns,
+        seal_expired=request.seal_expired,
+    )
+    conn.execute("COMMIT")
+    out = sys.stdout.buffer
+    _write(out, msgspec.msgpack.encode(walked))
+    out.flush()
+
+
+def _write(out: IO[bytes], payload: bytes) -> None:
     out.write(_FRAME.pack(len(payload)))
     out.write(payload)
 
 
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):  # the import ended (or was killed) first
-        _serve(sys.argv[1], int(sys.argv[2]))
+        if sys.argv[1] == "--plan":
+            _serve_plan(sys.argv[2])
+        else:
+            _serve(sys.argv[1], int(sys.argv[2]))

@@ -25,8 +25,11 @@ import bisect
 import sqlite3
 from array import array
 from collections import defaultdict
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any, NamedTuple
+
+import msgspec
 
 from chatstats.ingest.conversations import GAP_NS
 
@@ -54,6 +57,55 @@ def usable(conn: sqlite3.Connection) -> bool:
         " AND NOT EXISTS (SELECT 1 FROM chats WHERE last_message_ns IS NOT NULL)"
     ).fetchone()
     return bool(row[0])
+
+
+class Walked(msgspec.Struct, array_like=True, tag=3):
+    """What the walk decided, before anything is written: computed by `walk` here or in the
+    import's helper process (decode.py), which sends it whole; `write` turns it into rows."""
+
+    rowids: list[int]
+    conversations: list[tuple[int | None, ...]]  # rows of `conversations`
+    timers: list[tuple[int, ...]]  # (conversation id, chat id, due_ns)
+    spans: list[tuple[int, ...]]  # (chat id, start_ns, conversation id), sorted
+    events: dict[int, int]
+    bumps: list[dict[str, int]]
+    stats: tuple[list[tuple[int, ...]], list[tuple[int, ...]], list[tuple[int, ...]]]
+
+
+def lookup_tables(
+    conn: sqlite3.Connection,
+    handle_map: dict[int, int],
+    chat_map: dict[int, int],
+    after: int,
+    upto: int,
+) -> None:
+    """The temp tables the load joins (chat.db ATTACHed as `src`): chat.db's handle and chat
+    ROWIDs to app ids, and each message's chat (the lowest, for the rare message in several).
+    Here, not in bulk.py, because the planning helper builds the same ones."""
+    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", handle_map.items())
+    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", chat_map.items())
+    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
+    # appends, and lookups by rowid, where a separate unique index cost twice as much.
+    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
+    conn.execute(
+        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
+        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
+        {"a": after, "u": upto},
+    )
+
+
+def select_sql(select_rows: str) -> str:
+    """The walk's input: `select_rows` (see `build`) in each chat's time order."""
+    return (
+        f"SELECT chat_id, date_ns, r, is_event, h, s FROM ({select_rows})"
+        " ORDER BY chat_id, date_ns, r"
+    )
+
+
+def next_conversation_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0])
 
 
 def conversation_sql(date_ns: str, is_event: str) -> str:
@@ -88,6 +140,22 @@ def build(
     stats_conversations, stats_conv_senders and stats_replies (`Planned.stats`), so the
     rebuild after the load need not walk every message again (its window pass was the
     larger half of the summaries' cost)."""
+    rows = conn.execute(select_sql(select_rows), params)
+    walked = walk(
+        rows,
+        first=first,
+        next_cid=next_conversation_id(conn),
+        now_ns=now_ns,
+        seal_expired=seal_expired,
+    )
+    return write(conn, walked)
+
+
+def walk(
+    rows: Iterable[tuple[Any, ...]], *, first: int, next_cid: int, now_ns: int, seal_expired: bool
+) -> Walked:
+    """The plan of `rows` (as `select_sql` orders them), without a database: pure, so the
+    import's helper process can run it on the other core."""
     gap = GAP_NS
     loaded = array("q")
     keep = loaded.append
@@ -105,11 +173,7 @@ def build(
     senders: dict[tuple[int, int], int] = {}
     prev = prev_s = 0
     reply = replies.append
-    for chat_id, d, r, is_event, h, s in conn.execute(
-        f"SELECT chat_id, date_ns, r, is_event, h, s FROM ({select_rows})"
-        " ORDER BY chat_id, date_ns, r",
-        params,
-    ):
+    for chat_id, d, r, is_event, h, s in rows:
         keep(r)
         if chat_id is None:
             continue
@@ -150,39 +214,23 @@ def build(
     del loaded
     # Ids chat by chat, in the order of each chat's first message, then by time.
     groups.sort(key=itemgetter(0, 1, 2, 3, 4))  # as the lists' own order did (no ties)
-    (next_cid,) = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()
     sealed_before = now_ns - gap
-    rows = []
-    spans = []
-    timers = []
+    conversations: list[tuple[int | None, ...]] = []
+    spans: list[tuple[int, ...]] = []
+    timers: list[tuple[int, ...]] = []
     by_chat: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for cid, g in enumerate(groups, next_cid):
         _f, start, chat_id, end, count = g[:5]
         g.append(cid)
         sealed = seal_expired and end < sealed_before
-        rows.append((cid, chat_id, start, end, count, int(sealed), now_ns if sealed else None))
+        conversations.append(
+            (cid, chat_id, start, end, count, int(sealed), now_ns if sealed else None)
+        )
         spans.append((chat_id, start, cid))
         by_chat[chat_id].append((start, end, cid))
         if not sealed:
             timers.append((cid, chat_id, end + gap))
-    conn.executemany(
-        "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
-        " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    # As tracker.schedule does for each open conversation.
-    conn.executemany(
-        "INSERT INTO seal_timers (conversation_id, chat_id, due_ns) VALUES (?, ?, ?)"
-        " ON CONFLICT (conversation_id) DO UPDATE SET chat_id = excluded.chat_id,"
-        " due_ns = excluded.due_ns",
-        timers,
-    )
-    conn.execute(
-        "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
-        " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
-    )
     spans.sort()
-    conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", spans)
     # A system event joins the span of its chat that starts last at or before it, if that
     # has not ended before it (a chat's spans never overlap), as Ingest._place_events does.
     placed: dict[int, int] = {}
@@ -193,17 +241,49 @@ def build(
         i = bisect.bisect_right(known, (d, float("inf"))) - 1
         if i >= 0 and known[i][1] >= d:
             placed[r] = known[i][2]
-    planned = Planned(
-        rowids, len(rows), bool(timers), placed, [], _stats(groups, replies, rowids, first)
+    at = bisect.bisect_left
+    n_rows = len(rowids)
+
+    def id_of(rowid: int) -> int:
+        k = at(rowids, rowid)
+        return first + k if k < n_rows and rowids[k] == rowid else 0
+
+    return Walked(
+        rowids,
+        conversations,
+        timers,
+        spans,
+        placed,
+        [{"id": c, "n": k, "d": d, "m": id_of(r)} for c, k, d, r in bumps],
+        _stats(groups, replies, rowids, first),
     )
-    for c, k, d, r in bumps:
-        planned.bumps.append({"id": c, "n": k, "d": d, "m": planned.id_of(first, r) or 0})
-    return planned
+
+
+def write(conn: sqlite3.Connection, w: Walked) -> Planned:
+    """Write a walk's conversations, seal timers and `bulk_spans` (the INSERT's lookup)."""
+    conn.executemany(
+        "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
+        " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        w.conversations,
+    )
+    # As tracker.schedule does for each open conversation.
+    conn.executemany(
+        "INSERT INTO seal_timers (conversation_id, chat_id, due_ns) VALUES (?, ?, ?)"
+        " ON CONFLICT (conversation_id) DO UPDATE SET chat_id = excluded.chat_id,"
+        " due_ns = excluded.due_ns",
+        w.timers,
+    )
+    conn.execute(
+        "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
+        " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
+    )
+    conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", w.spans)
+    return Planned(w.rowids, len(w.conversations), bool(w.timers), w.events, w.bumps, w.stats)
 
 
 def _stats(
     groups: list[list[Any]], replies: list[_Reply], rowids: list[int], first: int
-) -> tuple[list[tuple[int, ...]], ...]:
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], list[tuple[int, ...]]]:
     """Rows of stats_conversations, stats_conv_senders and stats_replies (in their columns'
     order), each ROWID turned into its message id as `Planned.id_of` does (every walked
     ROWID was loaded, so none misses)."""
