@@ -185,7 +185,9 @@ def test_a_broken_planner_costs_time_not_data(
     lib, _ = libraries["sequoia"]
     expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
     monkeypatch.setattr(
-        decode, "planner_command", lambda _src: [sys.executable, "-c", _BAD_PLANNERS[planner]]
+        decode,
+        "planner_command",
+        lambda _src, _after: [sys.executable, "-c", _BAD_PLANNERS[planner]],
     )
     code = cli.main(
         ["import", "--source", str(lib / "chat.db"), "--addressbook", str(lib / "AddressBook"),

@@ -255,6 +255,12 @@ def load_messages(
             )
         )
     create_lookup_tables(ingest, after, upto)
+    # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
+    # Collected now, while the planning helper walks (they need no message id: applied by
+    # `Ingest.finish`, after the load).
+    if tapback != "0":
+        condition = tapback_condition(source_indexes(conn), have)
+        ingest.prepare_rows(reader.tapback_rows(after, upto, condition))
     if usable:  # nothing older to extend: sorted by SQLite, split in one walk
         walked = None if decoder is None else decoder.planned(timeout=120)
         if walked is not None:
@@ -391,9 +397,4 @@ def load_messages(
         ingest.reload_chats = True
     for table in ("bulk_handles", "bulk_chats", "bulk_joins"):
         conn.execute(f"DROP TABLE temp.{table}")  # names are constants
-    # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
-    if tapback != "0":
-        condition = tapback_condition(source_indexes(conn), have)
-        rows = reader.tapback_rows(after, upto, condition)
-        ingest.prepare_rows(rows)
     return marks

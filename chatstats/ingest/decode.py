@@ -127,9 +127,9 @@ class PlanRequest(msgspec.Struct, array_like=True, tag=4):
     seal_expired: bool
 
 
-def planner_command(source: Path) -> list[str]:
+def planner_command(source: Path, after: int) -> list[str]:
     """The planning helper's command line (a function, so a test can make it misbehave)."""
-    return [sys.executable, "-m", "chatstats.ingest.decode", "--plan", str(source)]
+    return [sys.executable, "-m", "chatstats.ingest.decode", "--plan", str(source), str(after)]
 
 
 class Decoder:
@@ -176,6 +176,17 @@ class Decoder:
             return
         self._thread = threading.Thread(target=self._collect, name="decode-results", daemon=True)
         self._thread.start()
+        # The planner too, now: it starts Python and reads each message's chat while the
+        # import reads contacts, then waits for the request (`start_planner`).
+        try:
+            self._planner = subprocess.Popen(
+                planner_command(source, after),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # a traceback could quote a name
+            )
+        except OSError as exc:
+            self.plan_error = f"could not start: {exc.strerror}"
 
     @staticmethod
     def available() -> bool:
@@ -230,18 +241,8 @@ class Decoder:
         """Start the second helper: the conversation walk (`plan.walk`) of the import's rows,
         on the other core while this one builds its lookup tables and the first helper
         decodes. Called once the import's snapshot of chat.db is taken."""
-        if self.error is not None:
-            self.plan_error = "no source watch"
-            return
-        try:
-            self._planner = subprocess.Popen(
-                planner_command(self._source),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # a traceback could quote a name
-            )
-        except OSError as exc:
-            self.plan_error = f"could not start: {exc.strerror}"
+        if self._planner is None:
+            self.plan_error = self.plan_error or self.error or "not started"
             return
         self._plan_thread = threading.Thread(
             target=self._collect_plan,
@@ -369,17 +370,24 @@ def _serve(source: str, after: int) -> None:
     out.flush()
 
 
-def _serve_plan(source: str) -> None:
-    """Read a PlanRequest from stdin, walk the rows of one snapshot, write the Walked."""
-    head = sys.stdin.buffer.read(_FRAME.size)
-    request = msgspec.msgpack.decode(
-        sys.stdin.buffer.read(_FRAME.unpack(head)[0]), type=PlanRequest
-    )
+def _serve_plan(source: str, after: int) -> int:
+    """Walk the rows of one snapshot as a PlanRequest on stdin asks, write the Walked.
+    Each message's chat is read before the request comes (it needs only the range)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.execute("ATTACH DATABASE :uri AS src", {"uri": chatdb.readonly_uri(source)})
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("BEGIN")  # one snapshot; the import checks it is its own
-    plan.lookup_tables(conn, request.handles, request.chats, request.after, request.upto)
+    (upto,) = conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM src.message").fetchone()
+    plan.join_table(conn, after, upto)
+    head = sys.stdin.buffer.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return 0  # not needed after all
+    request = msgspec.msgpack.decode(
+        sys.stdin.buffer.read(_FRAME.unpack(head)[0]), type=PlanRequest
+    )
+    if (request.after, request.upto) != (after, upto):
+        return 4  # not the import's snapshot: the import walks the rows itself
+    plan.map_tables(conn, request.handles, request.chats)
     rows = conn.execute(
         plan.select_sql(request.select_rows), {"a": request.after, "u": request.upto}
     )
@@ -394,6 +402,7 @@ def _serve_plan(source: str) -> None:
     out = sys.stdout.buffer
     _write(out, msgspec.msgpack.encode(walked))
     out.flush()
+    return 0
 
 
 def _write(out: IO[bytes], payload: bytes) -> None:
@@ -404,6 +413,6 @@ def _write(out: IO[bytes], payload: bytes) -> None:
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):  # the import ended (or was killed) first
         if sys.argv[1] == "--plan":
-            _serve_plan(sys.argv[2])
+            sys.exit(_serve_plan(sys.argv[2], int(sys.argv[3])))
         else:
             _serve(sys.argv[1], int(sys.argv[2]))

@@ -82,10 +82,20 @@ def lookup_tables(
     """The temp tables the load joins (chat.db ATTACHed as `src`): chat.db's handle and chat
     ROWIDs to app ids, and each message's chat (the lowest, for the rare message in several).
     Here, not in bulk.py, because the planning helper builds the same ones."""
+    map_tables(conn, handle_map, chat_map)
+    join_table(conn, after, upto)
+
+
+def map_tables(
+    conn: sqlite3.Connection, handle_map: dict[int, int], chat_map: dict[int, int]
+) -> None:
     conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
     conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", handle_map.items())
     conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", chat_map.items())
+
+
+def join_table(conn: sqlite3.Connection, after: int, upto: int) -> None:
     # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
     # appends, and lookups by rowid, where a separate unique index cost twice as much.
     conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
