@@ -57,6 +57,7 @@ def detach(conn: sqlite3.Connection) -> None:
 
 _FUNCTIONS = (
     ("cs_conversation", 1),
+    ("cs_chat", 1),
     ("cs_ready_text", 1),
     ("cs_ready_status", 1),
     ("cs_body_text", 3),
@@ -230,7 +231,7 @@ def load_messages(
     # System events (item_type <> 0, as `kind` is derived) only join a conversation.
     event = f"COALESCE({col('item_type')}, 0) <> 0"
     rowids: list[int] = []
-    conversation_of: dict[int, int] = {}
+    conversation_of: dict[int, int | None] = {}
     planned = None
     usable = plan.usable(conn)
     select_rows = (
@@ -254,17 +255,32 @@ def load_messages(
                 seal_expired=ingest.seal_expired,
             )
         )
-    create_lookup_tables(ingest, after, upto)
+    plan.map_tables(conn, ingest.handle_map, ingest.chat_map)
     # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
     # Collected now, while the planning helper walks (they need no message id: applied by
     # `Ingest.finish`, after the load).
     if tapback != "0":
         condition = tapback_condition(source_indexes(conn), have)
         ingest.prepare_rows(reader.tapback_rows(after, upto, condition))
+    # The decoding helper is usually done by now (it started first): its texts' lookups are
+    # built while the planner still walks.
+    if decoder is not None:
+        decoded = decoder.wait(timeout=120)
+        if decoder.error:
+            logger.warning(
+                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
+            )
+    _functions(conn, ingest, decoded)
+    walked = decoder.planned(timeout=120) if usable and decoder is not None else None
+    if walked is None:  # each message's chat, for the INSERT's joins
+        plan.join_table(conn, after, upto)
+    chat_of: dict[int, int | None] | None = None
     if usable:  # nothing older to extend: sorted by SQLite, split in one walk
-        walked = None if decoder is None else decoder.planned(timeout=120)
         if walked is not None:
-            planned = plan.write(conn, walked)
+            planned = plan.write(conn, walked, spans=False)
+            conversation_of = dict(zip(walked.order, walked.conv_of, strict=True))
+            chat_of = dict(zip(walked.order, walked.chat_of, strict=True))
+            del walked
         else:
             if decoder is not None:
                 logger.warning("import_planner_unused", reason=decoder.plan_error)
@@ -280,8 +296,11 @@ def load_messages(
         ingest.counters.conversations_created += planned.created
         ingest.conversations_planned(planned.timers)
         ingest.chat_bumps.extend(planned.bumps)
-        conversation_of = planned.events
-        conversation = plan.conversation_sql(date_ns, event)
+        if chat_of is None:
+            conversation_of = dict(planned.events)
+            conversation = plan.conversation_sql(date_ns, event)
+        else:
+            conversation = "cs_conversation(m.ROWID)"
     else:
         chat_map, points, events = ingest.chat_map, ingest.new_points, ingest.new_events
         mid = first
@@ -302,20 +321,23 @@ def load_messages(
         }
         conversation = "cs_conversation(m.ROWID)"
     conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
-    if decoder is not None:
-        decoded = decoder.wait(timeout=120)
-        if decoder.error:
-            logger.warning(
-                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
-            )
-    _functions(conn, ingest, decoded)
+    chat_sql, chat_joins = (
+        "c.id",
+        (
+            "LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
+            " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
+        ),
+    )
+    if chat_of is not None:  # the planner's: one dict lookup in C a row, no joins
+        conn.create_function("cs_chat", 1, chat_of.get, deterministic=True)
+        chat_sql, chat_joins = "cs_chat(m.ROWID)", ""
     sql = f"""
         INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
             text, subject, service, kind, group_title, other_handle_id, reply_to_guid,
             reply_to_part, edited, unsent, date_edited_ns, is_read, date_read_ns,
             is_delivered, date_delivered_ns, is_sent, balloon, effect, is_audio, body_status,
             source_rowid)
-        SELECT m.guid, c.id, {conversation},
+        SELECT m.guid, {chat_sql}, {conversation},
             CASE WHEN {from_me} THEN NULL ELSE h.id END,
             {from_me}, {date_ns},
             CASE WHEN {code} % 2 = 1 THEN ''
@@ -339,8 +361,7 @@ def load_messages(
                      cs_body_status(m.ROWID, {col("attributedBody")}, {text_arg})),
             m.ROWID
         FROM src.message m
-        LEFT JOIN bulk_joins j ON j.message_id = m.ROWID
-        LEFT JOIN bulk_chats c ON c.src = j.chat_rowid
+        {chat_joins}
         LEFT JOIN bulk_handles h ON h.src = m.handle_id
         LEFT JOIN bulk_handles o ON o.src = NULLIF(COALESCE({col("other_handle")}, 0), 0)
         WHERE {rows_where}
@@ -355,7 +376,7 @@ def load_messages(
     for name, args in _FUNCTIONS:
         conn.create_function(name, args, None)
     marks = decoded.marks
-    del decoded, conversation_of
+    del decoded, conversation_of, chat_of
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + count - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {count} rows")
@@ -396,5 +417,5 @@ def load_messages(
     ).fetchone():
         ingest.reload_chats = True
     for table in ("bulk_handles", "bulk_chats", "bulk_joins"):
-        conn.execute(f"DROP TABLE temp.{table}")  # names are constants
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")  # names are constants
     return marks

@@ -70,6 +70,11 @@ class Walked(msgspec.Struct, array_like=True, tag=3):
     events: dict[int, int]
     bumps: list[dict[str, int]]
     stats: tuple[list[tuple[int, ...]], list[tuple[int, ...]], list[tuple[int, ...]]]
+    # Per row walked, in walk order: its ROWID, app chat id and conversation id (None: none),
+    # so the INSERT finds both with one dict lookup each instead of joins and a span search.
+    order: list[int]
+    chat_of: list[int | None]
+    conv_of: list[int | None]
 
 
 def lookup_tables(
@@ -183,9 +188,14 @@ def walk(
     senders: dict[tuple[int, int], int] = {}
     prev = prev_s = 0
     reply = replies.append
+    chat_of: list[int | None] = []
+    of: list[list[Any] | None] = []  # per row walked: its group (None: an event or orphan)
+    chat_is, group_is = chat_of.append, of.append
     for chat_id, d, r, is_event, h, s in rows:
         keep(r)
+        chat_is(chat_id)
         if chat_id is None:
+            group_is(None)
             continue
         if chat_id != chat:
             if chat is not None:
@@ -197,6 +207,7 @@ def walk(
         last_d, last_r = d, r
         if is_event:
             events.append((chat_id, d, r))
+            group_is(None)
             continue
         if first_msg == 0 or r < first_msg:
             first_msg = r
@@ -212,6 +223,7 @@ def walk(
             group = [0, d, chat_id, d, 1, s, r, s, senders]
             groups.append(group)
             chat_groups.append(group)
+        group_is(group)
         key = (h, s)
         senders[key] = senders.get(key, 0) + 1
         prev = d
@@ -220,6 +232,7 @@ def walk(
         bumps.append((chat, n, last_d, last_r))
         for g in chat_groups:
             g[0] = first_msg
+    order = loaded.tolist()
     rowids = sorted(loaded)
     del loaded
     # Ids chat by chat, in the order of each chat's first message, then by time.
@@ -266,11 +279,15 @@ def walk(
         placed,
         [{"id": c, "n": k, "d": d, "m": id_of(r)} for c, k, d, r in bumps],
         _stats(groups, replies, rowids, first),
+        order,
+        chat_of,
+        [placed.get(r) if g is None else g[9] for g, r in zip(of, order, strict=True)],
     )
 
 
-def write(conn: sqlite3.Connection, w: Walked) -> Planned:
-    """Write a walk's conversations, seal timers and `bulk_spans` (the INSERT's lookup)."""
+def write(conn: sqlite3.Connection, w: Walked, *, spans: bool = True) -> Planned:
+    """Write a walk's conversations, seal timers and (`spans`) `bulk_spans`, the lookup of
+    an INSERT that does not use `Walked.conv_of`."""
     conn.executemany(
         "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
         " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -283,11 +300,12 @@ def write(conn: sqlite3.Connection, w: Walked) -> Planned:
         " due_ns = excluded.due_ns",
         w.timers,
     )
-    conn.execute(
-        "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
-        " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
-    )
-    conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", w.spans)
+    if spans:
+        conn.execute(
+            "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
+            " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
+        )
+        conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", w.spans)
     return Planned(w.rowids, len(w.conversations), bool(w.timers), w.events, w.bumps, w.stats)
 
 
