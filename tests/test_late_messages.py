@@ -418,3 +418,88 @@ async def test_a_late_message_older_than_the_chats_newest_reopens_by_a_fresh_spl
     assert [json.loads(e["data"])["conversation_id"] for e in events] == [ca]
     due = await lib.one("SELECT due_ns FROM seal_timers WHERE conversation_id = :c", {"c": ca})
     assert due == (lib.now - 240 * MIN + GAP_NS,)
+
+
+@pytest.mark.anyio
+async def test_older_messages_merging_two_conversations_drop_the_merged_ones_analyses(
+    library: Library,
+):
+    """Messages dated between two sealed conversations close the gap: a fresh split merges
+    the later (smaller) one into the earlier. What was analysed under the later one goes
+    (results, commitments, a job still queued for it), `conversation_removed` names where
+    its messages went, and its id is never given to a new conversation: caches, citations
+    and analyses keyed by it would silently point at other messages."""
+    from chatstats.analysis import store as analysis_store
+    from chatstats.errors import NotFound
+    from chatstats.library.service import Library as LibraryService
+
+    lib = library
+    a = lib.say("lunch?", 300)
+    lib.say("sure", 299)
+    b = lib.say("how was it?", 100)
+    await lib.open()
+    ids = "SELECT conversation_id FROM messages WHERE guid = :g"
+    (ca,), (cb,) = [await lib.one(ids, {"g": g}) for g in (a, b)]
+    assert cb == ca + 1  # the newest conversation has the highest id
+    (chat_id,) = await lib.one("SELECT chat_id FROM conversations WHERE id = :c", {"c": cb})
+    svc = lib.service()
+    async with running(svc):
+        run = await svc.start_run(passes=sorted(SEALED_PASSES), kind="historic")
+        await until(lambda: _complete(svc, run.id), 90)  # the first call loads LiteLLM
+    assert set(await lib.results(svc, cb)) == SEALED_PASSES
+    # A job still queued (due in an hour) for the later conversation when the merge comes.
+    ref = analysis_store.PassRef("basic", 999, 5, "sealed")
+    job = await lib.db.write(
+        lambda conn: analysis_store.enqueue(
+            conn,
+            cb,
+            chat_id,
+            ref,
+            now_ns=time.time_ns(),
+            max_attempts=3,
+            not_before_ns=time.time_ns() + 3600 * 10**9,
+        )
+    )
+
+    lib.say("on my way", 220)  # 79 minutes after "sure", 60 before the next: one conversation
+    lib.say("here", 160)
+    await lib.tail.sync()
+    assert await lib.one(ids, {"g": b}) == (ca,)
+    assert await lib.one("SELECT count(*) FROM conversations WHERE id = :c", {"c": cb}) == (0,)
+    assert await lib.one(
+        "SELECT merged_into FROM removed_conversations WHERE id = :c", {"c": cb}
+    ) == (ca,)
+    events = await lib.db.fetch_all("SELECT data FROM events WHERE type = 'conversation_removed'")
+    assert [json.loads(e["data"]) for e in events] == [
+        {
+            "chat_id": chat_id,
+            "conversation_id": cb,
+            "merged_into": ca,
+        }
+    ]
+    with pytest.raises(NotFound, match=f"merged into conversation {ca}"):
+        await LibraryService(lib.db).conversation(cb)
+
+    async with running(svc):
+        await until(lambda: _dropped(lib, cb))
+        await until(lambda: _all_stale(lib, svc, ca))
+    with pytest.raises(NotFound):
+        await svc.conversation_analyses(cb)
+    assert await lib.one(
+        "SELECT state, last_error FROM analysis_jobs WHERE id = :j", {"j": job}
+    ) == ("dead", "conversation_removed")
+
+    # A new conversation (the gap since the last message is over 90 minutes) gets a new id.
+    new = lib.say("dinner tonight?", 0)
+    await lib.tail.sync()
+    (cn,) = await lib.one(ids, {"g": new})
+    assert cn > cb
+
+
+async def _dropped(lib: Library, cid: int) -> bool:
+    row = await lib.one(
+        "SELECT (SELECT count(*) FROM analyses WHERE conversation_id = :c)"
+        " + (SELECT count(*) FROM commitments WHERE conversation_id = :c)",
+        {"c": cid},
+    )
+    return row == (0,)

@@ -10,7 +10,9 @@ The consumer turns the ingest side's facts into jobs: `conversation_ready_for_an
 messages queues the live passes of the open conversations they landed in, after a short
 debounce so a burst of messages costs one call; `conversation_reopened` (a late message
 joined a sealed conversation) marks its results stale, so the sealed passes run again when
-it is sealed again, and coverage counts it as missing meanwhile. It reads the event log from a cursor kept in
+it is sealed again, and coverage counts it as missing meanwhile; `conversation_removed` (a
+fresh split merged it into another) drops its results and commitments and cancels its
+pending jobs, since the conversation it joined is analysed again as a whole. It reads the event log from a cursor kept in
 `event_cursors`, and the jobs and the cursor's advance commit together, so a restart neither
 skips an event nor queues its jobs twice.
 
@@ -43,7 +45,14 @@ logger = log.get(__name__)
 
 CONSUMER = "analysis"
 # The event types the consumer turns into jobs (or stale marks).
-WANTED = frozenset({"conversation_ready_for_analysis", "messages_synced", "conversation_reopened"})
+WANTED = frozenset(
+    {
+        "conversation_ready_for_analysis",
+        "messages_synced",
+        "conversation_reopened",
+        "conversation_removed",
+    }
+)
 NO_MODEL = "no model configured (set CHATSTATS_LLM_MODEL)"
 JOB_STATES = store.STATES
 COMMITMENT_STATUSES = ("open", "done", "cancelled", "unknown")
@@ -154,6 +163,20 @@ class AnalysisService:
                 marked = store.mark_stale(conn, cid)
                 if marked:
                     logger.info("analyses_marked_stale", conversation_id=cid, count=marked)
+            elif isinstance(payload, catalogue.ConversationRemoved):
+                cid = payload.conversation_id
+                dropped, cancelled = store.forget_conversation(conn, cid, now_ns)
+                for job in cancelled:
+                    runs.job_finished(
+                        conn, job, status="failed", now_ns=now_ns, throttle=self.engine.throttle
+                    )
+                if dropped or cancelled:
+                    logger.info(
+                        "analyses_dropped",
+                        conversation_id=cid,
+                        count=dropped,
+                        jobs_cancelled=len(cancelled),
+                    )
             elif isinstance(payload, catalogue.ConversationReady) and sealed:
                 cid = payload.conversation_id
                 chat_id = store.conversation_chat(conn, cid)

@@ -42,6 +42,15 @@ class ConversationReopened(Payload, tag="conversation_reopened"):
     message_count: int = 0
 
 
+class ConversationRemoved(Payload, tag="conversation_removed"):
+    """Older messages arrived and merged this conversation into another (a fresh split):
+    its id is never reused; what was analysed under it goes, `merged_into` is re-analysed."""
+
+    chat_id: int
+    conversation_id: int
+    merged_into: int | None = None
+
+
 class ConversationSealed(Payload, tag="conversation_sealed"):
     chat_id: int
     conversation_id: int
@@ -247,6 +256,7 @@ class WorkflowFailed(_WorkflowEnd, tag="workflow_failed"):
 EventPayload = (
     MessagesSynced
     | ConversationReopened
+    | ConversationRemoved
     | ConversationSealed
     | ConversationReady
     | RunStarting

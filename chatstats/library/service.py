@@ -503,8 +503,18 @@ def _conversations(
 def _conversation(conn: sqlite3.Connection, conversation_id: int) -> Conversation:
     row = store.conversation(conn, conversation_id)
     if row is None:
-        raise NotFound(f"no conversation {conversation_id}")
+        raise _no_conversation(conn, conversation_id)
     return _to_conversation(row)
+
+
+def _no_conversation(conn: sqlite3.Connection, conversation_id: int) -> NotFound:
+    """A link to a conversation merged into another says where its messages went."""
+    gone = store.removed_conversation(conn, conversation_id)
+    if gone is not None and gone["merged_into"] is not None:
+        return NotFound(
+            f"conversation {conversation_id} was merged into conversation {gone['merged_into']}"
+        )
+    return NotFound(f"no conversation {conversation_id}")
 
 
 def _conversation_messages(
@@ -515,7 +525,7 @@ def _conversation_messages(
     before_id: int | None,
 ) -> list[Message]:
     if store.conversation(conn, conversation_id) is None:
-        raise NotFound(f"no conversation {conversation_id}")
+        raise _no_conversation(conn, conversation_id)
     cursor = None
     backward = before_id is not None
     if after_id is not None or before_id is not None:

@@ -491,6 +491,15 @@ def conversation(conn: sqlite3.Connection, conversation_id: int) -> sqlite3.Row 
     )
 
 
+def removed_conversation(conn: sqlite3.Connection, conversation_id: int) -> sqlite3.Row | None:
+    """The tombstone of a conversation a fresh split merged into another, if it is one."""
+    return _one(
+        conn,
+        "SELECT id, chat_id, merged_into FROM removed_conversations WHERE id = :id",
+        {"id": conversation_id},
+    )
+
+
 def recent_conversations(
     conn: sqlite3.Connection,
     chat_id: int | None,

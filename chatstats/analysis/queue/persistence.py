@@ -66,6 +66,18 @@ class JobTransactions(EngineState):
         latency_ms: float,
         now_ns: int,
     ) -> bool:
+        if store.conversation_chat(conn, job.conversation_id) is None:
+            # Merged into another while the model answered: the usage is kept, the result
+            # would describe messages that now belong to a conversation analysed anew.
+            self._dead_tx(
+                conn,
+                job,
+                records,
+                Unrunnable("conversation_removed"),
+                "conversation_removed",
+                now_ns,
+            )
+            return False
         call_id = self._write_records(conn, records)
         rerun = store.finish(conn, job, now_ns)
         if rerun is None:

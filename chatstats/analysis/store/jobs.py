@@ -321,3 +321,23 @@ def job_counts(conn: sqlite3.Connection) -> dict[str, int]:
     for state, n in conn.execute("SELECT state, count(*) FROM analysis_jobs GROUP BY state"):
         counts[state] = n
     return counts
+
+
+def forget_conversation(
+    conn: sqlite3.Connection, conversation_id: int, now_ns: int
+) -> tuple[int, list[Job]]:
+    """A fresh split merged the conversation into another: its results and commitments
+    describe a conversation that no longer exists, and its pending jobs would analyse one.
+    Returns (results dropped, jobs cancelled); a job running now is dropped when it finishes
+    (its completion finds no conversation)."""
+    conn.execute("DELETE FROM commitments WHERE conversation_id = :cid", {"cid": conversation_id})
+    dropped = conn.execute(
+        "DELETE FROM analyses WHERE conversation_id = :cid", {"cid": conversation_id}
+    ).rowcount
+    rows = conn.execute(
+        "UPDATE analysis_jobs SET state = 'dead', last_error = 'conversation_removed',"
+        " updated_ns = :now WHERE conversation_id = :cid AND state = 'pending'"
+        f" RETURNING {_JOB_COLUMNS}",
+        {"cid": conversation_id, "now": now_ns},
+    ).fetchall()
+    return dropped, [_job(r) for r in rows]

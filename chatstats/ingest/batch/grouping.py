@@ -11,9 +11,14 @@ from typing import Any
 
 import msgspec
 
+from chatstats import log
+from chatstats.events import bus as event_log
+from chatstats.events import catalogue
 from chatstats.ingest import conversations as conv
 from chatstats.ingest import sealer
 from chatstats.ingest.batch.base import BatchState
+
+logger = log.get(__name__)
 
 
 class ConversationRows(BatchState):
@@ -42,7 +47,11 @@ class ConversationRows(BatchState):
 
     def _plan_conversations(self) -> tuple[bool, list[tuple[int, list[int]]]]:
         conn = self.conn
-        next_cid = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0]
+        # Past every id ever given: a merged-away conversation's id is never reused.
+        next_cid = conn.execute(
+            "SELECT max((SELECT COALESCE(MAX(id), 0) FROM conversations),"
+            " (SELECT COALESCE(MAX(id), 0) FROM removed_conversations)) + 1"
+        ).fetchone()[0]
         conv_rows: list[tuple[Any, ...]] = []
         assign: list[tuple[int, list[int]]] = []  # per conversation, not per message
         open_convs: dict[int, tuple[int, int]] = {}  # conversation id → (chat id, end_ns)
@@ -53,7 +62,7 @@ class ConversationRows(BatchState):
         covered: list[tuple[int, int, int, int]] = []
         sealed_before = self.now_ns - conv.GAP_NS
 
-        def create(chat_id: int, group: conv.Group) -> None:
+        def create(chat_id: int, group: conv.Group) -> int:
             nonlocal next_cid
             sealed = self.seal_expired and group.end_ns < sealed_before
             conv_rows.append(
@@ -72,8 +81,10 @@ class ConversationRows(BatchState):
             covered.append((chat_id, next_cid, group.start_ns - 1, group.end_ns))
             if not sealed:
                 open_convs[next_cid] = (chat_id, group.end_ns)
+            cid: int = next_cid
             next_cid += 1
             self.counters.conversations_created += 1
+            return cid
 
         # chats.last_message_ns still describes the chat before this batch (refreshed later).
         newest = dict(
@@ -125,23 +136,6 @@ class ConversationRows(BatchState):
                 conv.split(sorted(conv.Point(d, mid) for d, mid, _c in rows)),
                 {k: frozenset(v) for k, v in existing.items()},
             )
-            if plan_r.delete:
-                ids_json = msgspec.json.encode(plan_r.delete).decode()
-                conn.execute(
-                    "DELETE FROM seal_timers WHERE conversation_id IN"
-                    " (SELECT value FROM json_each(:ids))",
-                    {"ids": ids_json},
-                )
-                conn.execute(
-                    "UPDATE messages SET conversation_id = NULL WHERE conversation_id IN"
-                    " (SELECT value FROM json_each(:ids))",
-                    {"ids": ids_json},
-                )
-                conn.execute(
-                    "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(:ids))",
-                    {"ids": ids_json},
-                )
-                self.counters.conversations_removed += len(plan_r.delete)
             for cid, group in plan_r.keep:
                 spans[chat_id].append((group.start_ns, group.end_ns, cid))
             for cid, group in plan_r.grow:
@@ -162,8 +156,13 @@ class ConversationRows(BatchState):
                 open_convs[cid] = (chat_id, group.end_ns)
                 spans[chat_id].append((group.start_ns, group.end_ns, cid))
                 covered.append((chat_id, cid, group.start_ns - 1, group.end_ns))
+            now_in: dict[int, int] = {}  # message id → its conversation after the split
+            for cid, group in plan_r.grow:
+                now_in.update(dict.fromkeys(group.message_ids, cid))
             for group in plan_r.create:
-                create(chat_id, group)
+                now_in.update(dict.fromkeys(group.message_ids, create(chat_id, group)))
+            if plan_r.delete:
+                self._remove(chat_id, {d: now_in.get(min(existing[d])) for d in plan_r.delete})
         conn.executemany(
             "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
             " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -173,6 +172,44 @@ class ConversationRows(BatchState):
             sealer.schedule(conn, cid, chat_id, end_ns)
         assign.extend(self._place_events(spans, covered))
         return bool(open_convs), assign
+
+    def _remove(self, chat_id: int, merged_into: dict[int, int | None]) -> None:
+        """Conversations a fresh split merged into others: their rows and timers go, a
+        tombstone keeps each id from reuse and says where its messages went, and
+        `conversation_removed` tells the analysis side to drop what it stored under them
+        (the conversation they joined is reopened and analysed again when sealed)."""
+        conn = self.conn
+        ids_json = msgspec.json.encode(sorted(merged_into)).decode()
+        conn.execute(
+            "DELETE FROM seal_timers WHERE conversation_id IN (SELECT value FROM json_each(:ids))",
+            {"ids": ids_json},
+        )
+        conn.execute(
+            "UPDATE messages SET conversation_id = NULL WHERE conversation_id IN"
+            " (SELECT value FROM json_each(:ids))",
+            {"ids": ids_json},
+        )
+        conn.execute(
+            "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(:ids))",
+            {"ids": ids_json},
+        )
+        for cid, into in sorted(merged_into.items()):
+            conn.execute(
+                "INSERT OR REPLACE INTO removed_conversations (id, chat_id, merged_into,"
+                " removed_ns) VALUES (:id, :chat, :into, :now)",
+                {"id": cid, "chat": chat_id, "into": into, "now": self.now_ns},
+            )
+            # A conversation merged into earlier had this one as its target: follow on.
+            conn.execute(
+                "UPDATE removed_conversations SET merged_into = :into WHERE merged_into = :id",
+                {"id": cid, "into": into},
+            )
+            removed = catalogue.ConversationRemoved(
+                chat_id=chat_id, conversation_id=cid, merged_into=into
+            )
+            event_log.append(conn, removed, scope=f"chat:{chat_id}")
+        self.counters.conversations_removed += len(merged_into)
+        logger.info("conversations_merged_away", chat_id=chat_id, count=len(merged_into))
 
     def _reopen(self, conversation_id: int, chat_id: int) -> None:
         """A message within 90 minutes of a sealed conversation joined it: reopen it (its
