@@ -18,6 +18,16 @@ each text is used only when the blob in the import's snapshot has the same CRC-3
 anything else is decoded in the import, as it would be without a helper. A helper that is
 slow, dies or saw other rows costs time, never correctness. It writes nothing and prints
 no message content anywhere but its stdout pipe.
+
+A second helper, `python -m chatstats.ingest.decode --plan`, started at the same moment,
+runs the conversation walk of ingest/plan.py (`plan.walk`) over the same rows: it reads
+each message's chat while the import reads contacts, then takes the import's handle and
+chat maps on stdin (`PlanRequest`) and answers one `plan.Walked`, with each row's chat and
+conversation id. The import uses it only under the same snapshot rule (and only for the
+range it asked for); otherwise, or when the planner dies, times out or answers noise, it
+walks the rows itself (`plan.build`) and logs `import_planner_unused` with the reason.
+Why: the walk was over a third of the importing thread's Python time, and the second core
+sat idle once the bodies were decoded.
 """
 
 from __future__ import annotations
