@@ -203,3 +203,17 @@ def test_a_broken_planner_costs_time_not_data(
     conn = sqlite3.connect(tmp_path / "helped" / "chatstats.db")
     assert conn.execute("SELECT count(*) FROM stats_conversations").fetchone()[0] > 10
     conn.close()
+
+
+def test_a_planner_that_read_another_range_is_not_used(
+    libraries, tmp_path, capsys, spy, monkeypatch
+):
+    """The planner reads each message's chat before the import says which rows it loads; if
+    its range is not the import's (another snapshot), it refuses and the import walks."""
+    lib, _ = libraries["sequoia"]
+    expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+    real = decode.planner_command
+    monkeypatch.setattr(decode, "planner_command", lambda src, after: real(src, after + 1))
+    run_import(capsys, lib, tmp_path / "helped")
+    assert spy.last.walked is None and spy.last.plan_error == "exited with 4"
+    assert dump(tmp_path / "helped") == expected
