@@ -296,6 +296,7 @@ def load_messages(
         ingest.counters.conversations_created += planned.created
         ingest.conversations_planned(planned.timers)
         ingest.chat_bumps.extend(planned.bumps)
+        ingest.contact_totals = planned.contacts
         if chat_of is None:
             conversation_of = dict(planned.events)
             conversation = plan.conversation_sql(date_ns, event)

@@ -41,6 +41,7 @@ class Planned(NamedTuple):
     events: dict[int, int]  # system event ROWID → its conversation id
     bumps: list[dict[str, int]]  # per chat, what `Ingest._bump_chats` adds
     stats: tuple[list[tuple[int, ...]], ...]  # the summaries this walk saw: see `build`
+    contacts: tuple[list[tuple[int, ...]], list[tuple[int, ...]]]  # Walked.received, .mine
 
     def id_of(self, first: int, rowid: int) -> int | None:
         """The new message id of a loaded ROWID (None: not loaded)."""
@@ -75,6 +76,10 @@ class Walked(msgspec.Struct, array_like=True, tag=3):
     order: list[int]
     chat_of: list[int | None]
     conv_of: list[int | None]
+    # What `totals.refresh_contacts` counts, from the rows: per sender handle, the messages
+    # received in a chat, and per chat, mine (h or chat id, rows, latest date_ns).
+    received: list[tuple[int, ...]]
+    mine: list[tuple[int, ...]]
 
 
 def lookup_tables(
@@ -191,12 +196,23 @@ def walk(
     chat_of: list[int | None] = []
     of: list[list[Any] | None] = []  # per row walked: its group (None: an event or orphan)
     chat_is, group_is = chat_of.append, of.append
+    received: dict[int, list[int]] = {}
+    mine: dict[int, list[int]] = {}
     for chat_id, d, r, is_event, h, s in rows:
         keep(r)
         chat_is(chat_id)
         if chat_id is None:
             group_is(None)
             continue
+        tally = mine.get(chat_id) if s else received.get(h) if h else None
+        if tally is not None:
+            tally[0] += 1
+            if d > tally[1]:
+                tally[1] = d
+        elif s:
+            mine[chat_id] = [1, d]
+        elif h:
+            received[h] = [1, d]
         if chat_id != chat:
             if chat is not None:
                 bumps.append((chat, n, last_d, last_r))
@@ -282,6 +298,8 @@ def walk(
         order,
         chat_of,
         [placed.get(r) if g is None else g[9] for g, r in zip(of, order, strict=True)],
+        [(k, n, d) for k, (n, d) in received.items()],
+        [(k, n, d) for k, (n, d) in mine.items()],
     )
 
 
@@ -306,7 +324,15 @@ def write(conn: sqlite3.Connection, w: Walked, *, spans: bool = True) -> Planned
             " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
         )
         conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", w.spans)
-    return Planned(w.rowids, len(w.conversations), bool(w.timers), w.events, w.bumps, w.stats)
+    return Planned(
+        w.rowids,
+        len(w.conversations),
+        bool(w.timers),
+        w.events,
+        w.bumps,
+        w.stats,
+        (w.received, w.mine),
+    )
 
 
 def _stats(
