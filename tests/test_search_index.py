@@ -302,3 +302,159 @@ def test_status_says_building_until_search_accepts_queries(tmp_path: Path):
     assert index.describe()["building"] is True
     index.ready.set()
     assert index.describe()["building"] is False
+
+
+def test_word_leg_matches_inflections_and_keeps_fts_syntax_out():
+    """The hybrid's word leg has no stemmer in the index (unicode61), so each word also
+    matches its stem as a prefix: "researching" finds "researched"; an exact form still
+    ranks first; stopwords and short stems add nothing; operators typed are just text."""
+    from chatstats.context.search import _fts_ranked, words_match
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(text)")
+    rows = {
+        1: "I researched adoption agencies all week",
+        2: "the research on adoption agencies",
+        3: "researching agencies is tiring",
+        4: "nothing to see here",
+    }
+    conn.executemany("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", rows.items())
+    got = _fts_ranked(conn, "what is she researching?", 10)
+    assert got[0] == 3 and set(got) == {1, 2, 3}
+    assert words_match("what is it") is None  # stopwords only
+    assert words_match("goes") == '"goes"'  # "go" is too short a stem
+    match = words_match('NEAR(a b) "quoted" col:word*')
+    assert match is not None
+    assert set(_fts_ranked(conn, 'NEAR(research "quoted") col:agencies*', 10)) <= set(rows)
+    assert _fts_ranked(conn, "the and of", 10) == []
+
+
+def test_a_full_build_runs_in_a_child_process_and_the_daemon_loads_it(lib: Path, tmp_path: Path):
+    """The bundled model's full build runs in `python -m chatstats.context.build` (its freed
+    heap stays out of the daemon); the daemon loads the files it saved, with the event
+    position it was given. A child that fails (here: no database) is reported, writes no
+    index, and the daemon builds in-process instead."""
+    import subprocess
+    import sys
+
+    from chatstats.context.build import run_child
+    from chatstats.context.search import SearchIndex
+
+    db = _app_db(lib, tmp_path)
+    out = tmp_path / "built"
+    out.mkdir()
+    seen: list[float] = []
+    assert run_child(out, db, 7, seen.append)
+    loaded = VectorIndex(out, bundled())
+    assert loaded.load() and loaded.event_id == 7 and loaded.describe()["items"] > 0
+    assert all(0.0 <= p <= 1.0 for p in seen)
+    for name in json.loads((out / META_NAME).read_text())["files"].values():
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+
+    empty = tmp_path / "failed"
+    empty.mkdir()
+    assert not run_child(empty, tmp_path / "missing.db", 0, seen.append)
+    assert not (empty / META_NAME).exists()
+    usage = subprocess.run(
+        [sys.executable, "-m", "chatstats.context.build"], capture_output=True, text=True
+    )
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "daemon")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "daemon").mkdir()
+    daemon_index = SearchIndex(state, bundled())
+    daemon_index._prepare(3)
+    assert daemon_index.ready.is_set() and daemon_index.index.event_id == 3
+    assert daemon_index.describe()["items"] == loaded.describe()["items"]
+    assert daemon_index.describe()["progress"] == 1.0
+
+
+def test_a_build_child_whose_daemon_dies_exits_and_leaves_a_loadable_state(
+    lib: Path, tmp_path: Path
+):
+    """A daemon killed with -9 mid-build must not leave its builder running (its successor
+    starts its own): the child sees its parent gone and exits without writing an index (the
+    parent dies here while the child is still importing, before its first batch)."""
+    import signal
+    import subprocess
+    import sys
+
+    db = _app_db(lib, tmp_path)
+    out = tmp_path / "orphaned"
+    out.mkdir()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "import os\n"
+            "c = subprocess.Popen([sys.executable, '-m', 'chatstats.context.build',"
+            f" {str(out)!r}, {str(db)!r}, '0', str(os.getpid())], stdout=subprocess.PIPE)\n"
+            "print(c.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:  # an exited child not yet reaped is a zombie
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the build child outlived its daemon")
+    assert not (out / META_NAME).exists() and not VectorIndex(out, bundled()).load()
+    assert not list(out.glob("*.bin"))
+
+
+def test_search_reuses_its_read_connections_and_closes_them(lib: Path, tmp_path: Path):
+    """Opening a connection parses the whole schema (~6 ms at 300k), so search keeps a few;
+    a failed query's connection is not kept (it may hold a statement open)."""
+    from chatstats.context.search import READERS, SearchIndex
+    from chatstats.errors import BadRequest
+
+    db = _app_db(lib, tmp_path)
+    state = type("S", (), {})()
+    state.settings = type("X", (), {"data_dir": str(tmp_path / "idx")})()
+    state.db = type("D", (), {"path": db})()
+    (tmp_path / "idx").mkdir()
+    index = SearchIndex(state, bundled())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    index.index.rebuild(conn)
+    first = index.search("dinner tonight", "hybrid", limit=5)
+    assert index._readers.qsize() == 1
+    assert index.search("dinner tonight", "hybrid", limit=5) == first
+    assert index._readers.qsize() == 1  # the same one, taken and given back
+    with pytest.raises(BadRequest):
+        index.search("dinner", "nonsense", limit=5)
+    assert index._readers.qsize() == 0 < READERS
+    index.search("dinner", "semantic", limit=5)
+    index.close_readers()
+    assert index._readers.qsize() == 0
+
+
+def test_fusion_lets_a_first_hit_beat_two_weak_ranks():
+    """Plain RRF (k = 60) ranks a message both legs put 40th above either leg's first hit
+    (2/101 > 1/61); with the head rule only the first HEAD ranks count fully, and the tail
+    still orders what no head holds."""
+    from chatstats.context.search import HEAD, _rrf
+
+    words = [1, *range(100, 139), 7]  # 7 is 40th
+    semantic = [2, *range(200, 239), 7]
+    plain = _rrf([words, semantic])
+    assert plain[7] > plain[1]
+    fused = _rrf([words, semantic], head=HEAD)
+    assert fused[1] > fused[7] and fused[2] > fused[7]
+    assert fused[7] > fused[138]  # found twice in the tail beats once in the tail

@@ -13,13 +13,14 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatstats import db as appdb
 from chatstats.ingest import decode
-from chatstats.stats import maintain
+from chatstats.stats import maintain, summary
 from tests.conftest import PROFILES
 from tests.test_import import run_import
 
@@ -52,13 +53,21 @@ def _tables(conn: sqlite3.Connection) -> dict[str, Counter[tuple]]:
         rows = [tuple(r) for r in conn.execute(f"SELECT * FROM {table}")]  # constant names
         if table == "stats_blocks":  # the packed order of a block's buckets is free
             rows = [(*r[:4], frozenset(_triples(r[4]))) for r in rows]
+        elif table in ("stats_month_packs", "stats_bucket_days", "stats_reply_days"):
+            digits = 16 if table == "stats_reply_days" else 8
+            rows = [(*r[:-1], tuple(sorted(_pairs(r[-1], digits)))) for r in rows]  # free order
         out[table] = Counter(rows)
     return out
 
 
-def _triples(packed: str) -> list[tuple[str, ...]]:
-    xs = packed.split(",")
-    return [tuple(xs[i : i + 3]) for i in range(0, len(xs), 3)]
+def _pairs(packed: str, digits: int) -> list[tuple[int, int]]:
+    xs = summary.hex_ints(packed, digits).tolist()
+    return list(zip(xs[::2], xs[1::2], strict=True))
+
+
+def _triples(packed: str) -> list[tuple[int, int, int]]:
+    flat = np.frombuffer(bytes.fromhex(packed), dtype=summary._BLOCK)
+    return [tuple(int(x) for x in r) for r in flat.tolist()]
 
 
 TEXTS = st.sampled_from([None, "", "hi", "two words", " spaced  out\tthree ", "ünï cödé"])

@@ -221,6 +221,7 @@ class VectorIndex:
         self._conv_chat: dict[int, int] = {}
         self._chat_convs: dict[int, set[int]] = {}
         self._center: dict[int, npt.NDArray[np.float32]] = {}
+        self._expect: dict[int, int] = {}
 
     def _place(self, conv: int, chat: int | None) -> None:
         """Record (chat None: forget) which chat a conversation belongs to."""
@@ -264,7 +265,13 @@ class VectorIndex:
                 if name is None:
                     continue
                 index = hnswlib.Index(space="ip", dim=int(meta["dim"]))
-                index.load_index(str(self.data_dir / name), max_elements=int(meta["capacity"][key]))
+                # Room for what is in it and some growth, not the build's doubled capacity:
+                # hnswlib touches a lock and a level per slot (~45 bytes) whatever is used.
+                capacity = int(meta["capacity"][key])
+                if key in meta.get("counts", {}):
+                    count = int(meta["counts"][key])
+                    capacity = min(capacity, count + max(1024, count // 16))
+                index.load_index(str(self.data_dir / name), max_elements=capacity)
                 index.set_ef(_EF)
                 hnsw[kind] = index
             with np.load(self.data_dir / meta["files"]["units"]) as z:
@@ -314,6 +321,7 @@ class VectorIndex:
             gen = self._gen
             files: dict[str, str] = {}
             capacity: dict[str, int] = {}
+            counts: dict[str, int] = {}
             dim = 0
             for kind, key in ((SINGLE, "singles"), (WINDOWED, "windows")):
                 index = self._hnsw[kind]
@@ -322,6 +330,7 @@ class VectorIndex:
                 name = f"{key}-{gen}.bin"
                 _write_private(self.data_dir / name, functools.partial(_save_hnsw, index))
                 files[key], capacity[key], dim = name, int(index.get_max_elements()), index.dim
+                counts[key] = int(index.get_current_count())
             buf = io.BytesIO()
             arrays: dict[str, Any] = {
                 k: v[: self._next_label] for k, v in self._cols.arrays.items()
@@ -338,6 +347,7 @@ class VectorIndex:
                 "files": files,
                 "bytes": {n: (self.data_dir / n).stat().st_size for n in files.values()},
                 "capacity": capacity,
+                "counts": counts,
                 "next_label": self._next_label,
                 "gen": gen,
                 "event_id": self.event_id,
@@ -359,8 +369,13 @@ class VectorIndex:
         """Everything from scratch (off the event loop: this takes seconds to a minute).
         One ordered scan of every eligible message, cut into conversations as it goes."""
         total = conn.execute("SELECT count(*) FROM messages WHERE kind = 'message'").fetchone()[0]
+        convs = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
         with self._lock:
             self._reset()
+            # Sized once for what the scan can yield (a single per message, at most a window
+            # per STRIDE messages plus two per conversation), so the graphs never grow by
+            # doubling mid-build: each resize copies them and leaves the old heap behind.
+            self._expect = {SINGLE: total + 1024, WINDOWED: total // STRIDE + 2 * convs + 1024}
             self.status.building, self.status.progress = True, 0.0
         embedded = 0
         try:
@@ -504,7 +519,7 @@ class VectorIndex:
                 if index is None:
                     index = hnswlib.Index(space="ip", dim=int(vectors.shape[1]))
                     index.init_index(
-                        max_elements=max(1024, 2 * len(rows)),
+                        max_elements=max(1024, 2 * len(rows), self._expect.get(kind, 0)),
                         M=_M,
                         ef_construction=_EF_CONSTRUCTION,
                     )

@@ -1,9 +1,10 @@
 """Search by meaning and hybrid search over the vector index, and the index's lifecycle.
 
-Hybrid = reciprocal rank fusion (k = 60) of three ranked lists of messages, each as much as
-the others (no weights fitted to the sample's planted questions):
-- words: FTS5 bm25 over any of the query's words but stopwords (a question rarely shares
-  all its words with the answer, so an AND finds little);
+Hybrid = reciprocal rank fusion (k = 60; only each list's first HEAD ranks count fully) of
+three ranked lists of messages (no weights fitted to the sample's planted questions):
+- words: FTS5 bm25 over any of the query's words but stopwords, each also as its stem's
+  prefix (a question rarely shares all its words, or their forms, with the answer, so an AND
+  of the literal words finds little);
 - singles: messages nearest the query by their own vector;
 - windows: conversation windows nearest the query, each standing for its message nearest
   the query (conversation context counts: the window found the place).
@@ -17,6 +18,7 @@ a worker thread, and saves (which writes the whole index) only once things are q
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import time
@@ -27,6 +29,8 @@ from typing import Any
 import anyio
 
 from chatstats import log
+from chatstats.context.build import run_child
+from chatstats.context.embed import BundledEmbedder, bundled
 from chatstats.context.index import VectorIndex
 from chatstats.db import connect
 from chatstats.errors import BadRequest, NotFound
@@ -38,6 +42,17 @@ logger = log.get(__name__)
 
 RRF_K = 60
 CANDIDATES = 100
+# Hybrid: only a leg's first HEAD ranks count fully; past them a rank counts TAIL of its
+# RRF share. With k = 60 the shares fall slowly (rank 80 still earns 0.43 of rank 1), so a
+# message the two legs both rank ~50th, weak evidence twice, outranked either leg's first
+# hit: many weak semantic hits outvoted a strong word match, and the reverse. Past the
+# head a rank now only orders the tail (a page longer than the heads still fills).
+# Measured on the planted questions (recall@5/@10, same-question recall@10; bench_search):
+# 20k seed 7 0.186/0.299/0.443 -> 0.237/0.340/0.619, seed 11 0.207/0.306/0.579 ->
+# 0.215/0.331/0.661, 300k seed 7 0.054/0.094/0.374 -> 0.052/0.098/0.384; a head of 10,
+# 20 or 30 all gain, 50 and more not: a trend over sizes and seeds, not a fitted point.
+HEAD = 20
+TAIL = 0.01
 MODES = ("text", "semantic", "hybrid")
 SAVE_EVERY_S = 60.0
 # A window hit counts a quarter of a single's in the semantic list: a window says where the
@@ -128,13 +143,44 @@ def parse_time(raw: str | None, name: str) -> int | None:
     return ns
 
 
+# Inflections a question and its answer often differ by ("what is she researching" for "I
+# researched it"): the index has no stemmer (unicode61), so each word also matches, as an
+# FTS5 prefix, its stem with one of these cut off. Stems shorter than 4 letters are left
+# out (a prefix like "go*" would match half the vocabulary).
+_SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
+_MIN_STEM = 4
+
+
+def _stem(word: str) -> str | None:
+    """The word less its first matching suffix, or None (no suffix, or too short a stem)."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
+            return word[: -len(suffix)]
+    return None
+
+
+def words_match(q: str) -> str | None:
+    """The hybrid's FTS5 query: any of the query's words but stopwords, each literally and
+    as its stem's prefix (an exact form matches both, so it still ranks first); None when
+    only stopwords are left. Stems are letters and digits only, so no FTS syntax gets in."""
+    parts: list[str] = []
+    for term in search_terms(q):
+        bare = term.lower().strip("?!.,'\"")
+        if bare in STOPWORDS:
+            continue
+        parts.append(store.match_expression([term]))
+        stem = _stem(bare) if bare.isalnum() else None
+        if stem is not None:
+            parts.append(f'"{stem}"*')
+    return " OR ".join(parts) if parts else None
+
+
 def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
     """Messages holding any of the words, best bm25 first (a question's words rarely all
     appear in the answer, so AND would miss it)."""
-    words = [t for t in search_terms(q) if t.lower().strip("?!.,'") not in STOPWORDS]
-    if not words:
+    match = words_match(q)
+    if match is None:
         return []
-    match = " OR ".join(store.match_expression([t]) for t in words)
     try:
         rows = conn.execute(
             "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match"
@@ -145,6 +191,11 @@ def _fts_ranked(conn: sqlite3.Connection, q: str, limit: int) -> list[int]:
         raise BadRequest(f"bad search syntax: {exc}") from None
     return [r[0] for r in rows]
 
+
+# Search keeps up to READERS read connections between queries (one per concurrent search),
+# each with a page cache of at most READER_CACHE_KB.
+READERS = 4
+READER_CACHE_KB = 8000
 
 # After a wake-up, the follower first lets the waking commit's publish run on the loop.
 DEFER_S = 0.05
@@ -161,6 +212,7 @@ class SearchIndex:
         self.ready = threading.Event()
         self._saved_at = time.monotonic()
         self._dirty = False
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
     def _conn(self) -> sqlite3.Connection:
         return connect(self._state.db.path, write=False)
@@ -176,16 +228,46 @@ class SearchIndex:
     def _prepare(self, last_event: int) -> None:
         conn = self._conn()
         try:
-            if not self.index.load():
+            loaded = self.index.load()
+            if not loaded:
                 logger.info("index_rebuild", reason="missing_or_stale")
-                self.index.rebuild(conn, last_event)
-            else:  # messages imported while the daemon was down: their chats' windows
+                loaded = self._build_in_child(last_event) and self.index.load()
+                if not loaded:
+                    self.index.rebuild(conn, last_event)
+            if loaded:  # messages imported while the daemon was down (or the child built)
                 seen = self.index.max_message_id
                 if catch_up(self.index, conn, seen) > seen:
                     self.index.save()
         finally:
             conn.close()
         self.ready.set()
+
+    def _build_in_child(self, last_event: int) -> bool:
+        """A full build with the bundled model runs in a child process (context/build.py:
+        the build's freed heap stays in the child, not in the daemon's RSS); any other
+        embedder (a LiteLLM provider, whose calls the daemon accounts) builds in-process.
+        False when it did not run or failed: the caller builds in-process then."""
+        if not isinstance(self.index.embedder, BundledEmbedder):
+            return False
+        if self.index.embedder.name != bundled().name:
+            return False
+        status = self.index.status
+
+        def progress(fraction: float) -> None:
+            status.progress = min(0.99, fraction)
+
+        status.building, status.progress = True, 0.0
+        try:
+            ok = run_child(
+                Path(self._state.settings.data_dir), Path(self._state.db.path), last_event, progress
+            )
+            status.progress = 1.0 if ok else 0.0
+            return ok
+        except OSError as exc:
+            logger.warning("index_build_child_unavailable", error=type(exc).__name__)
+            return False
+        finally:
+            status.building = False
 
     async def run(self, stop: anyio.Event) -> None:
         """Load (or build) off the loop, then keep up with `messages_synced` events."""
@@ -200,9 +282,18 @@ class SearchIndex:
         try:
             await self._follow(bus, after, stop)
         finally:  # a clean stop keeps every live update not yet saved
+            self.close_readers()
             if self._dirty:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.index.save)
+
+    def close_readers(self) -> None:
+        """Close the search connections kept between queries (a later search opens anew)."""
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                return
 
     async def _follow(self, bus: Any, after: int, stop: anyio.Event) -> None:
         # Woken by the daemon's own commits (notify) and, for other processes', by the bus's
@@ -283,9 +374,13 @@ class SearchIndex:
         until_ns: int | None = None,
         limit: int = 50,
     ) -> list[tuple[Any, float, list[str]]]:
-        conn = self._conn()
         try:
-            return ranked_search(
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._reader()
+        kept = False
+        try:
+            hits = ranked_search(
                 conn,
                 self.index,
                 q,
@@ -296,8 +391,21 @@ class SearchIndex:
                 until_ns=until_ns,
                 limit=limit,
             )
+            if self._readers.qsize() < READERS:
+                self._readers.put(conn)
+                kept = True
+            return hits
         finally:
-            conn.close()
+            if not kept:  # an error may leave a statement open: never pool that connection
+                conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read connection for search, kept for the next query: opening one parses the
+        app's whole schema on its first statement (~6 ms of a ~25 ms hybrid query on the
+        300k library). Its page cache is bounded (READER_CACHE_KB), as it now lives on."""
+        conn = self._conn()
+        conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KB}")
+        return conn
 
 
 def catch_up(index: VectorIndex, conn: sqlite3.Connection, after_id: int) -> int:
@@ -350,7 +458,7 @@ def ranked_search(
         lists.append(words)
         for mid in words:
             matched.setdefault(mid, set()).add("text")
-    scores = _rrf(lists)
+    scores = _rrf(lists, head=HEAD)
     ordered = sorted(scores, key=lambda m: -scores[m])
     # Unfiltered, a few times the page is enough (only unsent or non-message rows drop out
     # here); filtered, every candidate is read and the filters pick.
@@ -370,13 +478,17 @@ def ranked_search(
     return [(built[r["id"]], round(scores[r["id"]], 6), sorted(matched[r["id"]])) for r in chosen]
 
 
-def _rrf(lists: list[list[int]], weights: list[float] | None = None) -> dict[int, float]:
-    """Reciprocal rank fusion: sum of weight / (RRF_K + rank)."""
+def _rrf(
+    lists: list[list[int]], weights: list[float] | None = None, head: int | None = None
+) -> dict[int, float]:
+    """Reciprocal rank fusion: sum of weight / (RRF_K + rank); with `head`, a rank past it
+    counts TAIL of that (see HEAD)."""
     scores: dict[int, float] = {}
     for n, ids in enumerate(lists):
         w = 1.0 if weights is None else weights[n]
         for rank, mid in enumerate(dict.fromkeys(ids)):
-            scores[mid] = scores.get(mid, 0.0) + w / (RRF_K + rank + 1)
+            at = w if head is None or rank < head else w * TAIL
+            scores[mid] = scores.get(mid, 0.0) + at / (RRF_K + rank + 1)
     return scores
 
 

@@ -77,7 +77,16 @@ SUMMARY_TABLES = (
     "stats_reactions",
     "stats_reacted",
 )
-ALL_TABLES = ("stats_buckets", "stats_months", *SUMMARY_TABLES)
+# Schema 0015's packs and histograms, built from the summaries above (never the messages).
+PACK_TABLES = (
+    "stats_month_packs",
+    "stats_bucket_days",
+    "stats_reply_days",
+    "stats_gap_bins",
+    "stats_conv_sizes",
+    "stats_reaction_totals",
+)
+ALL_TABLES = ("stats_buckets", "stats_months", *SUMMARY_TABLES, *PACK_TABLES)
 
 _WALK = (
     "CREATE TEMP TABLE stats_walk AS"
@@ -108,7 +117,7 @@ _FROM_BUCKETS = (
     " GROUP BY 1, 2, 3, 4",
     "INSERT INTO stats_blocks (chat_id, block, handle_id, is_from_me, packed)"
     " SELECT chat_id, bucket / 2880, handle_id, is_from_me,"
-    " group_concat(bucket || ',' || messages || ',' || words)"
+    " group_concat(printf('%08x%08x%016x', bucket, messages, words), '')"  # 0015's hex
     " FROM stats_buckets GROUP BY chat_id, handle_id, is_from_me, bucket / 2880",
 )
 _FROM_WALK = (
@@ -140,9 +149,36 @@ _REACTIONS = (
     " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
     " GROUP BY m.id",
 )
-REBUILD = (*_WALK, *_FROM_BUCKETS, *_FROM_WALK, *_REACTIONS)
+# Schema 0015 (the same statements as its rows-already-there part): from the filled months,
+# buckets, replies and conversations, so they come last.
+_PACKS = (
+    "INSERT INTO stats_month_packs (chat_id, handle_id, is_from_me, packed)"
+    " SELECT chat_id, handle_id, is_from_me, group_concat(printf('%08x%08x', month, messages), '')"
+    " FROM stats_months WHERE messages > 0 GROUP BY chat_id, handle_id, is_from_me",
+    "INSERT INTO stats_bucket_days (day, packed)"
+    " SELECT bucket / 96, group_concat(p, '') FROM ("
+    " SELECT bucket, CASE WHEN r > 0 THEN printf('%08x%08x', bucket * 2, r) ELSE '' END"
+    " || CASE WHEN s > 0 THEN printf('%08x%08x', bucket * 2 + 1, s) ELSE '' END AS p"
+    " FROM (SELECT bucket, SUM(CASE WHEN is_from_me = 0 THEN messages ELSE 0 END) AS r,"
+    " SUM(CASE WHEN is_from_me = 0 THEN 0 ELSE messages END) AS s"
+    " FROM stats_buckets GROUP BY bucket)) WHERE p <> '' GROUP BY bucket / 96",
+    "INSERT INTO stats_reply_days (day, is_from_me, min_prev_ns, packed)"
+    " SELECT date_ns / 86400000000000, is_from_me, MIN(date_ns - gap_ns),"
+    " group_concat(printf('%016x%016x', handle_id, gap_ns), '') FROM stats_replies GROUP BY 1, 2",
+    "INSERT INTO stats_gap_bins (chat_id, is_from_me, bin, n)"
+    " SELECT chat_id, is_from_me, length(gap_ns / 1000000000) * 100"
+    " + CAST(substr(gap_ns / 1000000000, 1, 2) AS INTEGER), COUNT(*)"
+    " FROM stats_replies GROUP BY 1, 2, 3",
+    "INSERT INTO stats_conv_sizes (chat_id, messages, first_from_me, n)"
+    " SELECT chat_id, messages, first_from_me, COUNT(*) FROM stats_conversations"
+    " GROUP BY 1, 2, 3",
+    "INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)"
+    " SELECT chat_id, target_from_me, by_me, type, SUM(n) FROM stats_reactions"
+    " GROUP BY 1, 2, 3, 4 HAVING SUM(n) > 0",
+)
+REBUILD = (*_WALK, *_FROM_BUCKETS, *_FROM_WALK, *_REACTIONS, *_PACKS)
 # After `prefill`: the walked tables are already filled.
-_REBUILD_REST = (*_BUCKETS, *_FROM_BUCKETS, *_REACTIONS)
+_REBUILD_REST = (*_BUCKETS, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
 # ...and when `prefill` was also given the texts' word counts (the decode helper counted them
 # where it decoded: 0.5 s of Python at 300k off the writer's core): a text of the load is its
 # helper's text unless the row is unsent (''), or the helper had none (None: counted here).
@@ -154,7 +190,7 @@ _BUCKETS_KNOWN = (
     " cs_words(text)) END) FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL"
     " GROUP BY 1, 2, 3, 4",
 )
-_REBUILD_KNOWN = (*_BUCKETS_KNOWN, *_FROM_BUCKETS, *_REACTIONS)
+_REBUILD_KNOWN = (*_BUCKETS_KNOWN, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
 WALKED = ("stats_conversations", "stats_conv_senders", "stats_replies")
 _PREFILL = (
     "INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages,"

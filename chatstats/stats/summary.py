@@ -1,9 +1,12 @@
-"""A chat's or contact's figures from the summaries of schema 0011, never from all its messages.
+"""A chat's or contact's figures from the summaries of schemas 0011 and 0015, never from all
+its messages.
 
 Why this shape: the biggest chat of the 300k library has 65k messages; reading them took over
 a second. Its summaries are ~260 packed 30-day blocks of 15-minute buckets (counts and words
-per sender), one row per conversation, one per reply (its exact gap) and one per standing
-tapback bucket, so a figure costs a few indexed reads and some numpy. Only the parts of the
+per sender, fixed-width hex read with one bytes.fromhex), one row per conversation (and a
+histogram of their sizes), one per reply (its exact gap, and a histogram of gap bins for
+order statistics) and one per standing tapback bucket, so a figure costs a few indexed
+reads and some numpy. Only the parts of the
 range that cut through a 15-minute bucket or a conversation are read from messages, exactly.
 Local days and hours are taken in the zone at query time (each bucket at the offset of its
 start: every real offset is a multiple of 15 minutes), so a zone change needs no rebuild.
@@ -44,6 +47,14 @@ def ints(text: str | None) -> np.ndarray:
     if not text:
         return np.zeros(0, dtype=_I64)
     return np.fromstring(text, dtype=_I64, sep=",")
+
+
+def hex_ints(text: str | None, digits: int = 16) -> np.ndarray:
+    """A pack of schema 0015 (integers as `digits` hex digits each: 16 for 64-bit two's
+    complement, 8 for 32-bit) as an int64 array."""
+    if not text:
+        return np.zeros(0, dtype=_I64)
+    return np.frombuffer(bytes.fromhex(text), dtype=">i8" if digits == 16 else ">i4").astype(_I64)
 
 
 def median(xs: np.ndarray) -> float | None:
@@ -120,7 +131,8 @@ class Parts:
     """What the figures are made of, gathered chat by chat and then finished in one go."""
 
     def __init__(self) -> None:
-        self.buckets: list[np.ndarray] = []  # columns: bucket, handle, side, messages, words
+        # Column-major (5, n) arrays: bucket, handle, side, messages, words.
+        self.buckets: list[np.ndarray] = []
         self.first: list[int] = []
         self.last: list[int] = []
         self.sizes: list[np.ndarray] = []  # per conversation: messages * 2 + started_by_me
@@ -131,15 +143,26 @@ class Parts:
 
     def add_rows(self, rows: Sequence[tuple[int, int, int, int, int]]) -> None:
         if rows:
-            self.buckets.append(np.array(rows, dtype=_I64).reshape(-1, 5))
+            self.buckets.append(_columns(rows))
+
+
+def _columns(rows: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """Bucket rows (bucket, handle, side, messages, words) as a (5, n) column array."""
+    return np.ascontiguousarray(np.array(rows, dtype=_I64).reshape(-1, 5).T)
 
 
 def _json_ids(ids: Iterable[int]) -> str:
     return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
 
+# A stats_blocks pack (schema 0015): big-endian (bucket, messages, words) records.
+_BLOCK = np.dtype([("bucket", ">i4"), ("messages", ">i4"), ("words", ">i8")])
+# One row: the blocks' (handle, side, buckets) heads and their packs, concatenated in the
+# same order (fetching ~500 rows one by one cost more than reading them). Lengths as BLOB:
+# length() of TEXT counts UTF-8 characters, ~1 ms over a big chat's 1 MB of packs.
 _BLOCKS = (
-    "SELECT handle_id, is_from_me, packed FROM stats_blocks"
+    "SELECT group_concat(printf('%016x%016x%016x', handle_id, is_from_me,"
+    " length(CAST(packed AS BLOB)) / 32), ''), group_concat(packed, '') FROM stats_blocks"
     " WHERE chat_id = :chat AND block >= :blo AND block <= :bhi"
 )
 _BLOCKS_OF = _BLOCKS + " AND is_from_me = 0 AND handle_id IN (SELECT value FROM json_each(:hs))"
@@ -172,6 +195,7 @@ _WHOLE_CONVS_OF = (
     " WHERE s.handle_id IN (SELECT value FROM json_each(:hs)) AND s.chat_id = :chat"
     " AND s.is_from_me = 0 AND c.start_ns >= :a AND c.end_ns < :b GROUP BY s.conversation_id)"
 )
+_CONV_SIZES = "SELECT messages, first_from_me, n FROM stats_conv_sizes WHERE chat_id = :chat"
 _GAPS_ALL = (
     "SELECT group_concat(gap_ns) FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
 )
@@ -179,6 +203,9 @@ _GAPS = _GAPS_ALL + " AND date_ns >= :a AND date_ns < :b AND date_ns - gap_ns >=
 _REACTIONS = (
     "SELECT type, SUM(n) FROM stats_reactions WHERE chat_id = :chat AND target_from_me = :tfm"
     " AND by_me = :by_me AND bucket >= :lo AND bucket < :hi GROUP BY type"
+)
+_REACTION_TOTALS = (
+    "SELECT target_from_me, by_me, type, n FROM stats_reaction_totals WHERE chat_id = :chat"
 )
 _REACTIONS_OF = (
     "SELECT type, SUM(n) FROM stats_reactions WHERE chat_id = :chat AND target_from_me = 0"
@@ -225,19 +252,20 @@ def chat_part(
     # Counts and words: whole buckets from the packed blocks, partial ones from messages.
     if lo < hi:
         p = {"chat": chat, "blo": lo // BLOCK - 1, "bhi": (hi - 1) // BLOCK + 1, "hs": hs}
-        rows = conn.execute(_BLOCKS if hs is None else _BLOCKS_OF, p).fetchall()
-        if rows:
-            texts = [r[2] for r in rows]
-            counts = [t.count(",") // 3 + 1 for t in texts]
-            flat = ints(",".join(texts)).reshape(-1, 3)
-            keep = (flat[:, 0] >= lo) & (flat[:, 0] < hi)
-            cols = np.empty((len(flat), 5), dtype=_I64)
-            cols[:, 0] = flat[:, 0]
-            cols[:, 1] = np.repeat(np.array([r[0] for r in rows], dtype=_I64), counts)
-            cols[:, 2] = np.repeat(np.array([r[1] for r in rows], dtype=_I64), counts)
-            cols[:, 3] = flat[:, 1]
-            cols[:, 4] = flat[:, 2]
-            own.append(cols[keep])
+        heads, packs = conn.execute(_BLOCKS if hs is None else _BLOCKS_OF, p).fetchone()
+        if heads:
+            head = hex_ints(heads).reshape(-1, 3)  # handle, side, buckets
+            flat = np.frombuffer(bytes.fromhex(packs), dtype=_BLOCK)
+            cols = np.empty((5, len(flat)), dtype=_I64)
+            cols[0] = flat["bucket"]
+            cols[1] = np.repeat(head[:, 0], head[:, 2])
+            cols[2] = np.repeat(head[:, 1], head[:, 2])
+            cols[3] = flat["messages"]
+            cols[4] = flat["words"]
+            b = cols[0]
+            if len(b) and (int(b.min()) < lo or int(b.max()) >= hi):
+                cols = np.ascontiguousarray(cols[:, (b >= lo) & (b < hi)])
+            own.append(cols)
         # Words still queued by the triggers (schema 0011): rows of no messages.
         queued = [
             (r[0], r[1], r[2], 0, r[3] * word_count(r[4]))
@@ -245,7 +273,7 @@ def chat_part(
             if counted(r[1], r[2])
         ]
         if queued:
-            own.append(np.array(queued, dtype=_I64).reshape(-1, 5))
+            own.append(_columns(queued))
     edge_rows = []
     for a, b in edges:
         if a >= b:
@@ -261,10 +289,10 @@ def chat_part(
             elif not r[1] and r[2]:
                 parts.received[r[0]] += 1
     if edge_rows:
-        own.append(np.array(edge_rows, dtype=_I64).reshape(-1, 5))
+        own.append(_columns(edge_rows))
     parts.buckets.extend(own)
     # First and last message: the first and last counted bucket, read exactly.
-    present = [c[:, 0] for c in own if len(c)]
+    present = [c[0] for c in own if c.shape[1]]
     if present:
         bs = np.concatenate(present)
         for which, b0, sink in (
@@ -278,26 +306,32 @@ def chat_part(
                     break
     # Conversations: whole ones from stats_conversations, the one or two cut by the range
     # from their messages in it.
-    whole = {"chat": chat, "a": since, "b": until, "hs": hs}
-    sql = _WHOLE_CONVS if hs is None else _WHOLE_CONVS_OF
-    parts.sizes.append(ints(conn.execute(sql, whole).fetchone()[0]))
-    cut = set()
-    for direction in ("ASC", "DESC"):
-        row = conn.execute(
-            _EDGE_OF_RANGE.format(dir=direction), {"chat": chat, "a": since, "b": until}
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            span = conn.execute(_CONVERSATION, {"cv": row[0]}).fetchone()
-            if span is not None and (span[0] < since or span[1] >= until):
-                cut.add(row[0])
-    for cv in cut:
-        seq = [
-            r
-            for r in conn.execute(_CONV_ROWS, {"cv": cv, "a": since, "b": until})
-            if counted(r[1], r[0])
-        ]
-        if seq:
-            parts.sizes.append(np.array([len(seq) * 2 + seq[0][0]], dtype=_I64))
+    if hs is None and since == MIN_NS and until == MAX_NS:
+        # A whole chat: no conversation is cut, its sizes come from the histogram (0015).
+        got = np.array(conn.execute(_CONV_SIZES, {"chat": chat}).fetchall(), dtype=_I64)
+        if len(got):
+            parts.sizes.append(np.repeat(got[:, 0] * 2 + got[:, 1], got[:, 2]))
+    else:
+        whole = {"chat": chat, "a": since, "b": until, "hs": hs}
+        sql = _WHOLE_CONVS if hs is None else _WHOLE_CONVS_OF
+        parts.sizes.append(ints(conn.execute(sql, whole).fetchone()[0]))
+        cut = set()
+        for direction in ("ASC", "DESC"):
+            row = conn.execute(
+                _EDGE_OF_RANGE.format(dir=direction), {"chat": chat, "a": since, "b": until}
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                span = conn.execute(_CONVERSATION, {"cv": row[0]}).fetchone()
+                if span is not None and (span[0] < since or span[1] >= until):
+                    cut.add(row[0])
+        for cv in cut:
+            seq = [
+                r
+                for r in conn.execute(_CONV_ROWS, {"cv": cv, "a": since, "b": until})
+                if counted(r[1], r[0])
+            ]
+            if seq:
+                parts.sizes.append(np.array([len(seq) * 2 + seq[0][0]], dtype=_I64))
     # Replies (only where both sides are counted: not a contact's share of a group chat).
     # A whole chat's stay in the index (its order statistics are read there, see `finish`).
     if handles is None:
@@ -308,7 +342,13 @@ def chat_part(
             p2 = {"chat": chat, "side": side, "a": since, "b": until}
             parts.gaps[side].append(ints(conn.execute(_GAPS, p2).fetchone()[0]))
     # Standing tapbacks on the counted messages, whole buckets (the edges were read above).
-    if lo < hi:
+    if hs is None and since == MIN_NS and until == MAX_NS:
+        for tfm, by_me, kind, n in conn.execute(_REACTION_TOTALS, {"chat": chat}):
+            if by_me and not tfm:
+                parts.given[kind] += n
+            elif tfm and not by_me:
+                parts.received[kind] += n
+    elif lo < hi:
         if hs is None:
             sinks: tuple[tuple[int, int, Counter[str]], ...] = (
                 (0, 1, parts.given),
@@ -390,9 +430,20 @@ def streaks(days: np.ndarray, today: date) -> dict[str, Any]:
     }
 
 
+_DAY_ISO: dict[int, str] = {}  # day number -> ISO date; bounded by the days of a history
+
+
 def day_strings(days: np.ndarray) -> list[str]:
-    """ISO dates of local day numbers, in one numpy conversion."""
-    return days.astype("datetime64[D]").astype(str).tolist() if len(days) else []
+    """ISO dates of local day numbers: remembered, since every answer lists thousands of
+    the same days (numpy's conversion of ~3000 of them cost ~1.5 ms per answer)."""
+    out = []
+    memo = _DAY_ISO
+    for d in days.tolist():
+        got = memo.get(d)
+        if got is None:
+            got = memo[d] = day_iso(d)
+        out.append(got)
+    return out
 
 
 def day_iso(n: int) -> str:
@@ -403,42 +454,80 @@ def local_grid(
     zone: ZoneInfo, cols: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
     """(day numbers, sent, received per day, hour_of_week) of bucket rows."""
-    q = local_quarters(zone, cols[:, 0])
+    return local_grid_of(zone, cols[:, 0], cols[:, 2], cols[:, 3])
+
+
+def local_grid_of(
+    zone: ZoneInfo, buckets: np.ndarray, sides: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+    """(day numbers, sent, received per day, hour_of_week) of buckets with their side and
+    messages (rows of no messages left out by the caller)."""
+    q = local_quarters(zone, buckets)
     day = q // 96
     hour = (q % 96) // 4
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
-    n = cols[:, 3]
     how = np.bincount(weekday * 24 + hour, weights=n, minlength=168).astype(_I64)
-    days, inv = np.unique(day, return_inverse=True)
-    mine = cols[:, 2] == 1
-    sent = np.bincount(inv, weights=np.where(mine, n, 0), minlength=len(days)).astype(_I64)
-    recv = np.bincount(inv, weights=np.where(mine, 0, n), minlength=len(days)).astype(_I64)
     grid = how.reshape(7, 24).tolist()
-    return days, sent, recv, grid
+    mine_n = np.where(sides == 1, n, 0)
+    d0 = int(day.min())
+    span = int(day.max()) - d0 + 1
+    if span <= 4 * len(day) + 4096:  # days counted by offset: no sort of every bucket
+        rel = day - d0
+        inv = np.flatnonzero(np.bincount(rel, minlength=span))
+        all_n = np.bincount(rel, weights=n, minlength=span)[inv]
+        sent = np.bincount(rel, weights=mine_n, minlength=span)[inv]
+        return inv + d0, sent.astype(_I64), (all_n - sent).astype(_I64), grid
+    days, inv = np.unique(day, return_inverse=True)
+    all_n = np.bincount(inv, weights=n, minlength=len(days))
+    sent = np.bincount(inv, weights=mine_n, minlength=len(days))
+    return days, sent.astype(_I64), (all_n - sent).astype(_I64), grid
 
 
-_GAP_COUNT = "SELECT COUNT(*) FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
+_GAP_BINS = (
+    "SELECT bin, n FROM stats_gap_bins WHERE chat_id = :chat AND is_from_me = :side ORDER BY bin"
+)
 _GAP_AT = (
     "SELECT gap_ns FROM stats_replies WHERE chat_id = :chat AND is_from_me = :side"
-    " ORDER BY gap_ns LIMIT 1 OFFSET :k"
+    " AND gap_ns >= :lo AND gap_ns < :hi ORDER BY gap_ns LIMIT 1 OFFSET :k"
 )
+
+
+def gap_bin_range(b: int) -> tuple[int, int]:
+    """The gaps [lo, hi) in ns of a stats_gap_bins bin: length(s) * 100 + the first two
+    digits of s, s the gap in whole seconds (schema 0015)."""
+    digits, lead = divmod(b, 100)
+    scale = 1 if digits == 1 else 10 ** (digits - 2)
+    return lead * scale * 1_000_000_000, (lead + 1) * scale * 1_000_000_000
+
+
+def _chat_gap_at(conn: sqlite3.Connection, chat: int, side: int) -> tuple[int, Any]:
+    """(n, k-th smallest gap) of one whole chat's replies of a side: the bins' counts say
+    which bin holds rank k, and one walk inside that bin finds it."""
+    bins = conn.execute(_GAP_BINS, {"chat": chat, "side": side}).fetchall()
+    ids = [int(r[0]) for r in bins]
+    cum = np.cumsum(np.array([int(r[1]) for r in bins], dtype=_I64))
+    n = int(cum[-1]) if len(cum) else 0
+
+    def at(k: int) -> int:
+        i = int(np.searchsorted(cum, k, side="right"))
+        before = int(cum[i - 1]) if i else 0
+        lo, hi = gap_bin_range(ids[i])
+        p = {"chat": chat, "side": side, "lo": lo, "hi": hi, "k": k - before}
+        return int(conn.execute(_GAP_AT, p).fetchone()[0])
+
+    return n, at
 
 
 def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int) -> dict[str, Any]:
     """n, median and nearest-rank p90 in seconds. One whole chat alone is read as order
-    statistics over stats_replies_chat (three index walks, no list in Python); anything
-    else as the union of the gap lists."""
+    statistics through stats_gap_bins and stats_replies_chat (a walk inside one bin each,
+    no list in Python); anything else as the union of the gap lists."""
     chats = [g for g in got if isinstance(g, int)]
     arrays = [g for g in got if not isinstance(g, int) and len(g)]
     if len(chats) == 1 and not arrays:
-        p = {"chat": chats[0], "side": side}
-        n = conn.execute(_GAP_COUNT, p).fetchone()[0]
+        n, at = _chat_gap_at(conn, chats[0], side)
         if not n:
             return {"n": 0, "median_s": None, "p90_s": None}
-
-        def at(k: int) -> int:
-            return int(conn.execute(_GAP_AT, {**p, "k": k}).fetchone()[0])
-
         mid = at(n // 2) / 1e9 if n % 2 else (at(n // 2 - 1) / 1e9 + at(n // 2) / 1e9) / 2
         return {"n": n, "median_s": mid, "p90_s": at(-(-9 * n // 10) - 1) / 1e9}
     for chat in chats:
@@ -449,20 +538,34 @@ def reply_times(conn: sqlite3.Connection, got: list[np.ndarray | int], side: int
 
 
 def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) -> dict[str, Any]:
-    every = np.concatenate(parts.buckets) if parts.buckets else np.zeros((0, 5), dtype=_I64)
-    cols = every[every[:, 3] != 0] if len(every) else every
-    total = int(cols[:, 3].sum())
-    sent = int(cols[cols[:, 2] == 1, 3].sum())
+    # Column-major: every sum below reads one contiguous column.
+    E = np.concatenate(parts.buckets, axis=1) if parts.buckets else np.zeros((5, 0), dtype=_I64)
+    has = E[3] != 0
+    C = E if has.all() else np.ascontiguousarray(E[:, has])
+    bucket, side, n = C[0], C[2], C[3]
+    total = int(n.sum())
+    sent = int(n[side == 1].sum())
     # by_sender: handles to contacts (a merge moves handles, never rewrites the summaries).
-    keys = cols[:, 1] * 2 + cols[:, 2]
-    uniq, inv = np.unique(keys, return_inverse=True)
-    msgs = np.bincount(inv, weights=cols[:, 3], minlength=len(uniq)).astype(_I64)
-    # Words from every row: queued words come in rows of no messages, always for a sender
-    # with messages in that bucket.
-    at = np.searchsorted(uniq, every[:, 1] * 2 + every[:, 2]) if len(uniq) else inv
-    words = np.bincount(at, weights=every[:, 4], minlength=len(uniq)).astype(_I64)
-    # Ties in by_sender go to the sender seen first (as a walk through the messages would).
-    first_at = [int(cols[inv == i, 0].min()) for i in range(len(uniq))]
+    keys = C[1] * 2 + side
+    all_keys = E[1] * 2 + E[2]
+    if len(keys) and int(all_keys.min()) >= 0 and int(all_keys.max()) < 1 << 20:
+        # Sender keys are small ids: counted by key, no sort of every bucket.
+        size = int(all_keys.max()) + 1
+        uniq = np.flatnonzero(np.bincount(keys, minlength=size))
+        msgs = np.bincount(keys, weights=n, minlength=size)[uniq].astype(_I64)
+        # Words from every row: queued words come in rows of no messages, always for a
+        # sender with messages in that bucket.
+        words = np.bincount(all_keys, weights=E[4], minlength=size)[uniq].astype(_I64)
+        # Ties in by_sender go to the sender seen first (as a walk through the messages would).
+        first = np.full(size, np.iinfo(_I64).max, dtype=_I64)
+        np.minimum.at(first, keys, bucket)
+        first_at = first[uniq].tolist()
+    else:
+        uniq, inv = np.unique(keys, return_inverse=True)
+        msgs = np.bincount(inv, weights=n, minlength=len(uniq)).astype(_I64)
+        at = np.searchsorted(uniq, all_keys) if len(uniq) else inv
+        words = np.bincount(at, weights=E[4], minlength=len(uniq)).astype(_I64)
+        first_at = [int(bucket[inv == i].min()) for i in range(len(uniq))]
     handle_ids = [int(k) // 2 for k in uniq if k % 2 == 0 and k // 2 != 0]
     contact_of = {
         h: c
@@ -481,15 +584,15 @@ def finish(conn: sqlite3.Connection, zone: ZoneInfo, parts: Parts, today: date) 
         got[2] = min(got[2], f)
     empty = np.zeros(0, dtype=_I64)
     days, day_sent, day_recv, how = (
-        local_grid(zone, cols) if len(cols) else (empty, empty, empty, [[0] * 24] * 7)
+        local_grid_of(zone, bucket, side, n) if len(n) else (empty, empty, empty, [[0] * 24] * 7)
     )
     sizes = np.concatenate(parts.sizes) if parts.sizes else np.zeros(0, dtype=_I64)
     by_me = int((sizes % 2).sum())
     rt = {
         name: reply_times(conn, parts.gaps[side], side) for name, side in (("me", 1), ("them", 0))
     }
-    day_sent_l = [int(x) for x in day_sent]
-    day_recv_l = [int(x) for x in day_recv]
+    day_sent_l = day_sent.tolist()
+    day_recv_l = day_recv.tolist()
     return {
         "timezone": zone.key,
         "messages": total,
