@@ -57,6 +57,39 @@ def refresh_contacts(conn: sqlite3.Connection, contact_ids: list[int] | None) ->
     )
 
 
+def refresh_contacts_from(
+    conn: sqlite3.Connection, received: list[tuple[int, ...]], mine: list[tuple[int, ...]]
+) -> None:
+    """`refresh_contacts(conn, None)` from totals counted outside SQL (a first load's walk:
+    per sender handle, (handle id, messages received in a chat, latest date_ns); per chat,
+    (chat id, my messages, latest)): the same joins, over a few hundred rows, not two scans
+    of every message (0.3 s at 300k)."""
+    conn.execute("CREATE TEMP TABLE bulk_received (h INTEGER PRIMARY KEY, n INTEGER, last INTEGER)")
+    conn.execute("CREATE TEMP TABLE bulk_mine (chat INTEGER PRIMARY KEY, n INTEGER, last INTEGER)")
+    conn.executemany("INSERT INTO bulk_received VALUES (?, ?, ?)", received)
+    conn.executemany("INSERT INTO bulk_mine VALUES (?, ?, ?)", mine)
+    conn.execute("UPDATE contacts SET message_count = 0, last_message_ns = NULL")
+    conn.execute(
+        """
+        UPDATE contacts SET message_count = agg.n, last_message_ns = agg.last
+        FROM (
+            SELECT cid, sum(n) AS n, max(last) AS last FROM (
+                SELECT h.contact_id AS cid, r.n, r.last FROM temp.bulk_received r
+                JOIN handles h ON h.id = r.h
+                UNION ALL
+                SELECT h.contact_id, x.n, x.last FROM temp.bulk_mine x
+                JOIN chats c ON c.id = x.chat AND c.is_group = 0
+                JOIN chat_participants p ON p.chat_id = c.id
+                JOIN handles h ON h.id = p.handle_id
+            ) GROUP BY cid
+        ) AS agg
+        WHERE contacts.id = agg.cid
+        """
+    )
+    conn.execute("DROP TABLE temp.bulk_received")
+    conn.execute("DROP TABLE temp.bulk_mine")
+
+
 class TotalRows(BatchState):
     """Keeps the denormalised counts in step with the batch."""
 
@@ -88,7 +121,10 @@ class TotalRows(BatchState):
         if not self.new_ids:
             return set()
         if self.first_new_id == 1:  # everything is new: one aggregate pass over all of it
-            refresh_contacts(self.conn, None)
+            if self.contact_totals is not None:
+                refresh_contacts_from(self.conn, *self.contact_totals)
+            else:
+                refresh_contacts(self.conn, None)
             return set()
         bumps = self.conn.execute(
             "SELECT cid, count(*), max(date_ns) FROM ("
