@@ -57,7 +57,7 @@ else:
     run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
 dt = time.perf_counter() - t0
 me = resource.getrusage(resource.RUSAGE_SELF)
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the import's decoding helper
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the import's helpers (decode, plan)
 print(json.dumps({
     "seconds": dt,
     "rss_mb": me.ru_maxrss / 1024,
@@ -183,7 +183,8 @@ def main() -> None:
         )
         if mode == "import":
             line += (
-                f"; decoding helper: CPU {statistics.median(r['helper_cpu'] for r in rs):.2f} s,"
+                f"; helpers (decode, plan): CPU"
+                f" {statistics.median(r['helper_cpu'] for r in rs):.2f} s,"
                 f" peak RSS {max(r['helper_rss_mb'] for r in rs):.0f} MB"
             )
         print(line)

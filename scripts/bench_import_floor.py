@@ -80,6 +80,10 @@ def floor(ingest, reader, after, upto, decoder=None):
     return None
 
 if mode == "capture":
+    # The INSERT as the importer writes it when it plans the conversations itself (chats
+    # and spans joined in SQL): with the planning helper's per-row lookups there would be no
+    # join left to stand in for, and the floor must do the same writes without any helper.
+    imp.DECODE_AHEAD = False
     bulk.load_messages = capture
     imp.run_import(out / "chatstats.db", lib / "chat.db", lib / "AddressBook")
     sql_file.write_text(captured["sql"])

@@ -26,13 +26,13 @@ def timers(data: Path) -> list[tuple]:
 
 def both(capsys, lib: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[int]]:
     calls: list[int] = []
-    real = plan.build
+    real = plan.write  # the walk's result, from the planning helper or walked here
 
     def counted(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(plan, "build", counted)
+    monkeypatch.setattr(plan, "write", counted)
     run_import(capsys, lib, tmp_path / "walk")
     walked = len(calls)
     monkeypatch.setattr(plan, "usable", lambda conn: False)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from chatstats import cli
-from chatstats.ingest import bulk, decode, importer
+from chatstats import db as appdb
+from chatstats.ingest import bulk, decode, importer, plan
 from chatstats.sample.writer import MessagesWriter
 from tests.library_check import dump
 from tests.test_import import run_import
@@ -31,6 +32,7 @@ class Spy(decode.Decoder):
     def __init__(self, source: Path, after: int) -> None:
         self.first_frame = threading.Event()
         self.handed: decode.Decoded | None = None
+        self.walked: plan.Walked | None = None
         Spy.last = self
         super().__init__(source, after)
 
@@ -42,6 +44,10 @@ class Spy(decode.Decoder):
     def wait(self, timeout: float) -> decode.Decoded:
         self.handed = super().wait(timeout)
         return self.handed
+
+    def planned(self, timeout: float) -> plan.Walked | None:
+        self.walked = super().planned(timeout)
+        return self.walked
 
 
 @pytest.fixture
@@ -67,6 +73,14 @@ def test_the_helper_changes_nothing_but_speed(
     handed = spy.last.handed
     assert handed is not None and handed.crcs is None, "expected the same-snapshot path"
     assert len(handed.texts) > 1000 and handed.marks is not None
+    # The conversations were planned by the second helper, and are what the import's own
+    # walk makes (the import without helpers, compared below, walks the rows itself).
+    assert spy.last.walked is not None and spy.last.plan_error is None
+    assert len(spy.last.walked.conversations) > 10
+    # Its word counts are the statistics' own (db.word_count), None where it has no text.
+    assert handed.words == {
+        r: None if t is None else appdb.word_count(t) for r, t in handed.texts.items()
+    }
     assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
 
 
@@ -80,6 +94,7 @@ def test_texts_are_checked_by_crc_when_the_snapshots_may_differ(
     run_import(capsys, lib, tmp_path / "helped")
     handed = spy.last.handed
     assert handed is not None and handed.crcs is not None and handed.marks is None
+    assert handed.words is None  # counts of texts the import may not use
     assert dump(tmp_path / "helped") == without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
 
 
@@ -112,6 +127,7 @@ def test_a_message_edited_after_the_helper_read_it_is_imported_as_edited(
     run_import(capsys, lib, tmp_path / "data")
     handed = spy.last.handed
     assert handed is not None and handed.crcs is not None  # it saw the commit
+    assert spy.last.walked is None and spy.last.plan_error == "chat.db changed"
     conn = sqlite3.connect(tmp_path / "data" / "chatstats.db")
     text, edited = conn.execute(
         "SELECT text, edited FROM messages WHERE source_rowid = ?", (rowid,)
@@ -142,3 +158,62 @@ def test_a_broken_helper_costs_time_not_data(helper, libraries, tmp_path, capsys
     # Said, with a reason and a count, and nothing the helper printed.
     warning = next(json.loads(line) for line in err.splitlines() if "import_decoder_failed" in line)
     assert warning["reason"] == spy.last.error and warning["decoded"] == 0
+    planner = next(json.loads(line) for line in err.splitlines() if "import_planner_unused" in line)
+    assert spy.last.plan_error is not None and planner["reason"] == spy.last.plan_error
+
+
+# A planning helper that dies without a word, dies (kill -9) halfway through its answer,
+# or answers noise: the import walks the rows itself, says why, and loses nothing.
+_BAD_PLANNERS = {
+    "exits": "import sys; sys.exit(3)",
+    "killed": (
+        "import os, signal, sys; sys.stdin.buffer.read();"
+        " sys.stdout.buffer.write(b'\\x00\\x10\\x00\\x00' + b'\\x93' * 100);"
+        " sys.stdout.flush(); os.kill(os.getpid(), signal.SIGKILL)"
+    ),
+    "garbage": (
+        "import sys; sys.stdin.buffer.read();"
+        " sys.stdout.buffer.write(b'\\x08\\x00\\x00\\x00' + b'\\x93\\x01' * 4)"
+    ),
+}
+
+
+@pytest.mark.parametrize("planner", sorted(_BAD_PLANNERS))
+def test_a_broken_planner_costs_time_not_data(
+    planner, libraries, tmp_path, capsys, spy, monkeypatch
+):
+    lib, _ = libraries["sequoia"]
+    expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+    monkeypatch.setattr(
+        decode,
+        "planner_command",
+        lambda _src, _after: [sys.executable, "-c", _BAD_PLANNERS[planner]],
+    )
+    code = cli.main(
+        ["import", "--source", str(lib / "chat.db"), "--addressbook", str(lib / "AddressBook"),
+         "--data-dir", str(tmp_path / "helped"), "--json"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert spy.last.walked is None and spy.last.plan_error is not None
+    assert spy.last.handed is not None and spy.last.handed.crcs is None  # the decoder was fine
+    assert dump(tmp_path / "helped") == expected
+    warning = next(json.loads(line) for line in err.splitlines() if "import_planner_unused" in line)
+    assert warning["reason"] == spy.last.plan_error
+    conn = sqlite3.connect(tmp_path / "helped" / "chatstats.db")
+    assert conn.execute("SELECT count(*) FROM stats_conversations").fetchone()[0] > 10
+    conn.close()
+
+
+def test_a_planner_that_read_another_range_is_not_used(
+    libraries, tmp_path, capsys, spy, monkeypatch
+):
+    """The planner reads each message's chat before the import says which rows it loads; if
+    its range is not the import's (another snapshot), it refuses and the import walks."""
+    lib, _ = libraries["sequoia"]
+    expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+    real = decode.planner_command
+    monkeypatch.setattr(decode, "planner_command", lambda src, after: real(src, after + 1))
+    run_import(capsys, lib, tmp_path / "helped")
+    assert spy.last.walked is None and spy.last.plan_error == "exited with 4"
+    assert dump(tmp_path / "helped") == expected

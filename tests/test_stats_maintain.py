@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatstats import db as appdb
+from chatstats.ingest import decode
 from chatstats.stats import maintain, summary
 from tests.conftest import PROFILES
 from tests.test_import import run_import
@@ -253,17 +254,24 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
     (bodies, tapbacks and conversations differ between them)."""
     lib, _truth = libraries[profile]
     used: list[bool] = []
+    known: list[bool] = []
     real = maintain._prefilled
 
-    def spied(conn: sqlite3.Connection) -> list[str] | None:
+    def spied(conn: sqlite3.Connection) -> tuple[list[str], bool] | None:
         got = real(conn)
         used.append(got is not None)
+        known.extend([got[1]] if got is not None else [])
         return got
 
     monkeypatch.setattr(maintain, "_prefilled", spied)
     summary = run_import(capsys, lib, tmp_path)
     assert summary["mode"] == "race"
     assert used == [True], "the walk's rows must be what the import kept"
+    src = sqlite3.connect(lib / "chat.db")
+    blobs = any(r[1] == "attributedBody" for r in src.execute("PRAGMA table_info(message)"))
+    src.close()
+    # Words counted by the decode helper where it decoded, not in a second pass here.
+    assert known == [blobs and decode.Decoder.available()]
     conn = sqlite3.connect(tmp_path / "chatstats.db", isolation_level=None)
     assert conn.execute("SELECT count(*) FROM stats_words_pending").fetchone() == (0,)
     imported = _tables(conn)

@@ -23,7 +23,7 @@ from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest import plan
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, decode_body
+from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
 from chatstats.stats import maintain as stats_maintain
 
 logger = log.get(__name__)
@@ -57,6 +57,7 @@ def detach(conn: sqlite3.Connection) -> None:
 
 _FUNCTIONS = (
     ("cs_conversation", 1),
+    ("cs_chat", 1),
     ("cs_ready_text", 1),
     ("cs_ready_status", 1),
     ("cs_body_text", 3),
@@ -178,21 +179,8 @@ def tapback_condition(indexes: list[list[str]], have: set[str]) -> str:
 
 
 def create_lookup_tables(ingest: Ingest, after: int, upto: int) -> None:
-    """The temp tables the load joins: chat.db's handle and chat ROWIDs to app ids, and each
-    message's chat (the lowest, for the rare message in several)."""
-    conn = ingest.conn
-    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
-    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", ingest.handle_map.items())
-    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", ingest.chat_map.items())
-    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
-    # appends, and lookups by rowid, where a separate unique index cost twice as much.
-    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
-    conn.execute(
-        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
-        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
-        {"a": after, "u": upto},
-    )
+    """The temp tables the load joins (`plan.lookup_tables`)."""
+    plan.lookup_tables(ingest.conn, ingest.handle_map, ingest.chat_map, after, upto)
 
 
 def load_messages(
@@ -222,7 +210,6 @@ def load_messages(
         return f"(COALESCE(m.{name}, 0) <> 0)" if name in have else "0"
 
     decoded = Decoded({}, {})
-    create_lookup_tables(ingest, after, upto)
     tapback = TAPBACK_SQL if {"associated_message_type", "associated_message_guid"} <= have else "0"
     code = (
         f"(CASE WHEN COALESCE({col('date_edited')}, 0) <> 0"
@@ -244,29 +231,77 @@ def load_messages(
     # System events (item_type <> 0, as `kind` is derived) only join a conversation.
     event = f"COALESCE({col('item_type')}, 0) <> 0"
     rowids: list[int] = []
-    conversation_of: dict[int, int] = {}
+    conversation_of: dict[int, int | None] = {}
     planned = None
-    if plan.usable(conn):  # nothing older to extend: sorted by SQLite, split in one walk
-        planned = plan.build(
-            conn,
-            select_rows=(
-                f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
-                f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
-                " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
-                " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
-                f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
-            ),
-            params={"a": after, "u": upto},
-            first=first,
-            now_ns=ingest.now_ns,
-            seal_expired=ingest.seal_expired,
+    usable = plan.usable(conn)
+    select_rows = (
+        f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
+        f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
+        " FROM src.message m LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
+        " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
+        f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
+    )
+    if usable and decoder is not None:  # the walk on the other core, while we build tables
+        decoder.start_planner(
+            PlanRequest(
+                handles=ingest.handle_map,
+                chats=ingest.chat_map,
+                after=after,
+                upto=upto,
+                select_rows=select_rows,
+                first=first,
+                next_cid=plan.next_conversation_id(conn),
+                now_ns=ingest.now_ns,
+                seal_expired=ingest.seal_expired,
+            )
         )
+    plan.map_tables(conn, ingest.handle_map, ingest.chat_map)
+    # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
+    # Collected now, while the planning helper walks (they need no message id: applied by
+    # `Ingest.finish`, after the load).
+    if tapback != "0":
+        condition = tapback_condition(source_indexes(conn), have)
+        ingest.prepare_rows(reader.tapback_rows(after, upto, condition))
+    # The decoding helper is usually done by now (it started first): its texts' lookups are
+    # built while the planner still walks.
+    if decoder is not None:
+        decoded = decoder.wait(timeout=120)
+        if decoder.error:
+            logger.warning(
+                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
+            )
+    _functions(conn, ingest, decoded)
+    walked = decoder.planned(timeout=120) if usable and decoder is not None else None
+    if walked is None:  # each message's chat, for the INSERT's joins
+        plan.join_table(conn, after, upto)
+    chat_of: dict[int, int | None] | None = None
+    if usable:  # nothing older to extend: sorted by SQLite, split in one walk
+        if walked is not None:
+            planned = plan.write(conn, walked, spans=False)
+            conversation_of = dict(zip(walked.order, walked.conv_of, strict=True))
+            chat_of = dict(zip(walked.order, walked.chat_of, strict=True))
+            del walked
+        else:
+            if decoder is not None:
+                logger.warning("import_planner_unused", reason=decoder.plan_error)
+            planned = plan.build(
+                conn,
+                select_rows=select_rows,
+                params={"a": after, "u": upto},
+                first=first,
+                now_ns=ingest.now_ns,
+                seal_expired=ingest.seal_expired,
+            )
         count = len(planned.rowids)
         ingest.counters.conversations_created += planned.created
         ingest.conversations_planned(planned.timers)
         ingest.chat_bumps.extend(planned.bumps)
-        conversation_of = planned.events
-        conversation = plan.conversation_sql(date_ns, event)
+        ingest.contact_totals = planned.contacts
+        if chat_of is None:
+            conversation_of = dict(planned.events)
+            conversation = plan.conversation_sql(date_ns, event)
+        else:
+            conversation = "cs_conversation(m.ROWID)"
     else:
         chat_map, points, events = ingest.chat_map, ingest.new_points, ingest.new_events
         mid = first
@@ -287,20 +322,23 @@ def load_messages(
         }
         conversation = "cs_conversation(m.ROWID)"
     conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
-    if decoder is not None:
-        decoded = decoder.wait(timeout=120)
-        if decoder.error:
-            logger.warning(
-                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
-            )
-    _functions(conn, ingest, decoded)
+    chat_sql, chat_joins = (
+        "c.id",
+        (
+            "LEFT JOIN bulk_joins j ON j.message_id = m.ROWID"
+            " LEFT JOIN bulk_chats c ON c.src = j.chat_rowid"
+        ),
+    )
+    if chat_of is not None:  # the planner's: one dict lookup in C a row, no joins
+        conn.create_function("cs_chat", 1, chat_of.get, deterministic=True)
+        chat_sql, chat_joins = "cs_chat(m.ROWID)", ""
     sql = f"""
         INSERT INTO messages (guid, chat_id, conversation_id, handle_id, is_from_me, date_ns,
             text, subject, service, kind, group_title, other_handle_id, reply_to_guid,
             reply_to_part, edited, unsent, date_edited_ns, is_read, date_read_ns,
             is_delivered, date_delivered_ns, is_sent, balloon, effect, is_audio, body_status,
             source_rowid)
-        SELECT m.guid, c.id, {conversation},
+        SELECT m.guid, {chat_sql}, {conversation},
             CASE WHEN {from_me} THEN NULL ELSE h.id END,
             {from_me}, {date_ns},
             CASE WHEN {code} % 2 = 1 THEN ''
@@ -324,8 +362,7 @@ def load_messages(
                      cs_body_status(m.ROWID, {col("attributedBody")}, {text_arg})),
             m.ROWID
         FROM src.message m
-        LEFT JOIN bulk_joins j ON j.message_id = m.ROWID
-        LEFT JOIN bulk_chats c ON c.src = j.chat_rowid
+        {chat_joins}
         LEFT JOIN bulk_handles h ON h.src = m.handle_id
         LEFT JOIN bulk_handles o ON o.src = NULLIF(COALESCE({col("other_handle")}, 0), 0)
         WHERE {rows_where}
@@ -334,13 +371,13 @@ def load_messages(
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
     if planned is not None:  # what the walk saw, so the rebuild need not walk again
-        stats_maintain.prefill(conn, planned.stats)
+        stats_maintain.prefill(conn, planned.stats, decoded.words)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
     for name, args in _FUNCTIONS:
         conn.create_function(name, args, None)
     marks = decoded.marks
-    del decoded, conversation_of
+    del decoded, conversation_of, chat_of
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + count - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {count} rows")
@@ -381,10 +418,5 @@ def load_messages(
     ).fetchone():
         ingest.reload_chats = True
     for table in ("bulk_handles", "bulk_chats", "bulk_joins"):
-        conn.execute(f"DROP TABLE temp.{table}")  # names are constants
-    # Tapbacks: few, and their state logic lives in Python; the same code as the live path.
-    if tapback != "0":
-        condition = tapback_condition(source_indexes(conn), have)
-        rows = reader.tapback_rows(after, upto, condition)
-        ingest.prepare_rows(rows)
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")  # names are constants
     return marks

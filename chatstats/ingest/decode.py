@@ -7,7 +7,8 @@ unreadable (counted as 'corrupt'), nothing when both are missing.
 The first import of a whole history spends most of its Python time decoding blobs, in SQL
 functions called by one `INSERT … SELECT`, on one core. `Decoder` runs
 `python -m chatstats.ingest.decode` beside it: the helper reads chat.db itself, in one
-read transaction, and streams back per row the CRC-32 of the blob it decoded and the text.
+read transaction, and streams back per row the CRC-32 of the blob it decoded, the text
+and its word count (the statistics' buckets need it; counting it here is off the writer's core).
 
 What the import writes never depends on the helper. If no commit reached chat.db between
 a moment before the helper started and a moment after both it and the import had taken
@@ -17,6 +18,16 @@ each text is used only when the blob in the import's snapshot has the same CRC-3
 anything else is decoded in the import, as it would be without a helper. A helper that is
 slow, dies or saw other rows costs time, never correctness. It writes nothing and prints
 no message content anywhere but its stdout pipe.
+
+A second helper, `python -m chatstats.ingest.decode --plan`, started at the same moment,
+runs the conversation walk of ingest/plan.py (`plan.walk`) over the same rows: it reads
+each message's chat while the import reads contacts, then takes the import's handle and
+chat maps on stdin (`PlanRequest`) and answers one `plan.Walked`, with each row's chat and
+conversation id. The import uses it only under the same snapshot rule (and only for the
+range it asked for); otherwise, or when the planner dies, times out or answers noise, it
+walks the rows itself (`plan.build`) and logs `import_planner_unused` with the reason.
+Why: the walk was over a third of the importing thread's Python time, and the second core
+sat idle once the bodies were decoded.
 """
 
 from __future__ import annotations
@@ -31,13 +42,14 @@ import threading
 import zlib
 from array import array
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import IO, NamedTuple
 
 import msgspec
 
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import text_value
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
+from chatstats.ingest import plan
 
 _FFFC, _FFFD = "\ufffc", "\ufffd"
 _FRAME = struct.Struct("<I")
@@ -57,6 +69,12 @@ def clean(text: str) -> str:
     if _FFFD in text:
         text = text.replace(_FFFD, "")
     return text
+
+
+def count_words(text: str) -> int:
+    """`db.word_count` of a str (the statistics' words); here so the helper need not import
+    chatstats.db, whose logging setup cost 0.27 s of its start. A test holds them equal."""
+    return len(text.split())
 
 
 def decode_blob(blob: bytes) -> str | None:
@@ -89,30 +107,60 @@ class Decoded(NamedTuple):
     # read the import's own snapshot, so every text can be used as it is.
     crcs: dict[int, int] | None
     marks: dict[str, int] | None = None  # chat.db's change marks, when crcs is None
+    # ROWID → words of its text (`count_words`; None where the text is None), when crcs is
+    # None: the statistics' buckets then need no second pass over 300k texts in the import.
+    words: dict[int, int | None] | None = None
 
 
 class _Rows(msgspec.Struct, array_like=True, tag=1):
     rowids: list[int]
     crcs: list[int]
     texts: list[str | None]
+    words: list[int | None]
 
 
 class _Marks(msgspec.Struct, array_like=True, tag=2):
     marks: dict[str, int]
 
 
+class PlanRequest(msgspec.Struct, array_like=True, tag=4):
+    """What the planning helper needs to walk the rows as `plan.build` would in the import."""
+
+    handles: dict[int, int]  # chat.db handle ROWID → app handle id
+    chats: dict[int, int]  # chat.db chat ROWID → app chat id
+    after: int
+    upto: int
+    select_rows: str  # plan.build's `select_rows`, over src.message and the lookup tables
+    first: int
+    next_cid: int
+    now_ns: int
+    seal_expired: bool
+
+
+def planner_command(source: Path, after: int) -> list[str]:
+    """The planning helper's command line (a function, so a test can make it misbehave)."""
+    return [sys.executable, "-m", "chatstats.ingest.decode", "--plan", str(source), str(after)]
+
+
 class Decoder:
-    """The import's side of the helper process; every failure degrades to 'not decoded'."""
+    """The import's side of the helper processes; every failure degrades to 'not decoded'
+    (or 'not planned': the import then walks the rows itself)."""
 
     def __init__(self, source: Path, after: int) -> None:
         # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`.
         self._rowids = array("q")
         self._crcs = array("L")
         self._texts: list[str | None] = []
+        self._words: list[int | None] = []
         self.marks: dict[str, int] | None = None
         self.error: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
+        self._source = source
+        self._planner: subprocess.Popen[bytes] | None = None
+        self._plan_thread: threading.Thread | None = None
+        self._walked: plan.Walked | None = None
+        self.plan_error: str | None = None
         # Snapshot check: data_version read before the helper starts, and again once both
         # the helper (its first frame) and the import (`import_snapshot_taken`) have theirs.
         self._lock = threading.Lock()
@@ -138,6 +186,17 @@ class Decoder:
             return
         self._thread = threading.Thread(target=self._collect, name="decode-results", daemon=True)
         self._thread.start()
+        # The planner too, now: it starts Python and reads each message's chat while the
+        # import reads contacts, then waits for the request (`start_planner`).
+        try:
+            self._planner = subprocess.Popen(
+                planner_command(source, after),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # a traceback could quote a name
+            )
+        except OSError as exc:
+            self.plan_error = f"could not start: {exc.strerror}"
 
     @staticmethod
     def available() -> bool:
@@ -181,11 +240,71 @@ class Decoder:
                 self._rowids.extend(frame.rowids)
                 self._crcs.extend(frame.crcs)
                 self._texts.extend(frame.texts)
+                self._words.extend(frame.words)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.error = type(exc).__name__
         code = self._proc.wait()
         if code != 0 and self.error is None:
             self.error = f"exited with {code}"
+
+    def start_planner(self, request: PlanRequest) -> None:
+        """Start the second helper: the conversation walk (`plan.walk`) of the import's rows,
+        on the other core while this one builds its lookup tables and the first helper
+        decodes. Called once the import's snapshot of chat.db is taken."""
+        if self._planner is None:
+            self.plan_error = self.plan_error or self.error or "not started"
+            return
+        self._plan_thread = threading.Thread(
+            target=self._collect_plan,
+            args=(msgspec.msgpack.encode(request),),
+            name="plan-results",
+            daemon=True,
+        )
+        self._plan_thread.start()
+
+    def _collect_plan(self, request: bytes) -> None:
+        proc = self._planner
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            with proc.stdin:
+                _write(proc.stdin, request)
+            head = proc.stdout.read(_FRAME.size)
+            if len(head) == _FRAME.size:
+                payload = proc.stdout.read(_FRAME.unpack(head)[0])
+                self._walked = msgspec.msgpack.decode(payload, type=plan.Walked)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            self.plan_error = type(exc).__name__
+            self._walked = None
+        code = proc.wait()
+        if code != 0:
+            self.plan_error = self.plan_error or f"exited with {code}"
+            self._walked = None
+        elif self._walked is None and self.plan_error is None:
+            self.plan_error = "no plan"
+
+    def planned(self, timeout: float) -> plan.Walked | None:
+        """The planning helper's walk, if it came whole and from the import's own snapshot
+        (no commit reached chat.db since before the first helper started); else None."""
+        if self._plan_thread is None:
+            return None
+        self._plan_thread.join(timeout)
+        if self._plan_thread.is_alive():
+            self.plan_error = "timed out"
+            self._kill(self._planner)
+            self._plan_thread.join(5)
+            return None
+        walked, self._walked = self._walked, None
+        if walked is None:
+            return None
+        with self._lock:
+            try:
+                same = self._data_version() == self._version
+            except sqlite3.Error:
+                same = False
+        if not same:
+            self.plan_error = "chat.db changed"
+            return None
+        return walked
 
     def wait(self, timeout: float) -> Decoded:
         """What the helper decoded (everything, unless it failed or timed out)."""
@@ -197,18 +316,25 @@ class Decoder:
                 self._thread.join(5)
         with self._lock:
             same = bool(self._same) and self.error is None and self.marks is not None
-        if len(self._texts) != len(self._rowids) or len(self._crcs) != len(self._rowids):
+        n = len(self._rowids)
+        if len(self._texts) != n or len(self._crcs) != n or len(self._words) != n:
             return Decoded({}, {})  # a frame cut short: use nothing
         texts = dict(zip(self._rowids, self._texts, strict=True))
         crcs = None if same else dict(zip(self._rowids, self._crcs, strict=True))
-        self._rowids, self._crcs, self._texts = array("q"), array("L"), []
-        return Decoded(texts, crcs, self.marks if same else None)
+        words = dict(zip(self._rowids, self._words, strict=True)) if same else None
+        self._rowids, self._crcs, self._texts, self._words = array("q"), array("L"), [], []
+        return Decoded(texts, crcs, self.marks if same else None, words)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(OSError):
+                proc.wait(5)
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            with contextlib.suppress(OSError):
-                self._proc.wait(5)
+        self._kill(self._proc)
+        self._kill(self._planner)
         with self._lock, contextlib.suppress(AttributeError, sqlite3.Error):
             self._watch.close()
 
@@ -235,6 +361,7 @@ def _serve(source: str, after: int) -> None:
         rowids: list[int] = []
         crcs: list[int] = []
         texts: list[str | None] = []
+        words: list[int | None] = []
         for rowid, blob in rows:
             if type(blob) is not bytes or not blob:
                 continue  # the import treats these itself
@@ -245,18 +372,57 @@ def _serve(source: str, after: int) -> None:
             rowids.append(rowid)
             crcs.append(crc32(blob))
             texts.append(text)
-        _write(out, encode(_Rows(rowids, crcs, texts)))
+            words.append(None if text is None else count_words(text))
+        _write(out, encode(_Rows(rowids, crcs, texts, words)))
     # The marks of this same snapshot: the import can skip its own scan for them.
     _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
     conn.execute("COMMIT")
     out.flush()
 
 
-def _write(out: BinaryIO, payload: bytes) -> None:
+def _serve_plan(source: str, after: int) -> int:
+    """Walk the rows of one snapshot as a PlanRequest on stdin asks, write the Walked.
+    Each message's chat is read before the request comes (it needs only the range)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("ATTACH DATABASE :uri AS src", {"uri": chatdb.readonly_uri(source)})
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("BEGIN")  # one snapshot; the import checks it is its own
+    (upto,) = conn.execute("SELECT COALESCE(MAX(ROWID), 0) FROM src.message").fetchone()
+    plan.join_table(conn, after, upto)
+    head = sys.stdin.buffer.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return 0  # not needed after all
+    request = msgspec.msgpack.decode(
+        sys.stdin.buffer.read(_FRAME.unpack(head)[0]), type=PlanRequest
+    )
+    if (request.after, request.upto) != (after, upto):
+        return 4  # not the import's snapshot: the import walks the rows itself
+    plan.map_tables(conn, request.handles, request.chats)
+    rows = conn.execute(
+        plan.select_sql(request.select_rows), {"a": request.after, "u": request.upto}
+    )
+    walked = plan.walk(
+        rows,
+        first=request.first,
+        next_cid=request.next_cid,
+        now_ns=request.now_ns,
+        seal_expired=request.seal_expired,
+    )
+    conn.execute("COMMIT")
+    out = sys.stdout.buffer
+    _write(out, msgspec.msgpack.encode(walked))
+    out.flush()
+    return 0
+
+
+def _write(out: IO[bytes], payload: bytes) -> None:
     out.write(_FRAME.pack(len(payload)))
     out.write(payload)
 
 
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):  # the import ended (or was killed) first
-        _serve(sys.argv[1], int(sys.argv[2]))
+        if sys.argv[1] == "--plan":
+            sys.exit(_serve_plan(sys.argv[2], int(sys.argv[3])))
+        else:
+            _serve(sys.argv[1], int(sys.argv[2]))

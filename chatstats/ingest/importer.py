@@ -44,7 +44,8 @@ Progress = Callable[[str, int, int], None]
 # The first import builds message rows in SQL (chatstats/ingest/bulk.py); tests turn this off
 # to check that the Python path, which live sync uses, produces the very same rows.
 SQL_LOAD = True
-# ...with message bodies decoded ahead by a helper process on another core (decode.py);
+# ...with message bodies decoded, and conversations planned, ahead by two helper processes
+# on the other core (decode.py);
 # tests turn it off to check that the result does not depend on it.
 DECODE_AHEAD = True
 

@@ -25,8 +25,11 @@ import bisect
 import sqlite3
 from array import array
 from collections import defaultdict
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any, NamedTuple
+
+import msgspec
 
 from chatstats.ingest.conversations import GAP_NS
 
@@ -38,6 +41,7 @@ class Planned(NamedTuple):
     events: dict[int, int]  # system event ROWID → its conversation id
     bumps: list[dict[str, int]]  # per chat, what `Ingest._bump_chats` adds
     stats: tuple[list[tuple[int, ...]], ...]  # the summaries this walk saw: see `build`
+    contacts: tuple[list[tuple[int, ...]], list[tuple[int, ...]]]  # Walked.received, .mine
 
     def id_of(self, first: int, rowid: int) -> int | None:
         """The new message id of a loaded ROWID (None: not loaded)."""
@@ -54,6 +58,74 @@ def usable(conn: sqlite3.Connection) -> bool:
         " AND NOT EXISTS (SELECT 1 FROM chats WHERE last_message_ns IS NOT NULL)"
     ).fetchone()
     return bool(row[0])
+
+
+class Walked(msgspec.Struct, array_like=True, tag=3):
+    """What the walk decided, before anything is written: computed by `walk` here or in the
+    import's helper process (decode.py), which sends it whole; `write` turns it into rows."""
+
+    rowids: list[int]
+    conversations: list[tuple[int | None, ...]]  # rows of `conversations`
+    timers: list[tuple[int, ...]]  # (conversation id, chat id, due_ns)
+    spans: list[tuple[int, ...]]  # (chat id, start_ns, conversation id), sorted
+    events: dict[int, int]
+    bumps: list[dict[str, int]]
+    stats: tuple[list[tuple[int, ...]], list[tuple[int, ...]], list[tuple[int, ...]]]
+    # Per row walked, in walk order: its ROWID, app chat id and conversation id (None: none),
+    # so the INSERT finds both with one dict lookup each instead of joins and a span search.
+    order: list[int]
+    chat_of: list[int | None]
+    conv_of: list[int | None]
+    # What `totals.refresh_contacts` counts, from the rows: per sender handle, the messages
+    # received in a chat, and per chat, mine (h or chat id, rows, latest date_ns).
+    received: list[tuple[int, ...]]
+    mine: list[tuple[int, ...]]
+
+
+def lookup_tables(
+    conn: sqlite3.Connection,
+    handle_map: dict[int, int],
+    chat_map: dict[int, int],
+    after: int,
+    upto: int,
+) -> None:
+    """The temp tables the load joins (chat.db ATTACHed as `src`): chat.db's handle and chat
+    ROWIDs to app ids, and each message's chat (the lowest, for the rare message in several).
+    Here, not in bulk.py, because the planning helper builds the same ones."""
+    map_tables(conn, handle_map, chat_map)
+    join_table(conn, after, upto)
+
+
+def map_tables(
+    conn: sqlite3.Connection, handle_map: dict[int, int], chat_map: dict[int, int]
+) -> None:
+    conn.execute("CREATE TEMP TABLE bulk_handles (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.execute("CREATE TEMP TABLE bulk_chats (src INTEGER PRIMARY KEY, id INTEGER)")
+    conn.executemany("INSERT INTO bulk_handles VALUES (?, ?)", handle_map.items())
+    conn.executemany("INSERT INTO bulk_chats VALUES (?, ?)", chat_map.items())
+
+
+def join_table(conn: sqlite3.Connection, after: int, upto: int) -> None:
+    # Keyed by ROWID and filled in order (the GROUP BY walks chat.db's message_id index):
+    # appends, and lookups by rowid, where a separate unique index cost twice as much.
+    conn.execute("CREATE TEMP TABLE bulk_joins (message_id INTEGER PRIMARY KEY, chat_rowid)")
+    conn.execute(
+        "INSERT INTO bulk_joins SELECT message_id, MIN(chat_id) FROM src.chat_message_join"
+        " WHERE message_id > :a AND message_id <= :u GROUP BY message_id ORDER BY message_id",
+        {"a": after, "u": upto},
+    )
+
+
+def select_sql(select_rows: str) -> str:
+    """The walk's input: `select_rows` (see `build`) in each chat's time order."""
+    return (
+        f"SELECT chat_id, date_ns, r, is_event, h, s FROM ({select_rows})"
+        " ORDER BY chat_id, date_ns, r"
+    )
+
+
+def next_conversation_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0])
 
 
 def conversation_sql(date_ns: str, is_event: str) -> str:
@@ -88,6 +160,22 @@ def build(
     stats_conversations, stats_conv_senders and stats_replies (`Planned.stats`), so the
     rebuild after the load need not walk every message again (its window pass was the
     larger half of the summaries' cost)."""
+    rows = conn.execute(select_sql(select_rows), params)
+    walked = walk(
+        rows,
+        first=first,
+        next_cid=next_conversation_id(conn),
+        now_ns=now_ns,
+        seal_expired=seal_expired,
+    )
+    return write(conn, walked)
+
+
+def walk(
+    rows: Iterable[tuple[Any, ...]], *, first: int, next_cid: int, now_ns: int, seal_expired: bool
+) -> Walked:
+    """The plan of `rows` (as `select_sql` orders them), without a database: pure, so the
+    import's helper process can run it on the other core."""
     gap = GAP_NS
     loaded = array("q")
     keep = loaded.append
@@ -105,14 +193,26 @@ def build(
     senders: dict[tuple[int, int], int] = {}
     prev = prev_s = 0
     reply = replies.append
-    for chat_id, d, r, is_event, h, s in conn.execute(
-        f"SELECT chat_id, date_ns, r, is_event, h, s FROM ({select_rows})"
-        " ORDER BY chat_id, date_ns, r",
-        params,
-    ):
+    chat_of: list[int | None] = []
+    of: list[list[Any] | None] = []  # per row walked: its group (None: an event or orphan)
+    chat_is, group_is = chat_of.append, of.append
+    received: dict[int, list[int]] = {}
+    mine: dict[int, list[int]] = {}
+    for chat_id, d, r, is_event, h, s in rows:
         keep(r)
+        chat_is(chat_id)
         if chat_id is None:
+            group_is(None)
             continue
+        tally = mine.get(chat_id) if s else received.get(h) if h else None
+        if tally is not None:
+            tally[0] += 1
+            if d > tally[1]:
+                tally[1] = d
+        elif s:
+            mine[chat_id] = [1, d]
+        elif h:
+            received[h] = [1, d]
         if chat_id != chat:
             if chat is not None:
                 bumps.append((chat, n, last_d, last_r))
@@ -123,6 +223,7 @@ def build(
         last_d, last_r = d, r
         if is_event:
             events.append((chat_id, d, r))
+            group_is(None)
             continue
         if first_msg == 0 or r < first_msg:
             first_msg = r
@@ -138,6 +239,7 @@ def build(
             group = [0, d, chat_id, d, 1, s, r, s, senders]
             groups.append(group)
             chat_groups.append(group)
+        group_is(group)
         key = (h, s)
         senders[key] = senders.get(key, 0) + 1
         prev = d
@@ -146,43 +248,28 @@ def build(
         bumps.append((chat, n, last_d, last_r))
         for g in chat_groups:
             g[0] = first_msg
+    order = loaded.tolist()
     rowids = sorted(loaded)
     del loaded
     # Ids chat by chat, in the order of each chat's first message, then by time.
     groups.sort(key=itemgetter(0, 1, 2, 3, 4))  # as the lists' own order did (no ties)
-    (next_cid,) = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()
     sealed_before = now_ns - gap
-    rows = []
-    spans = []
-    timers = []
+    conversations: list[tuple[int | None, ...]] = []
+    spans: list[tuple[int, ...]] = []
+    timers: list[tuple[int, ...]] = []
     by_chat: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for cid, g in enumerate(groups, next_cid):
         _f, start, chat_id, end, count = g[:5]
         g.append(cid)
         sealed = seal_expired and end < sealed_before
-        rows.append((cid, chat_id, start, end, count, int(sealed), now_ns if sealed else None))
+        conversations.append(
+            (cid, chat_id, start, end, count, int(sealed), now_ns if sealed else None)
+        )
         spans.append((chat_id, start, cid))
         by_chat[chat_id].append((start, end, cid))
         if not sealed:
             timers.append((cid, chat_id, end + gap))
-    conn.executemany(
-        "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
-        " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    # As tracker.schedule does for each open conversation.
-    conn.executemany(
-        "INSERT INTO seal_timers (conversation_id, chat_id, due_ns) VALUES (?, ?, ?)"
-        " ON CONFLICT (conversation_id) DO UPDATE SET chat_id = excluded.chat_id,"
-        " due_ns = excluded.due_ns",
-        timers,
-    )
-    conn.execute(
-        "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
-        " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
-    )
     spans.sort()
-    conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", spans)
     # A system event joins the span of its chat that starts last at or before it, if that
     # has not ended before it (a chat's spans never overlap), as Ingest._place_events does.
     placed: dict[int, int] = {}
@@ -193,17 +280,64 @@ def build(
         i = bisect.bisect_right(known, (d, float("inf"))) - 1
         if i >= 0 and known[i][1] >= d:
             placed[r] = known[i][2]
-    planned = Planned(
-        rowids, len(rows), bool(timers), placed, [], _stats(groups, replies, rowids, first)
+    at = bisect.bisect_left
+    n_rows = len(rowids)
+
+    def id_of(rowid: int) -> int:
+        k = at(rowids, rowid)
+        return first + k if k < n_rows and rowids[k] == rowid else 0
+
+    return Walked(
+        rowids,
+        conversations,
+        timers,
+        spans,
+        placed,
+        [{"id": c, "n": k, "d": d, "m": id_of(r)} for c, k, d, r in bumps],
+        _stats(groups, replies, rowids, first),
+        order,
+        chat_of,
+        [placed.get(r) if g is None else g[9] for g, r in zip(of, order, strict=True)],
+        [(k, n, d) for k, (n, d) in received.items()],
+        [(k, n, d) for k, (n, d) in mine.items()],
     )
-    for c, k, d, r in bumps:
-        planned.bumps.append({"id": c, "n": k, "d": d, "m": planned.id_of(first, r) or 0})
-    return planned
+
+
+def write(conn: sqlite3.Connection, w: Walked, *, spans: bool = True) -> Planned:
+    """Write a walk's conversations, seal timers and (`spans`) `bulk_spans`, the lookup of
+    an INSERT that does not use `Walked.conv_of`."""
+    conn.executemany(
+        "INSERT INTO conversations (id, chat_id, start_ns, end_ns, message_count, sealed,"
+        " sealed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        w.conversations,
+    )
+    # As tracker.schedule does for each open conversation.
+    conn.executemany(
+        "INSERT INTO seal_timers (conversation_id, chat_id, due_ns) VALUES (?, ?, ?)"
+        " ON CONFLICT (conversation_id) DO UPDATE SET chat_id = excluded.chat_id,"
+        " due_ns = excluded.due_ns",
+        w.timers,
+    )
+    if spans:
+        conn.execute(
+            "CREATE TEMP TABLE bulk_spans (chat_id INTEGER NOT NULL, start_ns INTEGER NOT NULL,"
+            " cid INTEGER NOT NULL, PRIMARY KEY (chat_id, start_ns)) WITHOUT ROWID"
+        )
+        conn.executemany("INSERT INTO bulk_spans VALUES (?, ?, ?)", w.spans)
+    return Planned(
+        w.rowids,
+        len(w.conversations),
+        bool(w.timers),
+        w.events,
+        w.bumps,
+        w.stats,
+        (w.received, w.mine),
+    )
 
 
 def _stats(
     groups: list[list[Any]], replies: list[_Reply], rowids: list[int], first: int
-) -> tuple[list[tuple[int, ...]], ...]:
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], list[tuple[int, ...]]]:
     """Rows of stats_conversations, stats_conv_senders and stats_replies (in their columns'
     order), each ROWID turned into its message id as `Planned.id_of` does (every walked
     ROWID was loaded, so none misses)."""

@@ -179,6 +179,18 @@ _PACKS = (
 REBUILD = (*_WALK, *_FROM_BUCKETS, *_FROM_WALK, *_REACTIONS, *_PACKS)
 # After `prefill`: the walked tables are already filled.
 _REBUILD_REST = (*_BUCKETS, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
+# ...and when `prefill` was also given the texts' word counts (the decode helper counted them
+# where it decoded: 0.5 s of Python at 300k off the writer's core): a text of the load is its
+# helper's text unless the row is unsent (''), or the helper had none (None: counted here).
+_KNOWN_WORDS = "cs_known_words"
+_BUCKETS_KNOWN = (
+    "INSERT INTO stats_buckets (bucket, chat_id, handle_id, is_from_me, messages, words)"
+    " SELECT date_ns / 900000000000, chat_id, COALESCE(handle_id, 0), is_from_me, COUNT(*),"
+    f" SUM(CASE WHEN text = '' THEN 0 ELSE COALESCE({_KNOWN_WORDS}(source_rowid),"
+    " cs_words(text)) END) FROM messages WHERE kind = 'message' AND chat_id IS NOT NULL"
+    " GROUP BY 1, 2, 3, 4",
+)
+_REBUILD_KNOWN = (*_BUCKETS_KNOWN, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
 WALKED = ("stats_conversations", "stats_conv_senders", "stats_replies")
 _PREFILL = (
     "INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages,"
@@ -199,10 +211,15 @@ def _secondary_indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> lis
     ).fetchall()
 
 
-def prefill(conn: sqlite3.Connection, rows: tuple[list[tuple[int, ...]], ...]) -> None:
+def prefill(
+    conn: sqlite3.Connection,
+    rows: tuple[list[tuple[int, ...]], ...],
+    words: dict[int, int | None] | None = None,
+) -> None:
     """Inside a race-mode load, triggers suspended: write the rows of `WALKED` (in
     `_PREFILL`'s column order) that the first import's conversation walk computed, so the
-    `resume` after the load rebuilds only the other summaries.
+    `resume` after the load rebuilds only the other summaries. `words` (source ROWID → word
+    count of the text the load wrote for it, None: not known) spares the buckets' counting.
 
     Why it stays exact: the next `resume` uses these rows only if the messages are still
     the ones they were computed from (same count and highest id; nothing else writes
@@ -221,34 +238,46 @@ def prefill(conn: sqlite3.Connection, rows: tuple[list[tuple[int, ...]], ...]) -
         conn.executemany(sql, batch)
     n, top = conn.execute("SELECT count(*), COALESCE(MAX(id), 0) FROM messages").fetchone()
     conn.execute(f"DROP TABLE IF EXISTS {_MARK}")
-    conn.execute(f"CREATE TABLE {_MARK} (messages INTEGER, max_id INTEGER, index_sql TEXT)")
     conn.execute(
-        f"INSERT INTO {_MARK} SELECT :n, :m, value FROM json_each(:s)",
-        {"n": n, "m": top, "s": json.dumps([sql for _name, sql in indexes] or [None])},
+        f"CREATE TABLE {_MARK} (messages INTEGER, max_id INTEGER, index_sql TEXT, words INTEGER)"
     )
+    conn.execute(
+        f"INSERT INTO {_MARK} SELECT :n, :m, value, :w FROM json_each(:s)",
+        {
+            "n": n,
+            "m": top,
+            "s": json.dumps([sql for _name, sql in indexes] or [None]),
+            "w": words is not None,
+        },
+    )
+    # The connection holds the counts until `_fill` has used them (or found them stale).
+    conn.create_function(_KNOWN_WORDS, 1, None if words is None else words.get, deterministic=True)
 
 
-def _prefilled(conn: sqlite3.Connection) -> list[str] | None:
-    """The index SQL `prefill` dropped if its rows still hold (and then the walked tables
-    are complete), else None (after putting those indexes back); forgets the mark."""
+def _prefilled(conn: sqlite3.Connection) -> tuple[list[str], bool] | None:
+    """The index SQL `prefill` dropped and whether it left word counts, if its rows still
+    hold (and then the walked tables are complete), else None (after putting those indexes
+    back); forgets the mark."""
     if not conn.execute(
         "SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = 'stats_prefilled'"
     ).fetchone():
         return None
-    marks = conn.execute(f"SELECT messages, max_id, index_sql FROM {_MARK}").fetchall()
+    marks = conn.execute(f"SELECT messages, max_id, index_sql, words FROM {_MARK}").fetchall()
     conn.execute(f"DROP TABLE {_MARK}")
-    dropped = [sql for _n, _m, sql in marks if sql is not None]
+    dropped = [sql for _n, _m, sql, _w in marks if sql is not None]
     now = conn.execute("SELECT count(*), COALESCE(MAX(id), 0) FROM messages").fetchone()
     if marks and tuple(now) == tuple(marks[0][:2]):
-        return dropped
+        return dropped, bool(marks[0][3])
     for sql in dropped:
         conn.execute(sql)
+    conn.create_function(_KNOWN_WORDS, 1, None)
     return None
 
 
 def _fill(conn: sqlite3.Connection) -> None:
     conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
-    walked = _prefilled(conn)
+    prefilled = _prefilled(conn)
+    walked, known_words = prefilled if prefilled is not None else (None, False)
     tables = ALL_TABLES if walked is None else tuple(t for t in ALL_TABLES if t not in WALKED)
     for table in (*tables, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
@@ -256,8 +285,11 @@ def _fill(conn: sqlite3.Connection) -> None:
     indexes = _secondary_indexes(conn, tables)
     for name, _sql in indexes:
         conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
-    for sql in REBUILD if walked is None else _REBUILD_REST:
+    rest = _REBUILD_KNOWN if known_words else _REBUILD_REST
+    for sql in REBUILD if walked is None else rest:
         conn.execute(sql)
+    if known_words:
+        conn.create_function(_KNOWN_WORDS, 1, None)  # let the counts go
     for sql in [*(walked or []), *(sql for _name, sql in indexes)]:
         conn.execute(sql)
 

@@ -71,6 +71,9 @@ class BatchState:
         self._early_timers: bool | None = None
         # Per-chat additions a load computed itself (ingest/plan.py): rows of `_bump_chats`.
         self.chat_bumps: list[dict[str, int]] = []
+        # A first load's per-contact totals as its conversation walk counted them (plan.py),
+        # so the refresh need not scan every message twice; None: count from the rows.
+        self.contact_totals: tuple[list[tuple[int, ...]], list[tuple[int, ...]]] | None = None
 
     @property
     def book(self) -> ContactBook:
