@@ -329,6 +329,25 @@ def test_word_leg_matches_inflections_and_keeps_fts_syntax_out():
     assert _fts_ranked(conn, "the and of", 10) == []
 
 
+def test_word_leg_leaves_out_the_commonest_words_past_its_budget(monkeypatch):
+    """bm25 costs per matching row, so the word leg takes the query's words rarest first
+    while their rows fit WORDS_BUDGET: a common word's rows drop out, the rarest matching
+    word always stays (alone it may pass the budget), and a word that matches nothing
+    does not use up the choice."""
+    from chatstats.context import search
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(text)")
+    rows = {n: "see you there" for n in range(1, 9)} | {20: "the dentist said see you"}
+    rows[21] = "dentist at noon"
+    conn.executemany("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", rows.items())
+    monkeypatch.setattr(search, "WORDS_BUDGET", 4)
+    assert set(search._fts_ranked(conn, "dentist see", 50)) == {20, 21}
+    assert set(search._fts_ranked(conn, "see zebra", 50)) == set(range(1, 9)) | {20}
+    monkeypatch.setattr(search, "WORDS_BUDGET", 100)
+    assert set(search._fts_ranked(conn, "dentist see", 50)) == set(rows)
+
+
 def test_a_full_build_runs_in_a_child_process_and_the_daemon_loads_it(lib: Path, tmp_path: Path):
     """The bundled model's full build runs in `python -m chatstats.context.build` (its freed
     heap stays out of the daemon); the daemon loads the files it saved, with the event
