@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chatstats import db as appdb
 from chatstats.ingest import decode
-from chatstats.stats import maintain, summary
+from chatstats.stats import maintain, precompute, summary
 from tests.conftest import PROFILES
 from tests.test_import import run_import
 
@@ -179,6 +179,18 @@ def _apply(conn: sqlite3.Connection, ops: list[tuple]) -> None:
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=OPS)
+# A message moved into another conversation and back: the new conversation's recompute
+# (0016 made its trigger fire first) re-inserted the moved reply over its old row.
+@example(
+    ops=[
+        ("append", 1, 0, False, None),
+        ("append", 1, 0, False, None),
+        ("late", 4, 1, True, None),
+        ("move", 0, 4),
+        ("late", 1, 1, True, None),
+        ("move", 0, 1),
+    ]
+)
 def test_triggers_equal_a_rebuild(template: Path, ops: list[tuple]) -> None:
     conn = _open(template)
     _apply(conn, ops)
@@ -249,7 +261,8 @@ def test_words_are_counted_once_drained(template: Path) -> None:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monkeypatch) -> None:
     """The first (race-mode) import builds the summaries its own way (the conversation
-    walk's rows, `maintain.prefill`, then set-based for the rest after the load): they must
+    walk's rows, `maintain.prefill`, the rest computed in a thread by stats/precompute.py,
+    or set-based after the load without the decode helper's word counts): they must
     equal what `rebuild` makes from the imported rows, on every chat.db schema profile
     (bodies, tapbacks and conversations differ between them)."""
     lib, _truth = libraries[profile]
@@ -264,6 +277,15 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
         return got
 
     monkeypatch.setattr(maintain, "_prefilled", spied)
+    computed: list[bool] = []
+    real_compute = precompute.compute
+
+    def compute(*args: object) -> object:
+        got = real_compute(*args)  # type: ignore[arg-type]
+        computed.append(got is not None)
+        return got
+
+    monkeypatch.setattr(precompute, "compute", compute)
     summary = run_import(capsys, lib, tmp_path)
     assert summary["mode"] == "race"
     assert used == [True], "the walk's rows must be what the import kept"
@@ -272,6 +294,8 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
     src.close()
     # Words counted by the decode helper where it decoded, not in a second pass here.
     assert known == [blobs and decode.Decoder.available()]
+    # ...and then the rest computed by stats/precompute.py, not by the statements.
+    assert computed == known
     conn = sqlite3.connect(tmp_path / "chatstats.db", isolation_level=None)
     assert conn.execute("SELECT count(*) FROM stats_words_pending").fetchone() == (0,)
     imported = _tables(conn)
@@ -284,3 +308,43 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
     conn.close()
     for table in maintain.ALL_TABLES:
         assert imported[table] == rebuilt[table], table
+
+
+def test_race_import_falls_back_to_the_statements(libraries, tmp_path, capsys, monkeypatch):
+    """A precomputing thread that fails (or declines: dates SQL and Python would divide
+    differently) leaves the summaries to the statements, still equal to a rebuild."""
+    lib, _truth = libraries[PROFILES[0]]  # bodies in blobs: the helper counts words
+    calls: list[int] = []
+
+    def broken(*args: object) -> object:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(precompute, "compute", broken)
+    assert run_import(capsys, lib, tmp_path)["mode"] == "race"
+    assert calls == [1]
+    conn = sqlite3.connect(tmp_path / "chatstats.db", isolation_level=None)
+    imported = _tables(conn)
+    assert sum(imported["stats_buckets"].values()) > 0
+    conn.execute("BEGIN")
+    maintain.rebuild(conn)
+    rebuilt = _tables(conn)
+    conn.execute("ROLLBACK")
+    conn.close()
+    for table in maintain.ALL_TABLES:
+        assert imported[table] == rebuilt[table], table
+
+
+def test_precompute_declines_what_sql_would_compute_otherwise() -> None:
+    """Before 1970 (SQLite divides toward zero), past year 9999 (strftime gives NULL) and a
+    negative gap (printed as two's complement): None, so the statements run."""
+    conv = [(1, 1, 0, 0, 1, 0, 1, 0)]
+    ok = precompute.compute([(5, 1, 0, 0)], [0], [7], {7: 2}, {}, set(), conv, [])
+    assert ok is not None
+    assert list(precompute.rows(ok["stats_buckets"][1])) == [(5, 1, 0, 0, 1, 2)]
+    assert list(precompute.rows(ok["stats_months"][1])) == [(197001, 1, 0, 0, 1)]
+    assert precompute.compute([(-1, 1, 0, 0)], [0], [7], {7: 2}, {}, set(), conv, []) is None
+    late = 253_402_300_800 // 900 + 1
+    assert precompute.compute([(late, 1, 0, 0)], [0], [7], {}, {}, set(), conv, []) is None
+    reply = [(2, 1, 1, 3, 1, 10, -5)]
+    assert precompute.compute([(5, 1, 0, 0)], [0], [7], {}, {}, set(), conv, reply) is None

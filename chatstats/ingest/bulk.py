@@ -12,10 +12,14 @@ order exactly as the Python path assigns them.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from chatstats import log
 from chatstats.imessage import chatdb
@@ -25,6 +29,7 @@ from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
 from chatstats.stats import maintain as stats_maintain
+from chatstats.stats import precompute
 
 logger = log.get(__name__)
 
@@ -62,14 +67,17 @@ _FUNCTIONS = (
     ("cs_ready_status", 1),
     ("cs_body_text", 3),
     ("cs_body_status", 3),
-    ("cs_edits", 3),
+    ("cs_edits", 4),
     ("cs_reply_guid", 1),
     ("cs_reply_part", 1),
     ("cs_kind", 2),
 )
 
 
-def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> None:
+def _functions(
+    conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded, unsent: set[int]
+) -> None:
+    """`unsent` receives the ROWID of every row the load writes as unsent (empty text)."""
     counters = ingest.counters
 
     def row(**values: Any) -> list[Any]:
@@ -112,24 +120,68 @@ def _functions(conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded) -> No
     conn.create_function("cs_ready_status", 1, ready_ok.get, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
-    def edits(edited: int | None, retracted: int | None, info: bytes | None) -> int:
+    def edits(rowid: int, edited: int | None, retracted: int | None, info: bytes | None) -> int:
         """edited * 2 + unsent. SQLite may call it more than once per row: cached, so an
         unreadable plist is counted once."""
         key = (edited, retracted, info)
-        if key not in seen:
+        code = seen.get(key)
+        if code is None:
             e, u = edit_state(
                 row(date_edited=edited, date_retracted=retracted, message_summary_info=info),
                 counters,
             )
-            seen[key] = e * 2 + u
-        return seen[key]
+            code = seen[key] = e * 2 + u
+        if code % 2:
+            unsent.add(rowid)
+        return code
 
     conn.create_function("cs_body_text", 3, body_text, deterministic=True)
     conn.create_function("cs_body_status", 3, body_status, deterministic=True)
-    conn.create_function("cs_edits", 3, edits, deterministic=True)
+    conn.create_function("cs_edits", 4, edits, deterministic=True)
     conn.create_function("cs_reply_guid", 1, chatdb.reply_guid, deterministic=True)
     conn.create_function("cs_reply_part", 1, chatdb.reply_part, deterministic=True)
     conn.create_function("cs_kind", 2, chatdb.message_kind, deterministic=True)
+
+
+def _precompute(
+    conn: sqlite3.Connection,
+    first: int,
+    planned: plan.Planned,
+    buckets: tuple[np.ndarray, np.ndarray, np.ndarray],
+    words: dict[int, int | None],
+    unsent: set[int],
+) -> precompute.Job:
+    """Start the summaries' thread (stats/precompute.py). Only the texts whose words the
+    helper did not count are read here, on the writer's connection (the thread cannot
+    use it): few, as the helper counts every text it decodes."""
+    keys, bucket_of, order = buckets
+    get = words.get
+    need = [r for r in order[bucket_of >= 0].tolist() if get(r) is None and r not in unsent]
+    texts: dict[int, str | None] = {}
+    for start in range(0, len(need), 10000):
+        chunk = need[start : start + 10000]
+        ids = {planned.id_of(first, r): r for r in chunk}
+        texts.update(
+            (ids[i], t)
+            for i, t in conn.execute(
+                "SELECT id, text FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
+                {"ids": json.dumps(list(ids))},
+            )
+        )
+    conversations, _senders, replies = planned.stats
+    return precompute.Job(
+        functools.partial(
+            precompute.compute,
+            keys,
+            bucket_of,
+            order,
+            words,
+            texts,
+            unsent,
+            conversations,
+            replies,
+        )
+    )
 
 
 def _date(col: str, present: set[str], *, required: bool = False) -> str:
@@ -215,7 +267,8 @@ def load_messages(
         f"(CASE WHEN COALESCE({col('date_edited')}, 0) <> 0"
         f" OR COALESCE({col('date_retracted')}, 0) <> 0"
         f" OR {col('message_summary_info')} IS NOT NULL THEN"
-        f" cs_edits({col('date_edited')}, {col('date_retracted')}, {col('message_summary_info')})"
+        f" cs_edits(m.ROWID, {col('date_edited')}, {col('date_retracted')},"
+        f" {col('message_summary_info')})"
         " ELSE 0 END)"
     )
     from_me = flag("is_from_me")
@@ -270,16 +323,23 @@ def load_messages(
             logger.warning(
                 "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
             )
-    _functions(conn, ingest, decoded)
+    unsent: set[int] = set()
+    _functions(conn, ingest, decoded, unsent)
     walked = decoder.planned(timeout=120) if usable and decoder is not None else None
     if walked is None:  # each message's chat, for the INSERT's joins
         plan.join_table(conn, after, upto)
     chat_of: dict[int, int | None] | None = None
+    buckets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stats/precompute.py
     if usable:  # nothing older to extend: sorted by SQLite, split in one walk
         if walked is not None:
             planned = plan.write(conn, walked, spans=False)
             conversation_of = dict(zip(walked.order, walked.conv_of, strict=True))
             chat_of = dict(zip(walked.order, walked.chat_of, strict=True))
+            buckets = (
+                np.frombuffer(walked.bucket_keys, dtype=np.int64).reshape(-1, 4),
+                np.frombuffer(walked.bucket_of, dtype=np.int64),
+                np.array(walked.order, dtype=np.int64),
+            )
             del walked
         else:
             if decoder is not None:
@@ -371,13 +431,16 @@ def load_messages(
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
     if planned is not None:  # what the walk saw, so the rebuild need not walk again
-        stats_maintain.prefill(conn, planned.stats, decoded.words)
+        job = None
+        if buckets is not None and decoded.words is not None:
+            job = _precompute(conn, first, planned, buckets, decoded.words, unsent)
+        stats_maintain.prefill(conn, planned.stats, decoded.words, job)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
     for name, args in _FUNCTIONS:
         conn.create_function(name, args, None)
     marks = decoded.marks
-    del decoded, conversation_of, chat_of
+    del decoded, conversation_of, chat_of, buckets
     last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
     if last != first + count - 1:  # cannot happen within one snapshot; never guess
         raise RuntimeError(f"bulk load wrote ids up to {last}, expected {count} rows")

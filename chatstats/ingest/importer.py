@@ -295,6 +295,7 @@ def _load(
         ingest.add_attachments(chunk)
 
     report("finishing", 0, 1)
+    stats_maintain.start_precompute(conn)  # its Python runs while SQLite rebuilds the FTS
     ingest.finish(rebuild_fts=race)
     report("finishing", 1, 1)
     assert marks is not None  # both load paths above read them

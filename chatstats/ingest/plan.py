@@ -22,6 +22,7 @@ where nothing older can be extended, reopened or reconciled; `usable` says so.
 from __future__ import annotations
 
 import bisect
+import itertools
 import sqlite3
 from array import array
 from collections import defaultdict
@@ -32,6 +33,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from chatstats.ingest.conversations import GAP_NS
+
+_BUCKET_NS = 900_000_000_000  # the statistics' bucket: 15 minutes
 
 
 class Planned(NamedTuple):
@@ -80,6 +83,12 @@ class Walked(msgspec.Struct, array_like=True, tag=3):
     # received in a chat, and per chat, mine (h or chat id, rows, latest date_ns).
     received: list[tuple[int, ...]]
     mine: list[tuple[int, ...]]
+    # The statistics' 15-minute buckets (schema 0007), for stats/precompute.py, as native
+    # int64 arrays' bytes (no Python int per row held through the import): each key
+    # (bucket, chat id, h, s) the walk saw, flattened, and per row walked its key's index
+    # (-1: an event or orphan, in no bucket).
+    bucket_keys: bytes
+    bucket_of: bytes
 
 
 def lookup_tables(
@@ -198,11 +207,15 @@ def walk(
     chat_is, group_is = chat_of.append, of.append
     received: dict[int, list[int]] = {}
     mine: dict[int, list[int]] = {}
+    key_index: dict[tuple[int, int, int, int], int] = {}
+    bucket_of = array("q")
+    bucket_is = bucket_of.append
     for chat_id, d, r, is_event, h, s in rows:
         keep(r)
         chat_is(chat_id)
         if chat_id is None:
             group_is(None)
+            bucket_is(-1)
             continue
         tally = mine.get(chat_id) if s else received.get(h) if h else None
         if tally is not None:
@@ -224,6 +237,7 @@ def walk(
         if is_event:
             events.append((chat_id, d, r))
             group_is(None)
+            bucket_is(-1)
             continue
         if first_msg == 0 or r < first_msg:
             first_msg = r
@@ -242,6 +256,13 @@ def walk(
         group_is(group)
         key = (h, s)
         senders[key] = senders.get(key, 0) + 1
+        # SQL's integer division (toward zero), which the summaries' statements use.
+        bucket = (d if d >= 0 else -d) // _BUCKET_NS * (1 if d >= 0 else -1)
+        bkey = (bucket, chat_id, h, s)
+        at_key = key_index.get(bkey)
+        if at_key is None:
+            at_key = key_index[bkey] = len(key_index)
+        bucket_is(at_key)
         prev = d
         prev_s = s
     if chat is not None:
@@ -300,6 +321,8 @@ def walk(
         [placed.get(r) if g is None else g[9] for g, r in zip(of, order, strict=True)],
         [(k, n, d) for k, (n, d) in received.items()],
         [(k, n, d) for k, (n, d) in mine.items()],
+        array("q", itertools.chain.from_iterable(key_index)).tobytes(),
+        bucket_of.tobytes(),
     )
 
 

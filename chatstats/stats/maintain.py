@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chatstats.db import word_count
+from chatstats.stats import precompute
 
 _TRIGGER = "stats_message_insert"
 
@@ -149,6 +150,11 @@ _REACTIONS = (
     " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
     " GROUP BY m.id",
 )
+_REACTION_TOTALS = (
+    "INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)"
+    " SELECT chat_id, target_from_me, by_me, type, SUM(n) FROM stats_reactions"
+    " GROUP BY 1, 2, 3, 4 HAVING SUM(n) > 0"
+)
 # Schema 0015 (the same statements as its rows-already-there part): from the filled months,
 # buckets, replies and conversations, so they come last.
 _PACKS = (
@@ -172,9 +178,7 @@ _PACKS = (
     "INSERT INTO stats_conv_sizes (chat_id, messages, first_from_me, n)"
     " SELECT chat_id, messages, first_from_me, COUNT(*) FROM stats_conversations"
     " GROUP BY 1, 2, 3",
-    "INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)"
-    " SELECT chat_id, target_from_me, by_me, type, SUM(n) FROM stats_reactions"
-    " GROUP BY 1, 2, 3, 4 HAVING SUM(n) > 0",
+    _REACTION_TOTALS,
 )
 REBUILD = (*_WALK, *_FROM_BUCKETS, *_FROM_WALK, *_REACTIONS, *_PACKS)
 # After `prefill`: the walked tables are already filled.
@@ -215,11 +219,14 @@ def prefill(
     conn: sqlite3.Connection,
     rows: tuple[list[tuple[int, ...]], ...],
     words: dict[int, int | None] | None = None,
+    job: precompute.Job | None = None,
 ) -> None:
     """Inside a race-mode load, triggers suspended: write the rows of `WALKED` (in
     `_PREFILL`'s column order) that the first import's conversation walk computed, so the
     `resume` after the load rebuilds only the other summaries. `words` (source ROWID → word
-    count of the text the load wrote for it, None: not known) spares the buckets' counting.
+    count of the text the load wrote for it, None: not known) spares the buckets' counting;
+    `job` (with `words`) is computing the rest of them meanwhile (stats/precompute.py), and
+    `resume` inserts its rows instead of running the statements.
 
     Why it stays exact: the next `resume` uses these rows only if the messages are still
     the ones they were computed from (same count and highest id; nothing else writes
@@ -252,12 +259,33 @@ def prefill(
     )
     # The connection holds the counts until `_fill` has used them (or found them stale).
     conn.create_function(_KNOWN_WORDS, 1, None if words is None else words.get, deterministic=True)
+    if job is not None and words is not None:
+        _JOBS[id(conn)] = (conn, job)  # the connection itself held: its id is not reused
+    else:
+        _JOBS.pop(id(conn), None)
 
 
-def _prefilled(conn: sqlite3.Connection) -> tuple[list[str], bool] | None:
-    """The index SQL `prefill` dropped and whether it left word counts, if its rows still
-    hold (and then the walked tables are complete), else None (after putting those indexes
-    back); forgets the mark."""
+# The precomputing thread `prefill` was given, by id of its connection (sqlite3 connections
+# take no weak references); `_prefilled` takes it back.
+_JOBS: dict[int, tuple[sqlite3.Connection, precompute.Job]] = {}
+
+
+def start_precompute(conn: sqlite3.Connection) -> None:
+    """Let `prefill`'s job begin: the caller is about to run long statements (the FTS
+    rebuild, the index builds), which leave the GIL to it."""
+    held = _JOBS.get(id(conn))
+    if held is not None and held[0] is conn:
+        held[1].start()
+
+
+def _prefilled(
+    conn: sqlite3.Connection,
+) -> tuple[list[str], bool, precompute.Job | None] | None:
+    """The index SQL `prefill` dropped, whether it left word counts and its precomputing
+    job, if its rows still hold (and then the walked tables are complete), else None (after
+    putting those indexes back); forgets the mark."""
+    held = _JOBS.pop(id(conn), None)
+    job = held[1] if held is not None and held[0] is conn else None
     if not conn.execute(
         "SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = 'stats_prefilled'"
     ).fetchone():
@@ -267,7 +295,7 @@ def _prefilled(conn: sqlite3.Connection) -> tuple[list[str], bool] | None:
     dropped = [sql for _n, _m, sql, _w in marks if sql is not None]
     now = conn.execute("SELECT count(*), COALESCE(MAX(id), 0) FROM messages").fetchone()
     if marks and tuple(now) == tuple(marks[0][:2]):
-        return dropped, bool(marks[0][3])
+        return dropped, bool(marks[0][3]), job
     for sql in dropped:
         conn.execute(sql)
     conn.create_function(_KNOWN_WORDS, 1, None)
@@ -277,7 +305,8 @@ def _prefilled(conn: sqlite3.Connection) -> tuple[list[str], bool] | None:
 def _fill(conn: sqlite3.Connection) -> None:
     conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
     prefilled = _prefilled(conn)
-    walked, known_words = prefilled if prefilled is not None else (None, False)
+    walked, known_words, job = prefilled if prefilled is not None else (None, False, None)
+    ready = job.result() if job is not None and known_words else None
     tables = ALL_TABLES if walked is None else tuple(t for t in ALL_TABLES if t not in WALKED)
     for table in (*tables, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
@@ -285,7 +314,15 @@ def _fill(conn: sqlite3.Connection) -> None:
     indexes = _secondary_indexes(conn, tables)
     for name, _sql in indexes:
         conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
-    rest = _REBUILD_KNOWN if known_words else _REBUILD_REST
+    rest: tuple[str, ...] = _REBUILD_KNOWN if known_words else _REBUILD_REST
+    if ready is not None:
+        for table, (columns, rows) in ready.items():
+            names = ", ".join(columns)  # constants of stats/precompute.py
+            marks = ", ".join("?" * len(columns))
+            conn.executemany(
+                f"INSERT INTO {table} ({names}) VALUES ({marks})", precompute.rows(rows)
+            )
+        rest = (*_REACTIONS, _REACTION_TOTALS)
     for sql in REBUILD if walked is None else rest:
         conn.execute(sql)
     if known_words:
