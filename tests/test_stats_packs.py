@@ -9,12 +9,15 @@ no other connection has committed.
 from __future__ import annotations
 
 import sqlite3
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatstats import db as appdb
 from chatstats.stats import maintain, service, summary
@@ -193,3 +196,29 @@ def test_wrapped_replies_and_streaks_match_the_truth(zone_name, libraries, tmp_p
             None if fastest is None else {"contact_id": fastest[1], "median_s": fastest[0]}
         ), year
     conn.close()
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 6), st.integers(0, 5_400 * 10**9)), min_size=0, max_size=60)
+)
+def test_fastest_responder_is_the_same_by_either_sort(replies: list[tuple[int, int]]) -> None:
+    """The usual path packs (contact, gap) into one int64 and sorts once; gaps too long for
+    it take two stable sorts. Both give each contact's exact median."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE handles (id INTEGER PRIMARY KEY, contact_id INTEGER)")
+    conn.executemany("INSERT INTO handles VALUES (?, ?)", [(h, 10 + h % 4) for h in range(1, 7)])
+    handles = np.array([h for h, _g in replies], dtype=np.int64)
+    gaps = np.array([g for _h, g in replies], dtype=np.int64)
+    packed = service._fastest(conn, handles, gaps)
+    by_contact: dict[int, list[float]] = {}
+    for h, g in replies:
+        by_contact.setdefault(10 + h % 4, []).append(g / 1e9)
+    medians = [(statistics.median(v), c) for c, v in by_contact.items() if len(v) >= 3]
+    want = None if not medians else (min(medians)[1], min(medians)[0])
+    assert packed == want
+    old = service._GAP_BITS
+    service._GAP_BITS = 1  # every gap too long: the two-sort path
+    try:
+        assert service._fastest(conn, handles, gaps) == want
+    finally:
+        service._GAP_BITS = old
