@@ -330,6 +330,20 @@ def test_race_import_falls_back_to_the_statements(libraries, tmp_path, capsys, m
     _assert_equals_a_rebuild(tmp_path / "chatstats.db")
 
 
+def test_a_failed_import_lets_its_precompute_go(libraries, tmp_path, capsys, monkeypatch):
+    """A load that fails after `prefill` must not leave its job (and its connection) in
+    the registry, where a daemon that retries imports would pile them up."""
+    lib, _truth = libraries[PROFILES[0]]
+
+    def failing(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(maintain, "_fill", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_import(capsys, lib, tmp_path)
+    assert maintain._JOBS == {}
+
+
 def test_precompute_declines_what_sql_would_compute_otherwise() -> None:
     """Before 1970 (SQLite divides toward zero), past year 9999 (strftime gives NULL) and a
     negative gap (printed as two's complement): None, so the statements run."""

@@ -203,6 +203,7 @@ def _import(
             )
             conn.execute("COMMIT")
         except BaseException:
+            stats_maintain.discard_precompute(conn)
             conn.execute("ROLLBACK")
             conn.execute(
                 "UPDATE import_runs SET state = 'failed', finished_ns = :t WHERE id = :id",

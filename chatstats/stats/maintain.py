@@ -278,6 +278,12 @@ def start_precompute(conn: sqlite3.Connection) -> None:
         held[1].start()
 
 
+def discard_precompute(conn: sqlite3.Connection) -> None:
+    """Forget `prefill`'s job after a failed load: the registry would otherwise keep the
+    connection and the job's arrays (tens of MB at 300k) alive in a long-running daemon."""
+    _JOBS.pop(id(conn), None)
+
+
 def _prefilled(
     conn: sqlite3.Connection,
 ) -> tuple[list[str], bool, precompute.Job | None] | None:
