@@ -66,6 +66,21 @@ def test_database_files_are_private(libraries, tmp_path, capsys):
         assert f.stat().st_mode & 0o077 == 0, f
 
 
+def test_a_first_import_leaves_a_whole_database_in_wal_mode(libraries, tmp_path, capsys):
+    # Race mode loads under a rollback journal with synchronous OFF and switches back to
+    # the WAL at the end without a flush: the file must still say WAL, have no journal left
+    # behind, and be whole.
+    lib, _ = libraries["sequoia"]
+    assert run_import(capsys, lib, tmp_path)["mode"] == "race"
+    assert not (tmp_path / "chatstats.db-journal").exists()
+    conn = sqlite3.connect(tmp_path / "chatstats.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
 def test_reimport_appends_new_messages_and_extends_conversations(libraries, tmp_path, capsys):
     src, _ = libraries["sequoia"]
     lib = tmp_path / "lib"
