@@ -398,11 +398,10 @@ def _serve_plan(source: str, after: int) -> int:
     if (request.after, request.upto) != (after, upto):
         return 4  # not the import's snapshot: the import walks the rows itself
     plan.map_tables(conn, request.handles, request.chats)
-    rows = conn.execute(
-        plan.select_sql(request.select_rows), {"a": request.after, "u": request.upto}
-    )
-    walked = plan.walk(
-        rows,
+    walked = plan.walk_query(
+        conn,
+        request.select_rows,
+        {"a": request.after, "u": request.upto},
         first=request.first,
         next_cid=request.next_cid,
         now_ns=request.now_ns,
