@@ -29,7 +29,7 @@ from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
 from chatstats.stats import maintain as stats_maintain
-from chatstats.stats import precompute
+from chatstats.stats import precompute, scratch
 
 logger = log.get(__name__)
 
@@ -169,6 +169,7 @@ def _precompute(
             )
         )
     conversations, _senders, replies = planned.stats
+    built_at = scratch.attached(conn)
     return precompute.Job(
         functools.partial(
             precompute.compute,
@@ -180,7 +181,9 @@ def _precompute(
             unsent,
             conversations,
             replies,
-        )
+        ),
+        scratch=built_at,
+        indexes=scratch.index_sql(conn, stats_maintain.ALL_TABLES) if built_at else None,
     )
 
 

@@ -34,6 +34,7 @@ from chatstats.ingest import bulk, watermark
 from chatstats.ingest.batch import Counters, Ingest
 from chatstats.ingest.decode import Decoder
 from chatstats.stats import maintain as stats_maintain
+from chatstats.stats import scratch as stats_scratch
 
 logger = log.get(__name__)
 
@@ -166,13 +167,20 @@ def _import(
         logger.info("import_race_mode", journal=journal)
     attached = False
     decoder = None
+    build_file = None
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
+            # Where the summaries' thread builds its tables (stats/scratch.py).
+            build_file = stats_scratch.attach(conn, _db_file(conn), stats_maintain.ALL_TABLES)
         bulk.attach(conn, source.resolve())
         attached = True
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        # The write lock on the app database at once, as BEGIN IMMEDIATE takes it, but on it
+        # alone: IMMEDIATE would also lock the scratch file, which the summaries' thread
+        # writes on a connection of its own. chat.db's snapshot begins at its first read.
+        conn.execute("BEGIN")
+        conn.execute("UPDATE import_runs SET state = 'running' WHERE id = :id", {"id": run_id})
         try:
             dropped = _drop_indexes(conn) if race else []
             summaries = stats_maintain.suspend(conn) if race else None
@@ -215,6 +223,8 @@ def _import(
             decoder.close()
         if attached:
             bulk.detach(conn)
+        if build_file is not None:
+            stats_scratch.detach(conn, build_file)
         if race:
             # Back to the WAL with synchronous left OFF on this connection, which
             # `run_import` closes right after: with it on, the switch (or else the close's
@@ -229,6 +239,11 @@ def _import(
     conn.execute("PRAGMA analysis_limit=1000")
     conn.execute("PRAGMA optimize")
     report("done", 1, 1)
+
+
+def _db_file(conn: sqlite3.Connection) -> Path:
+    row = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
+    return Path(row[0])
 
 
 def _drop_indexes(conn: sqlite3.Connection) -> list[str]:

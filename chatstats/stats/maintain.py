@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chatstats.db import word_count
-from chatstats.stats import precompute
+from chatstats.stats import precompute, scratch
 
 _TRIGGER = "stats_message_insert"
 
@@ -205,6 +205,9 @@ _PREFILL = (
     " date_ns, gap_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
 )
 _MARK = "temp.stats_prefilled"
+_WALKED_COLUMNS = tuple(
+    tuple(c.strip() for c in sql.split("(", 1)[1].split(")", 1)[0].split(",")) for sql in _PREFILL
+)
 
 
 def _secondary_indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -238,23 +241,31 @@ def prefill(
         return  # a database migrated without the statistics
     for table in WALKED:
         conn.execute(f"DELETE FROM {table}")  # names are constants
-    indexes = _secondary_indexes(conn, WALKED)
-    for name, _sql in indexes:  # built once from the filled tables by `resume`
-        conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
-    for sql, batch in zip(_PREFILL, rows, strict=True):
-        conn.executemany(sql, batch)
+    handed = job is not None and words is not None and job.scratch is not None
+    indexes: list[tuple[str, str]] = []
+    if handed:  # the job writes them beside the others (stats/scratch.py); `_fill` copies
+        assert job is not None
+        job.walked = dict(zip(WALKED, zip(_WALKED_COLUMNS, rows, strict=True), strict=True))
+    else:
+        indexes = _secondary_indexes(conn, WALKED)
+        for name, _sql in indexes:  # built once from the filled tables by `resume`
+            conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
+        for sql, batch in zip(_PREFILL, rows, strict=True):
+            conn.executemany(sql, batch)
     n, top = conn.execute("SELECT count(*), COALESCE(MAX(id), 0) FROM messages").fetchone()
     conn.execute(f"DROP TABLE IF EXISTS {_MARK}")
     conn.execute(
-        f"CREATE TABLE {_MARK} (messages INTEGER, max_id INTEGER, index_sql TEXT, words INTEGER)"
+        f"CREATE TABLE {_MARK} (messages INTEGER, max_id INTEGER, index_sql TEXT, words INTEGER,"
+        " handed INTEGER)"
     )
     conn.execute(
-        f"INSERT INTO {_MARK} SELECT :n, :m, value, :w FROM json_each(:s)",
+        f"INSERT INTO {_MARK} SELECT :n, :m, value, :w, :h FROM json_each(:s)",
         {
             "n": n,
             "m": top,
             "s": json.dumps([sql for _name, sql in indexes] or [None]),
             "w": words is not None,
+            "h": handed,
         },
     )
     # The connection holds the counts until `_fill` has used them (or found them stale).
@@ -286,22 +297,25 @@ def discard_precompute(conn: sqlite3.Connection) -> None:
 
 def _prefilled(
     conn: sqlite3.Connection,
-) -> tuple[list[str], bool, precompute.Job | None] | None:
-    """The index SQL `prefill` dropped, whether it left word counts and its precomputing
-    job, if its rows still hold (and then the walked tables are complete), else None (after
-    putting those indexes back); forgets the mark."""
+) -> tuple[list[str], bool, precompute.Job | None, bool] | None:
+    """The index SQL `prefill` dropped, whether it left word counts, its precomputing job
+    and whether it handed the walked rows to that job (else the walked tables are complete),
+    if its rows still hold, else None (after putting those indexes back); forgets the
+    mark."""
     held = _JOBS.pop(id(conn), None)
     job = held[1] if held is not None and held[0] is conn else None
     if not conn.execute(
         "SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = 'stats_prefilled'"
     ).fetchone():
         return None
-    marks = conn.execute(f"SELECT messages, max_id, index_sql, words FROM {_MARK}").fetchall()
+    marks = conn.execute(
+        f"SELECT messages, max_id, index_sql, words, handed FROM {_MARK}"
+    ).fetchall()
     conn.execute(f"DROP TABLE {_MARK}")
-    dropped = [sql for _n, _m, sql, _w in marks if sql is not None]
+    dropped = [sql for _n, _m, sql, _w, _h in marks if sql is not None]
     now = conn.execute("SELECT count(*), COALESCE(MAX(id), 0) FROM messages").fetchone()
-    if marks and tuple(now) == tuple(marks[0][:2]):
-        return dropped, bool(marks[0][3]), job
+    if marks and tuple(now) == tuple(marks[0][:2]) and (job is not None or not marks[0][4]):
+        return dropped, bool(marks[0][3]), job, bool(marks[0][4])
     for sql in dropped:
         conn.execute(sql)
     conn.create_function(_KNOWN_WORDS, 1, None)
@@ -311,18 +325,32 @@ def _prefilled(
 def _fill(conn: sqlite3.Connection) -> None:
     conn.create_function("cs_words", 1, word_count, deterministic=True)  # any connection
     prefilled = _prefilled(conn)
-    walked, known_words, job = prefilled if prefilled is not None else (None, False, None)
+    walked, known_words, job, handed = (
+        prefilled if prefilled is not None else (None, False, None, False)
+    )
     ready = job.result() if job is not None and known_words else None
+    # Tables the job built in the scratch file (stats/scratch.py): copied whole, into the
+    # empty tables with their indexes in place, as SQLite's transfer needs them.
+    built = job.built if job is not None and scratch.attached(conn) is not None else frozenset()
     tables = ALL_TABLES if walked is None else tuple(t for t in ALL_TABLES if t not in WALKED)
     for table in (*tables, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
     # Secondary indexes built once from the filled tables (a sort), not row by row.
-    indexes = _secondary_indexes(conn, tables)
+    indexes = _secondary_indexes(conn, tuple(t for t in tables if t not in built))
     for name, _sql in indexes:
         conn.execute(f'DROP INDEX "{name}"')  # names come from sqlite_master
+    for table in ALL_TABLES:
+        if table in built:
+            scratch.copy(conn, table)
+    if handed and job is not None:  # the walked rows the job could not build (with indexes)
+        for sql, table in zip(_PREFILL, WALKED, strict=True):
+            if table not in built:
+                conn.executemany(sql, job.walked[table][1])
     rest: tuple[str, ...] = _REBUILD_KNOWN if known_words else _REBUILD_REST
     if ready is not None:
         for table, (columns, rows) in ready.items():
+            if table in built:
+                continue
             names = ", ".join(columns)  # constants of stats/precompute.py
             marks = ", ".join("?" * len(columns))
             conn.executemany(

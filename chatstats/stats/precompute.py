@@ -18,15 +18,18 @@ None and the import runs the statements instead.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chatstats import log
 from chatstats.db import word_count
+from chatstats.stats import scratch
 
 logger = log.get(__name__)
 
@@ -247,12 +250,28 @@ def _months(bucket: np.ndarray) -> np.ndarray:
 
 class Job:
     """`compute` in a daemon thread; `result()` waits for it. A failure is logged (no data
-    in the message: the exception's type) and gives None, so the caller falls back to SQL."""
+    in the message: the exception's type) and gives None, so the caller falls back to SQL.
 
-    def __init__(self, fn: Callable[[], Tables | None]) -> None:
+    With a `scratch` file (stats/scratch.py) the thread also writes the rows there, with
+    `walked` (the conversation walk's tables, handed over by `maintain.prefill`), and builds
+    their `indexes` (table → CREATE INDEX statements); `built` then names the tables the
+    writer can copy whole. A failure there leaves `built` empty: the writer inserts."""
+
+    def __init__(
+        self,
+        fn: Callable[[], Tables | None],
+        *,
+        scratch: Path | None = None,
+        indexes: dict[str, list[str]] | None = None,
+    ) -> None:
         self._fn = fn
         self._result: Tables | None = None
         self._thread = threading.Thread(target=self._run, name="stats-precompute", daemon=True)
+        self.scratch = scratch
+        self._indexes = indexes or {}
+        # table → (columns, rows), set by `maintain.prefill` before the thread starts.
+        self.walked: dict[str, tuple[tuple[str, ...], list[tuple[int, ...]]]] = {}
+        self.built: frozenset[str] = frozenset()
 
     def start(self) -> None:
         """Begin, best when the writer enters long statements (they release the GIL, which
@@ -265,6 +284,19 @@ class Job:
             self._result = self._fn()
         except Exception as exc:  # any: the statements can still do it
             logger.warning("stats_precompute_failed", error=type(exc).__name__)
+        if self.scratch is None or (self._result is None and not self.walked):
+            return
+        tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]] = dict(self.walked)
+        for table, (columns, values) in (self._result or {}).items():
+            tables[table] = (columns, rows(values))
+        try:
+            scratch.write(
+                self.scratch, tables, [sql for t in tables for sql in self._indexes.get(t, [])]
+            )
+        except (sqlite3.Error, OSError) as exc:  # the writer inserts them instead
+            logger.warning("stats_scratch_failed", error=type(exc).__name__)
+            return
+        self.built = frozenset(tables)
 
     def result(self) -> Tables | None:
         self.start()

@@ -1,0 +1,129 @@
+"""The first import's summary tables built on the other core, in a scratch file, and copied
+in whole (stats/scratch.py): the same tables as a rebuild, copied by SQLite's transfer, the
+file private while it lives and gone afterwards, and every failure falling back to inserting
+on the writer."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatstats import db as appdb
+from chatstats.ingest import decode
+from chatstats.stats import maintain, scratch
+from tests.conftest import PROFILES
+from tests.test_import import run_import
+from tests.test_stats_maintain import _assert_equals_a_rebuild
+
+pytestmark = pytest.mark.skipif(
+    not decode.Decoder.available(), reason="the scratch build comes with the decode helper"
+)
+
+
+def spy(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]]:
+    copied: list[str] = []
+    modes: list[int] = []
+    real_copy, real_write = scratch.copy, scratch.write
+
+    def copy(conn: sqlite3.Connection, table: str) -> None:
+        copied.append(table)
+        real_copy(conn, table)
+
+    def write(path: Path, *args: object) -> None:
+        modes.append(os.stat(path).st_mode & 0o777)
+        real_write(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scratch, "copy", copy)
+    monkeypatch.setattr(scratch, "write", write)
+    return copied, modes
+
+
+def test_the_built_tables_are_copied_whole_and_the_file_goes(
+    libraries, tmp_path, capsys, monkeypatch
+):
+    lib, _truth = libraries[PROFILES[0]]  # bodies in blobs: the helper runs
+    copied, modes = spy(monkeypatch)
+    assert run_import(capsys, lib, tmp_path)["mode"] == "race"
+    # Every summary but the reactions' (computed by SQL from the reactions, after the load).
+    reactions = {"stats_reactions", "stats_reacted", "stats_reaction_totals"}
+    assert set(copied) == set(maintain.ALL_TABLES) - reactions
+    assert modes == [0o600]
+    assert not scratch.path_for(tmp_path / "chatstats.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "stats-build" in p.name) == []
+    _assert_equals_a_rebuild(tmp_path / "chatstats.db")
+
+
+def test_a_failed_build_leaves_the_summaries_to_the_writer(
+    libraries, tmp_path, capsys, monkeypatch
+):
+    lib, _truth = libraries[PROFILES[0]]
+    copied, _modes = spy(monkeypatch)
+
+    def broken(path: Path, *args: object) -> None:
+        with sqlite3.connect(path) as c:  # half-written, then the disk fills
+            c.execute("INSERT INTO stats_buckets VALUES (1, 1, 1, 0, 5, 5)")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(scratch, "write", broken)
+    assert run_import(capsys, lib, tmp_path)["mode"] == "race"
+    assert copied == []
+    assert not scratch.path_for(tmp_path / "chatstats.db").exists()
+    _assert_equals_a_rebuild(tmp_path / "chatstats.db")
+
+
+def test_a_killed_import_s_file_is_replaced_and_a_failed_import_removes_its_own(
+    libraries, tmp_path, capsys, monkeypatch
+):
+    lib, _truth = libraries[PROFILES[0]]
+    left = scratch.path_for(tmp_path / "chatstats.db")
+    tmp_path.mkdir(exist_ok=True)
+    left.write_bytes(b"not a database, left by a killed import")
+    os.chmod(left, 0o644)
+    copied, modes = spy(monkeypatch)
+    real_fill = maintain._fill
+
+    def failing(conn: sqlite3.Connection) -> None:
+        real_fill(conn)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(maintain, "_fill", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_import(capsys, lib, tmp_path)
+    assert modes == [0o600] and copied, "the stale file was replaced, then used"
+    assert not left.exists()
+    monkeypatch.setattr(maintain, "_fill", real_fill)
+    assert run_import(capsys, lib, tmp_path)["mode"] == "race"  # rolled back: a first import
+    assert not left.exists()
+    _assert_equals_a_rebuild(tmp_path / "chatstats.db")
+
+
+def test_the_copy_is_sqlites_transfer(tmp_path):
+    """Each table's copy compiles to SQLite's transfer (records and index entries moved as
+    they are), which needs both sides declared alike: a migration that changed one side only
+    would silently fall back to row-by-row inserts."""
+    db = tmp_path / "chatstats.db"
+    conn = appdb.connect(db, write=True)
+    appdb.migrate(conn)
+    path = scratch.attach(conn, db, maintain.ALL_TABLES)
+    assert path is not None and os.stat(path).st_mode & 0o777 == 0o600
+    indexes = scratch.index_sql(conn, maintain.ALL_TABLES)
+    scratch.write(path, {}, [sql for t in maintain.ALL_TABLES for sql in indexes.get(t, [])])
+    conn.execute("BEGIN")
+    suspended = maintain.suspend(conn)  # as in the import: triggers would prevent it
+    conn.execute(f"SELECT count(*) FROM {scratch.ALIAS}.sqlite_master")  # as `copy` does
+    for table in maintain.ALL_TABLES:
+        ops = {
+            r[1]
+            for r in conn.execute(
+                f"EXPLAIN INSERT INTO main.{table} SELECT * FROM {scratch.ALIAS}.{table}"
+            )
+        }
+        assert "RowData" in ops, table
+    del suspended
+    conn.execute("ROLLBACK")
+    scratch.detach(conn, path)
+    assert not path.exists()
+    conn.close()
