@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sqlite3
 import zlib
 from pathlib import Path
@@ -75,9 +74,15 @@ _FUNCTIONS = (
 
 
 def _functions(
-    conn: sqlite3.Connection, ingest: Ingest, decoded: Decoded, unsent: set[int]
+    conn: sqlite3.Connection,
+    ingest: Ingest,
+    decoded: Decoded,
+    unsent: set[int],
+    decoded_here: dict[int, str] | None = None,
 ) -> None:
-    """`unsent` receives the ROWID of every row the load writes as unsent (empty text)."""
+    """`unsent` receives the ROWID of every row the load writes as unsent (empty text);
+    `decoded_here` the text of every row whose body is read here, not by the helper (what
+    the statistics' word counts still need: few)."""
     counters = ingest.counters
 
     def row(**values: Any) -> list[Any]:
@@ -108,6 +113,8 @@ def _functions(
             found = texts.get(rowid)  # the helper decoded this very blob
         b = Body(found, "ok") if found is not None else decode_body(blob, text)
         last[0], last[1] = rowid, b
+        if decoded_here is not None:
+            decoded_here[rowid] = b.text
         return b
 
     def body_text(rowid: int, blob: bytes | None, text: str | None) -> str:
@@ -145,29 +152,17 @@ def _functions(
 
 def _precompute(
     conn: sqlite3.Connection,
-    first: int,
     planned: plan.Planned,
     buckets: tuple[np.ndarray, np.ndarray, np.ndarray],
     words: dict[int, int | None],
+    decoded_here: dict[int, str],
     unsent: set[int],
 ) -> precompute.Job:
-    """Start the summaries' thread (stats/precompute.py). Only the texts whose words the
-    helper did not count are read here, on the writer's connection (the thread cannot
-    use it): few, as the helper counts every text it decodes."""
+    """The summaries' thread (stats/precompute.py), not yet started. Every text whose words
+    the helper did not count (it had none, or could not read the blob) was read here by the
+    load, which kept it (`decoded_here`): the thread counts those."""
     keys, bucket_of, order = buckets
-    get = words.get
-    need = [r for r in order[bucket_of >= 0].tolist() if get(r) is None and r not in unsent]
-    texts: dict[int, str | None] = {}
-    for start in range(0, len(need), 10000):
-        chunk = need[start : start + 10000]
-        ids = {planned.id_of(first, r): r for r in chunk}
-        texts.update(
-            (ids[i], t)
-            for i, t in conn.execute(
-                "SELECT id, text FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
-                {"ids": json.dumps(list(ids))},
-            )
-        )
+    texts: dict[int, str | None] = dict(decoded_here)
     conversations, _senders, replies = planned.stats
     built_at = scratch.attached(conn)
     return precompute.Job(
@@ -327,7 +322,9 @@ def load_messages(
                 "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
             )
     unsent: set[int] = set()
-    _functions(conn, ingest, decoded, unsent)
+    # The texts of rows read here, when the helper counted the words of all the others.
+    decoded_here: dict[int, str] | None = {} if decoded.words is not None else None
+    _functions(conn, ingest, decoded, unsent, decoded_here)
     walked = decoder.planned(timeout=120) if usable and decoder is not None else None
     if walked is None:  # each message's chat, for the INSERT's joins
         plan.join_table(conn, after, upto)
@@ -436,7 +433,8 @@ def load_messages(
     if planned is not None:  # what the walk saw, so the rebuild need not walk again
         job = None
         if buckets is not None and decoded.words is not None:
-            job = _precompute(conn, first, planned, buckets, decoded.words, unsent)
+            assert decoded_here is not None
+            job = _precompute(conn, planned, buckets, decoded.words, decoded_here, unsent)
         stats_maintain.prefill(conn, planned.stats, decoded.words, job)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.
