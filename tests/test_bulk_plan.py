@@ -83,3 +83,22 @@ def test_open_conversations_get_the_same_timers_and_events_the_same_spans(
         "SELECT count(*), count(conversation_id) FROM messages WHERE kind <> 'message'"
     ).fetchone()
     assert placed == (6, 3)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_walk_counts_what_the_rows_say(profile, libraries, tmp_path, capsys, monkeypatch):
+    """The first import's counters come from the walk and the load's own decoding, not from
+    a scan of the rows written: they must say what the rows say, as the general path's do."""
+    lib, _truth = libraries[profile]
+    walked = run_import(capsys, lib, tmp_path / "walk")
+    monkeypatch.setattr(plan, "usable", lambda conn: False)
+    general = run_import(capsys, lib, tmp_path / "general")
+    conn = sqlite3.connect(tmp_path / "walk" / "chatstats.db")
+    rows = conn.execute(
+        "SELECT sum(kind = 'message'), sum(kind <> 'message'), sum(chat_id IS NULL),"
+        " sum(body_status = 'corrupt'), sum(body_status = 'none') FROM messages"
+    ).fetchone()
+    conn.close()
+    names = ("messages_added", "system_events_added", "orphans", "bodies_corrupt", "bodies_empty")
+    assert tuple(walked[n] for n in names) == tuple(r or 0 for r in rows)
+    assert tuple(general[n] for n in names) == tuple(walked[n] for n in names)

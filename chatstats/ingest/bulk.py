@@ -79,10 +79,12 @@ def _functions(
     decoded: Decoded,
     unsent: set[int],
     decoded_here: dict[int, str] | None = None,
+    statuses: dict[str, int] | None = None,
 ) -> None:
     """`unsent` receives the ROWID of every row the load writes as unsent (empty text);
     `decoded_here` the text of every row whose body is read here, not by the helper (what
-    the statistics' word counts still need: few)."""
+    the statistics' word counts still need: few); `statuses` counts those rows' body
+    status (every other row's is 'ok')."""
     counters = ingest.counters
 
     def row(**values: Any) -> list[Any]:
@@ -115,6 +117,8 @@ def _functions(
         last[0], last[1] = rowid, b
         if decoded_here is not None:
             decoded_here[rowid] = b.text
+        if statuses is not None:
+            statuses[b.status] = statuses.get(b.status, 0) + 1
         return b
 
     def body_text(rowid: int, blob: bytes | None, text: str | None) -> str:
@@ -324,7 +328,8 @@ def load_messages(
     unsent: set[int] = set()
     # The texts of rows read here, when the helper counted the words of all the others.
     decoded_here: dict[int, str] | None = {} if decoded.words is not None else None
-    _functions(conn, ingest, decoded, unsent, decoded_here)
+    statuses: dict[str, int] = {}
+    _functions(conn, ingest, decoded, unsent, decoded_here, statuses)
     walked = decoder.planned(timeout=120) if usable and decoder is not None else None
     if walked is None:  # each message's chat, for the INSERT's joins
         plan.join_table(conn, after, upto)
@@ -451,6 +456,7 @@ def load_messages(
         "SELECT message_id FROM src.message_attachment_join"
         " WHERE message_id > :a AND message_id <= :u"
     )
+    tally = planned.tally if planned is not None else None
     if planned is not None:
         plan.drop(conn)
         if reader.has_attachments:
@@ -465,22 +471,28 @@ def load_messages(
             (rowid, first + k) for k, rowid in enumerate(rowids) if rowid in with_attachments
         )
     c = ingest.counters
-    row = conn.execute(
-        "SELECT sum(kind = 'message'), sum(kind <> 'message'), sum(chat_id IS NULL),"
-        " sum(body_status = 'corrupt'), sum(body_status = 'none')"
-        " FROM messages WHERE id >= :f",
-        {"f": first},
-    ).fetchone()
-    c.messages_added += row[0] or 0
-    c.system_events_added += row[1] or 0
-    c.orphans += row[2] or 0
-    c.bodies_corrupt += row[3] or 0
-    c.bodies_empty += row[4] or 0
-    if conn.execute(
-        "SELECT 1 FROM messages WHERE id >= :f AND kind <> 'message' AND chat_id IS NOT NULL",
-        {"f": first},
-    ).fetchone():
-        ingest.reload_chats = True
+    c.bodies_corrupt += statuses.get("corrupt", 0)
+    c.bodies_empty += statuses.get("none", 0)
+    if tally is not None:  # the walk counted what the rows' kinds and chats say
+        n_events, in_chats, n_orphans = tally
+        c.messages_added += count - n_events
+        c.system_events_added += n_events
+        c.orphans += n_orphans
+        ingest.reload_chats = ingest.reload_chats or in_chats > 0
+    else:
+        row = conn.execute(
+            "SELECT sum(kind = 'message'), sum(kind <> 'message'), sum(chat_id IS NULL)"
+            " FROM messages WHERE id >= :f",
+            {"f": first},
+        ).fetchone()
+        c.messages_added += row[0] or 0
+        c.system_events_added += row[1] or 0
+        c.orphans += row[2] or 0
+        if conn.execute(
+            "SELECT 1 FROM messages WHERE id >= :f AND kind <> 'message' AND chat_id IS NOT NULL",
+            {"f": first},
+        ).fetchone():
+            ingest.reload_chats = True
     for table in ("bulk_handles", "bulk_chats", "bulk_joins"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")  # names are constants
     return marks

@@ -49,6 +49,7 @@ class Planned(NamedTuple):
     bumps: list[dict[str, int]]  # per chat, what `Ingest._bump_chats` adds
     stats: tuple[list[tuple[int, ...]], ...]  # the summaries this walk saw: see `build`
     contacts: tuple[list[tuple[int, ...]], list[tuple[int, ...]]]  # Walked.received, .mine
+    tally: tuple[int, int, int]  # Walked.tally
 
     def id_of(self, first: int, rowid: int) -> int | None:
         """The new message id of a loaded ROWID (None: not loaded)."""
@@ -93,6 +94,9 @@ class Walked(msgspec.Struct, array_like=True, tag=3):
     # (-1: an event or orphan, in no bucket).
     bucket_keys: bytes
     bucket_of: bytes
+    # (system events, of those the ones in a chat, rows in no chat): the import's counters
+    # and whether chat titles need reloading, without a scan of the rows written.
+    tally: tuple[int, int, int]
 
 
 def lookup_tables(
@@ -226,10 +230,14 @@ def walk(
     key_index: dict[tuple[int, int, int, int], int] = {}
     bucket_of = array("q")
     bucket_is = bucket_of.append
+    n_events = n_orphans = 0
     for chat_id, d, r, is_event, h, s in rows:
         keep(r)
         chat_is(chat_id)
+        if is_event:
+            n_events += 1
         if chat_id is None:
+            n_orphans += 1
             group_is(None)
             bucket_is(-1)
             continue
@@ -339,6 +347,7 @@ def walk(
         [(k, n, d) for k, (n, d) in mine.items()],
         array("q", itertools.chain.from_iterable(key_index)).tobytes(),
         bucket_of.tobytes(),
+        (n_events, len(events), n_orphans),
     )
 
 
@@ -574,6 +583,7 @@ def walk_arrays(
         mine,
         np.ascontiguousarray(keys).tobytes(),
         bucket_of.tobytes(),
+        (int(np.count_nonzero(ev)), len(ei), int(np.count_nonzero(orphan))),
     )
 
 
@@ -606,6 +616,7 @@ def write(conn: sqlite3.Connection, w: Walked, *, spans: bool = True) -> Planned
         w.bumps,
         w.stats,
         (w.received, w.mine),
+        w.tally,
     )
 
 
