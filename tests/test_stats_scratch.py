@@ -1,5 +1,5 @@
 """The first import's summary tables built on the other core, in a scratch file, and copied
-in whole (stats/scratch.py): the same tables as a rebuild, copied by SQLite's transfer, the
+in whole (chatstats/scratch.py): the same tables as a rebuild, copied by SQLite's transfer, the
 file private while it lives and gone afterwards, and every failure falling back to inserting
 on the writer."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from chatstats import db as appdb
+from chatstats import scratch
 from chatstats.ingest import decode
-from chatstats.stats import maintain, scratch
+from chatstats.stats import maintain
 from tests.conftest import PROFILES
 from tests.test_import import run_import
 from tests.test_stats_maintain import _assert_equals_a_rebuild
@@ -113,12 +114,12 @@ def test_the_copy_is_sqlites_transfer(tmp_path):
     scratch.write(path, {}, [sql for t in maintain.ALL_TABLES for sql in indexes.get(t, [])])
     conn.execute("BEGIN")
     suspended = maintain.suspend(conn)  # as in the import: triggers would prevent it
-    conn.execute(f"SELECT count(*) FROM {scratch.ALIAS}.sqlite_master")  # as `copy` does
+    conn.execute(f"SELECT count(*) FROM {scratch.STATS}.sqlite_master")  # as `copy` does
     for table in maintain.ALL_TABLES:
         ops = {
             r[1]
             for r in conn.execute(
-                f"EXPLAIN INSERT INTO main.{table} SELECT * FROM {scratch.ALIAS}.{table}"
+                f"EXPLAIN INSERT INTO main.{table} SELECT * FROM {scratch.STATS}.{table}"
             )
         }
         assert "RowData" in ops, table

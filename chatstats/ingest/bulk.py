@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from chatstats import log
+from chatstats import log, scratch
 from chatstats.imessage import chatdb
 from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest import plan
@@ -28,7 +28,7 @@ from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
 from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
 from chatstats.stats import maintain as stats_maintain
-from chatstats.stats import precompute, scratch
+from chatstats.stats import precompute
 
 logger = log.get(__name__)
 

@@ -28,13 +28,12 @@ from typing import Any
 import msgspec
 
 from chatstats import db as appdb
-from chatstats import log
+from chatstats import log, scratch
 from chatstats.imessage import chatdb
 from chatstats.ingest import bulk, watermark
 from chatstats.ingest.batch import Counters, Ingest
 from chatstats.ingest.decode import Decoder
 from chatstats.stats import maintain as stats_maintain
-from chatstats.stats import scratch as stats_scratch
 
 logger = log.get(__name__)
 
@@ -171,8 +170,8 @@ def _import(
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
-            # Where the summaries' thread builds its tables (stats/scratch.py).
-            build_file = stats_scratch.attach(conn, _db_file(conn), stats_maintain.ALL_TABLES)
+            # Where the summaries' thread builds its tables (chatstats/scratch.py).
+            build_file = scratch.attach(conn, _db_file(conn), stats_maintain.ALL_TABLES)
         bulk.attach(conn, source.resolve())
         attached = True
     try:
@@ -224,7 +223,7 @@ def _import(
         if attached:
             bulk.detach(conn)
         if build_file is not None:
-            stats_scratch.detach(conn, build_file)
+            scratch.detach(conn, build_file)
         if race:
             # Back to the WAL with synchronous left OFF on this connection, which
             # `run_import` closes right after: with it on, the switch (or else the close's

@@ -14,8 +14,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from chatstats import scratch
 from chatstats.db import word_count
-from chatstats.stats import precompute, scratch
+from chatstats.stats import precompute
 
 _TRIGGER = "stats_message_insert"
 
@@ -243,7 +244,7 @@ def prefill(
         conn.execute(f"DELETE FROM {table}")  # names are constants
     handed = job is not None and words is not None and job.scratch is not None
     indexes: list[tuple[str, str]] = []
-    if handed:  # the job writes them beside the others (stats/scratch.py); `_fill` copies
+    if handed:  # the job writes them beside the others (chatstats/scratch.py); `_fill` copies
         assert job is not None
         job.walked = dict(zip(WALKED, zip(_WALKED_COLUMNS, rows, strict=True), strict=True))
     else:
@@ -329,7 +330,7 @@ def _fill(conn: sqlite3.Connection) -> None:
         prefilled if prefilled is not None else (None, False, None, False)
     )
     ready = job.result() if job is not None and known_words else None
-    # Tables the job built in the scratch file (stats/scratch.py): copied whole, into the
+    # Tables the job built in the scratch file (chatstats/scratch.py): copied whole, into the
     # empty tables with their indexes in place, as SQLite's transfer needs them.
     built = job.built if job is not None and scratch.attached(conn) is not None else frozenset()
     tables = ALL_TABLES if walked is None else tuple(t for t in ALL_TABLES if t not in WALKED)

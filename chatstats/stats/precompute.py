@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from chatstats import log
+from chatstats import log, scratch
 from chatstats.db import word_count
-from chatstats.stats import scratch
 
 logger = log.get(__name__)
 
@@ -252,7 +251,7 @@ class Job:
     """`compute` in a daemon thread; `result()` waits for it. A failure is logged (no data
     in the message: the exception's type) and gives None, so the caller falls back to SQL.
 
-    With a `scratch` file (stats/scratch.py) the thread also writes the rows there, with
+    With a `scratch` file (chatstats/scratch.py) the thread also writes the rows there, with
     `walked` (the conversation walk's tables, handed over by `maintain.prefill`), and builds
     their `indexes` (table → CREATE INDEX statements); `built` then names the tables the
     writer can copy whole. A failure there leaves `built` empty: the writer inserts."""

@@ -1,20 +1,20 @@
-"""The first import's summary tables, built on the other core and moved in whole.
+"""Tables of the first import built on the other core, in a scratch file, and moved in whole.
 
-Why: after a 300k-message load the writer spent ~1.9 s inserting the summaries that
-stats/precompute.py had already computed and building their secondary indexes, while the
-second core sat idle. SQLite can copy a table into an empty one of the same shape, indexes
-included, without decoding a record or sorting an index entry (its "transfer
-optimisation" of `INSERT INTO t SELECT * FROM other.t`), across attached databases. So
-the precomputing thread writes its rows, on a connection of its own, into a scratch file
-holding the same tables, builds their indexes there, and the writer only copies each table
-(0.5 s at 300k, where inserting and indexing cost 1.9 s).
+Why: after a 300k-message load the writer spent ~1.9 s inserting the statistics summaries
+that stats/precompute.py had already computed and building their secondary indexes, and
+1.1 s rebuilding the full-text index, while the second core sat idle. SQLite can copy a
+table into an empty one of the same shape, indexes included, without decoding a record or
+sorting an index entry (its "transfer optimisation" of `INSERT INTO t SELECT * FROM
+other.t`), across attached databases. So a thread writes the rows, on a connection of its
+own, into a scratch file holding the same tables, builds their indexes there, and the
+writer only copies each table (the summaries: 0.5 s at 300k instead of 1.9 s).
 
 The copy stays exact whatever SQLite decides: were the shapes ever to differ, the same
-statement inserts row by row. The file holds summaries of the user's messages: it is
+statement inserts row by row. A scratch file holds data of the user's messages: it is
 created 0600 beside the database, attached before the import's transaction (SQLite cannot
 attach within one, and a transaction that begins IMMEDIATE locks every attached file,
-so the import's begins on the main database alone: see `importer`), and removed when the
-import ends, whichever way; a file left by a killed import is removed by the next one.
+so the import's begins on the main database alone: see `ingest/importer.py`), and removed
+when the import ends, whichever way; a file left by a killed import is removed by the next.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-ALIAS = "stats_build"
-_SUFFIX = ".stats-build"
+# The statistics summaries' file (stats/precompute.py) and the full-text index's
+# (ingest/fts_build.py): one each, as each is written by its own thread at the same time.
+STATS = "stats_build"
+FTS = "fts_build"
 
 
-def path_for(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + _SUFFIX)
+def path_for(db_path: Path, alias: str = STATS) -> Path:
+    return db_path.with_name(f"{db_path.name}.{alias.replace('_', '-')}")
 
 
 def remove(path: Path) -> None:
@@ -41,12 +43,14 @@ def remove(path: Path) -> None:
             p.unlink()
 
 
-def attach(conn: sqlite3.Connection, db_path: Path, tables: Iterable[str]) -> Path | None:
+def attach(
+    conn: sqlite3.Connection, db_path: Path, tables: Iterable[str], alias: str = STATS
+) -> Path | None:
     """Create the scratch file with `tables` as the main database declares them (without
     their secondary indexes: `write` builds those after the rows) and attach it. Outside
     any transaction. None (nothing attached) if it cannot be made: the import then inserts
     the summaries itself, as before."""
-    path = path_for(db_path)
+    path = path_for(db_path, alias)
     remove(path)  # a killed import's
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
@@ -62,16 +66,16 @@ def attach(conn: sqlite3.Connection, db_path: Path, tables: Iterable[str]) -> Pa
                 build.execute(sql)  # the schema's own statements, copied verbatim
         finally:
             build.close()
-        conn.execute("ATTACH DATABASE :p AS " + ALIAS, {"p": str(path)})
+        conn.execute(f"ATTACH DATABASE :p AS {alias}", {"p": str(path)})  # a constant
     except (OSError, sqlite3.Error):
         remove(path)
         return None
     return path
 
 
-def attached(conn: sqlite3.Connection) -> Path | None:
+def attached(conn: sqlite3.Connection, alias: str = STATS) -> Path | None:
     row = conn.execute(
-        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": ALIAS}
+        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": alias}
     ).fetchone()
     return Path(row[0]) if row is not None and row[0] else None
 
@@ -92,6 +96,8 @@ def write(
     path: Path,
     tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]],
     indexes: list[str],
+    *,
+    cache_kib: int = 64000,
 ) -> None:
     """On the calling thread's own connection: each table's rows, then its indexes (a sort
     each, not row by row). No journal and no sync: the file is thrown away if anything
@@ -100,7 +106,7 @@ def write(
     try:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA cache_size=-64000")
+        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         conn.execute("BEGIN")
         for table, (columns, rows) in tables.items():
             names = ", ".join(columns)  # constants of stats/precompute.py and maintain.py
@@ -113,18 +119,18 @@ def write(
         conn.close()
 
 
-def copy(conn: sqlite3.Connection, table: str) -> None:
+def copy(conn: sqlite3.Connection, table: str, alias: str = STATS) -> None:
     """Move one built table into the main database's (empty, indexes in place) one."""
     # Read the file's schema first: this connection attached it before the indexes were
     # built there, and a statement planned on that older schema would insert row by row.
-    conn.execute(f"SELECT count(*) FROM {ALIAS}.sqlite_master").fetchone()
-    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {ALIAS}.{table}")  # constants
+    conn.execute(f"SELECT count(*) FROM {alias}.sqlite_master").fetchone()
+    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {alias}.{table}")  # constants
 
 
-def detach(conn: sqlite3.Connection, path: Path | None) -> None:
+def detach(conn: sqlite3.Connection, path: Path | None, alias: str = STATS) -> None:
     """Outside any transaction: let the file go and remove it."""
     with contextlib.suppress(sqlite3.Error):
-        if attached(conn) is not None:
-            conn.execute("DETACH DATABASE " + ALIAS)
+        if attached(conn, alias) is not None:
+            conn.execute(f"DETACH DATABASE {alias}")  # a constant
     if path is not None:
         remove(path)
