@@ -1,13 +1,13 @@
 """Tables of the first import built on the other core, in a scratch file, and moved in whole.
 
 Why: after a 300k-message load the writer spent ~1.9 s inserting the statistics summaries
-that stats/precompute.py had already computed and building their secondary indexes, and
-1.1 s rebuilding the full-text index, while the second core sat idle. SQLite can copy a
-table into an empty one of the same shape, indexes included, without decoding a record or
-sorting an index entry (its "transfer optimisation" of `INSERT INTO t SELECT * FROM
-other.t`), across attached databases. So a thread writes the rows, on a connection of its
-own, into a scratch file holding the same tables, builds their indexes there, and the
-writer only copies each table (the summaries: 0.5 s at 300k instead of 1.9 s).
+that stats/precompute.py had already computed and building their secondary indexes, while
+the second core sat idle. SQLite can copy a table into an empty one of the same shape,
+indexes included, without decoding a record or sorting an index entry (its "transfer
+optimisation" of `INSERT INTO t SELECT * FROM other.t`), across attached databases. So a
+thread writes the rows, on a connection of its own, into a scratch file holding the same
+tables, builds their indexes there, and the writer only copies each table (0.5 s at 300k
+instead of 1.9 s).
 
 The copy stays exact whatever SQLite decides: were the shapes ever to differ, the same
 statement inserts row by row. A scratch file holds data of the user's messages: it is
@@ -27,10 +27,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# The statistics summaries' file (stats/precompute.py) and the full-text index's
-# (ingest/fts_build.py): one each, as each is written by its own thread at the same time.
+# The statistics summaries' file (stats/precompute.py). One file per alias: two threads
+# writing at once would each need their own.
 STATS = "stats_build"
-FTS = "fts_build"
 
 
 def path_for(db_path: Path, alias: str = STATS) -> Path:
