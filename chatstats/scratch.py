@@ -27,13 +27,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# The statistics summaries' file (stats/precompute.py). One file per alias: two threads
-# writing at once would each need their own.
-STATS = "stats_build"
+ALIAS = "stats_build"  # the statistics summaries' file (stats/precompute.py)
 
 
-def path_for(db_path: Path, alias: str = STATS) -> Path:
-    return db_path.with_name(f"{db_path.name}.{alias.replace('_', '-')}")
+def path_for(db_path: Path) -> Path:
+    return db_path.with_name(f"{db_path.name}.stats-build")
 
 
 def remove(path: Path) -> None:
@@ -42,14 +40,15 @@ def remove(path: Path) -> None:
             p.unlink()
 
 
-def attach(
-    conn: sqlite3.Connection, db_path: Path, tables: Iterable[str], alias: str = STATS
-) -> Path | None:
-    """Create the scratch file with `tables` as the main database declares them (without
-    their secondary indexes: `write` builds those after the rows) and attach it. Outside
-    any transaction. None (nothing attached) if it cannot be made: the import then inserts
-    the summaries itself, as before."""
-    path = path_for(db_path, alias)
+def attach(conn: sqlite3.Connection, tables: Iterable[str]) -> Path | None:
+    """Create the scratch file beside the connection's database with `tables` as that
+    declares them (without their secondary indexes: `write` builds those after the rows)
+    and attach it. Outside any transaction. None (nothing attached) if it cannot be made,
+    or the database has no file (in memory): the import then inserts the summaries itself."""
+    (main,) = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
+    if not main:
+        return None
+    path = path_for(Path(main))
     remove(path)  # a killed import's
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
@@ -65,16 +64,16 @@ def attach(
                 build.execute(sql)  # the schema's own statements, copied verbatim
         finally:
             build.close()
-        conn.execute(f"ATTACH DATABASE :p AS {alias}", {"p": str(path)})  # a constant
+        conn.execute(f"ATTACH DATABASE :p AS {ALIAS}", {"p": str(path)})  # a constant
     except (OSError, sqlite3.Error):
         remove(path)
         return None
     return path
 
 
-def attached(conn: sqlite3.Connection, alias: str = STATS) -> Path | None:
+def attached(conn: sqlite3.Connection) -> Path | None:
     row = conn.execute(
-        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": alias}
+        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": ALIAS}
     ).fetchone()
     return Path(row[0]) if row is not None and row[0] else None
 
@@ -95,8 +94,6 @@ def write(
     path: Path,
     tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]],
     indexes: list[str],
-    *,
-    cache_kib: int = 64000,
 ) -> None:
     """On the calling thread's own connection: each table's rows, then its indexes (a sort
     each, not row by row). No journal and no sync: the file is thrown away if anything
@@ -105,7 +102,7 @@ def write(
     try:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
-        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        conn.execute("PRAGMA cache_size=-64000")
         conn.execute("BEGIN")
         for table, (columns, rows) in tables.items():
             names = ", ".join(columns)  # constants of stats/precompute.py and maintain.py
@@ -118,18 +115,18 @@ def write(
         conn.close()
 
 
-def copy(conn: sqlite3.Connection, table: str, alias: str = STATS) -> None:
+def copy(conn: sqlite3.Connection, table: str) -> None:
     """Move one built table into the main database's (empty, indexes in place) one."""
     # Read the file's schema first: this connection attached it before the indexes were
     # built there, and a statement planned on that older schema would insert row by row.
-    conn.execute(f"SELECT count(*) FROM {alias}.sqlite_master").fetchone()
-    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {alias}.{table}")  # constants
+    conn.execute(f"SELECT count(*) FROM {ALIAS}.sqlite_master").fetchone()
+    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {ALIAS}.{table}")  # constants
 
 
-def detach(conn: sqlite3.Connection, path: Path | None, alias: str = STATS) -> None:
+def detach(conn: sqlite3.Connection, path: Path | None) -> None:
     """Outside any transaction: let the file go and remove it."""
     with contextlib.suppress(sqlite3.Error):
-        if attached(conn, alias) is not None:
-            conn.execute(f"DETACH DATABASE {alias}")  # a constant
+        if attached(conn) is not None:
+            conn.execute(f"DETACH DATABASE {ALIAS}")  # a constant
     if path is not None:
         remove(path)

@@ -108,18 +108,18 @@ def test_the_copy_is_sqlites_transfer(tmp_path):
     db = tmp_path / "chatstats.db"
     conn = appdb.connect(db, write=True)
     appdb.migrate(conn)
-    path = scratch.attach(conn, db, maintain.ALL_TABLES)
+    path = scratch.attach(conn, maintain.ALL_TABLES)
     assert path is not None and os.stat(path).st_mode & 0o777 == 0o600
     indexes = scratch.index_sql(conn, maintain.ALL_TABLES)
     scratch.write(path, {}, [sql for t in maintain.ALL_TABLES for sql in indexes.get(t, [])])
     conn.execute("BEGIN")
     suspended = maintain.suspend(conn)  # as in the import: triggers would prevent it
-    conn.execute(f"SELECT count(*) FROM {scratch.STATS}.sqlite_master")  # as `copy` does
+    conn.execute(f"SELECT count(*) FROM {scratch.ALIAS}.sqlite_master")  # as `copy` does
     for table in maintain.ALL_TABLES:
         ops = {
             r[1]
             for r in conn.execute(
-                f"EXPLAIN INSERT INTO main.{table} SELECT * FROM {scratch.STATS}.{table}"
+                f"EXPLAIN INSERT INTO main.{table} SELECT * FROM {scratch.ALIAS}.{table}"
             )
         }
         assert "RowData" in ops, table
@@ -128,3 +128,13 @@ def test_the_copy_is_sqlites_transfer(tmp_path):
     scratch.detach(conn, path)
     assert not path.exists()
     conn.close()
+
+
+def test_a_database_in_memory_gets_no_scratch_file(tmp_path, monkeypatch):
+    """No file to put it beside: nothing attached, nothing written (the import inserts)."""
+    monkeypatch.chdir(tmp_path)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE stats_buckets (x)")
+    assert scratch.attach(conn, ["stats_buckets"]) is None
+    assert scratch.attached(conn) is None
+    assert list(tmp_path.iterdir()) == []

@@ -171,7 +171,7 @@ def _import(
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
             # Where the summaries' thread builds its tables (chatstats/scratch.py).
-            build_file = scratch.attach(conn, _db_file(conn), stats_maintain.ALL_TABLES)
+            build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
         bulk.attach(conn, source.resolve())
         attached = True
     try:
@@ -238,11 +238,6 @@ def _import(
     conn.execute("PRAGMA analysis_limit=1000")
     conn.execute("PRAGMA optimize")
     report("done", 1, 1)
-
-
-def _db_file(conn: sqlite3.Connection) -> Path:
-    row = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
-    return Path(row[0])
 
 
 def _drop_indexes(conn: sqlite3.Connection) -> list[str]:

@@ -197,18 +197,26 @@ _BUCKETS_KNOWN = (
 )
 _REBUILD_KNOWN = (*_BUCKETS_KNOWN, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
 WALKED = ("stats_conversations", "stats_conv_senders", "stats_replies")
-_PREFILL = (
-    "INSERT INTO stats_conversations (conversation_id, chat_id, start_ns, end_ns, messages,"
-    " first_from_me, last_id, last_from_me) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "INSERT INTO stats_conv_senders (conversation_id, handle_id, is_from_me, chat_id, messages)"
-    " VALUES (?, ?, ?, ?, ?)",
-    "INSERT INTO stats_replies (message_id, chat_id, conversation_id, handle_id, is_from_me,"
-    " date_ns, gap_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+# The walk's rows (`plan._stats`), in these columns' order.
+_WALKED_COLUMNS = (
+    (
+        "conversation_id",
+        "chat_id",
+        "start_ns",
+        "end_ns",
+        "messages",
+        "first_from_me",
+        "last_id",
+        "last_from_me",
+    ),
+    ("conversation_id", "handle_id", "is_from_me", "chat_id", "messages"),
+    ("message_id", "chat_id", "conversation_id", "handle_id", "is_from_me", "date_ns", "gap_ns"),
+)
+_PREFILL = tuple(
+    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    for table, cols in zip(WALKED, _WALKED_COLUMNS, strict=True)
 )
 _MARK = "temp.stats_prefilled"
-_WALKED_COLUMNS = tuple(
-    tuple(c.strip() for c in sql.split("(", 1)[1].split(")", 1)[0].split(",")) for sql in _PREFILL
-)
 
 
 def _secondary_indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
