@@ -15,6 +15,11 @@ created 0600 beside the database, attached before the import's transaction (SQLi
 attach within one, and a transaction that begins IMMEDIATE locks every attached file,
 so the import's begins on the main database alone: see `ingest/importer.py`), and removed
 when the import ends, whichever way; a file left by a killed import is removed by the next.
+
+Two files, each under its own alias: the summaries' (`ALIAS`, written by that thread) and
+the full-text index's (`FTS_ALIAS`, written by the decode helper process: ingest/decode.py).
+One file each because SQLite lets one connection at a time write a file, and the two are
+written at the same moment.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 ALIAS = "stats_build"  # the statistics summaries' file (stats/precompute.py)
+FTS_ALIAS = "fts_build"  # the full-text index's (ingest/decode.py)
 
 
-def path_for(db_path: Path) -> Path:
-    return db_path.with_name(f"{db_path.name}.stats-build")
+def path_for(db_path: Path, alias: str = ALIAS) -> Path:
+    return db_path.with_name(f"{db_path.name}.{alias.replace('_', '-')}")
 
 
 def remove(path: Path) -> None:
@@ -40,7 +46,7 @@ def remove(path: Path) -> None:
             p.unlink()
 
 
-def attach(conn: sqlite3.Connection, tables: Iterable[str]) -> Path | None:
+def attach(conn: sqlite3.Connection, tables: Iterable[str], alias: str = ALIAS) -> Path | None:
     """Create the scratch file beside the connection's database with `tables` as that
     declares them (without their secondary indexes: `write` builds those after the rows)
     and attach it. Outside any transaction. None (nothing attached) if it cannot be made,
@@ -48,7 +54,7 @@ def attach(conn: sqlite3.Connection, tables: Iterable[str]) -> Path | None:
     (main,) = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
     if not main:
         return None
-    path = path_for(Path(main))
+    path = path_for(Path(main), alias)
     remove(path)  # a killed import's
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
@@ -64,16 +70,16 @@ def attach(conn: sqlite3.Connection, tables: Iterable[str]) -> Path | None:
                 build.execute(sql)  # the schema's own statements, copied verbatim
         finally:
             build.close()
-        conn.execute(f"ATTACH DATABASE :p AS {ALIAS}", {"p": str(path)})  # a constant
+        conn.execute(f"ATTACH DATABASE :p AS {alias}", {"p": str(path)})  # a constant
     except (OSError, sqlite3.Error):
         remove(path)
         return None
     return path
 
 
-def attached(conn: sqlite3.Connection) -> Path | None:
+def attached(conn: sqlite3.Connection, alias: str = ALIAS) -> Path | None:
     row = conn.execute(
-        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": ALIAS}
+        "SELECT file FROM pragma_database_list WHERE name = :a", {"a": alias}
     ).fetchone()
     return Path(row[0]) if row is not None and row[0] else None
 
@@ -115,18 +121,18 @@ def write(
         conn.close()
 
 
-def copy(conn: sqlite3.Connection, table: str) -> None:
+def copy(conn: sqlite3.Connection, table: str, alias: str = ALIAS) -> None:
     """Move one built table into the main database's (empty, indexes in place) one."""
     # Read the file's schema first: this connection attached it before the indexes were
     # built there, and a statement planned on that older schema would insert row by row.
-    conn.execute(f"SELECT count(*) FROM {ALIAS}.sqlite_master").fetchone()
-    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {ALIAS}.{table}")  # constants
+    conn.execute(f"SELECT count(*) FROM {alias}.sqlite_master").fetchone()
+    conn.execute(f"INSERT INTO main.{table} SELECT * FROM {alias}.{table}")  # constants
 
 
-def detach(conn: sqlite3.Connection, path: Path | None) -> None:
+def detach(conn: sqlite3.Connection, path: Path | None, alias: str = ALIAS) -> None:
     """Outside any transaction: let the file go and remove it."""
     with contextlib.suppress(sqlite3.Error):
-        if attached(conn) is not None:
-            conn.execute(f"DETACH DATABASE {ALIAS}")  # a constant
+        if attached(conn, alias) is not None:
+            conn.execute(f"DETACH DATABASE {alias}")  # a constant
     if path is not None:
         remove(path)

@@ -1,6 +1,6 @@
 """Where a first import's wall-clock time goes: a timeline of its statements.
 
-    .venv/bin/python scripts/trace_import.py LIBRARY OUT
+    .venv/bin/python scripts/trace_import.py LIBRARY OUT [--nostats]
 
 LIBRARY holds chat.db and AddressBook (e.g. the 300k library scripts/bench_import.py
 builds); OUT is emptied and receives the imported database. Prints each statement on any
@@ -50,6 +50,15 @@ def main() -> None:
     lib, out = Path(sys.argv[1]), Path(sys.argv[2])
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    if "--nostats" in sys.argv[3:]:  # as bench_stats's import without statistics
+        import chatstats.db as db
+
+        schema = out / "schema"
+        schema.mkdir()
+        for p in db.schema_dir().glob("*.sql"):
+            if "_stats" not in p.name:
+                shutil.copy(p, schema / p.name)
+        db.schema_dir = lambda: schema
     real = sqlite3.connect
 
     def connect(*a: Any, **k: Any) -> sqlite3.Connection:

@@ -26,7 +26,15 @@ from chatstats.imessage.dates import APPLE_EPOCH_NS, SECONDS_LIMIT
 from chatstats.ingest import plan
 from chatstats.ingest.batch import Ingest, edit_state
 from chatstats.ingest.conversations import Point
-from chatstats.ingest.decode import Body, Decoded, Decoder, PlanRequest, decode_body
+from chatstats.ingest.decode import (
+    Body,
+    Decoded,
+    Decoder,
+    FtsCheck,
+    FtsRequest,
+    PlanRequest,
+    decode_body,
+)
 from chatstats.stats import maintain as stats_maintain
 from chatstats.stats import precompute
 
@@ -204,6 +212,33 @@ _TAPBACK_CANDIDATES = (
     "SELECT ROWID FROM {t} WHERE associated_message_guid > ''"
     " UNION ALL SELECT ROWID FROM {t} WHERE associated_message_guid < ''"
 )
+
+
+# FTS5's shadow tables of messages_fts (external content: its text lives in messages).
+_FTS_SHADOWS = (
+    "messages_fts_data",
+    "messages_fts_idx",
+    "messages_fts_docsize",
+    "messages_fts_config",
+)
+
+
+def finish_fts(conn: sqlite3.Connection, decoder: Decoder | None) -> None:
+    """The full-text index of a first import: the decoding helper's, copied in whole, when it
+    built it (decode.py: byte for byte what 'rebuild' writes); else rebuilt here. Runs after
+    the statistics, last before COMMIT: 'rebuild' leaves a statement open on the connection
+    until the transaction ends, and redefining a SQL function then fails."""
+    if decoder is not None and decoder.fts_built(timeout=120):
+        try:
+            for table in _FTS_SHADOWS:
+                conn.execute(f"DELETE FROM main.{table}")  # constants
+                scratch.copy(conn, table, scratch.FTS_ALIAS)
+            return
+        except sqlite3.Error as exc:
+            decoder.fts_error = type(exc).__name__
+    if decoder is not None:
+        logger.warning("import_fts_helper_unused", reason=decoder.fts_error)
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
 
 
 def source_indexes(conn: sqlite3.Connection, schema: str = "src") -> list[list[str]]:
@@ -386,6 +421,14 @@ def load_messages(
             rowids[m - first]: cid for cid, ids in ingest.assign_conversations_early() for m in ids
         }
         conversation = "cs_conversation(m.ROWID)"
+    if decoder is not None:
+        fts_at = scratch.attached(conn, scratch.FTS_ALIAS)
+        if planned is not None and decoded.crcs is None and decoded_here is not None and fts_at:
+            # The helper's texts are used as they are: it indexes the rows while this
+            # writes them (`finish_fts` copies its index in).
+            decoder.build_fts(FtsRequest(path=str(fts_at), first=first, rowids=planned.rowids))
+        else:
+            decoder.release()
     conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
     chat_sql, chat_joins = (
         "c.id",
@@ -435,6 +478,14 @@ def load_messages(
     """
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
+    if decoder is not None and decoder.fts_asked:  # what it must agree with to commit
+        assert decoded_here is not None
+        decoder.check_fts(
+            FtsCheck(
+                unsent=sorted(unsent),
+                texts={r: t for r, t in decoded_here.items() if r not in unsent},
+            )
+        )
     if planned is not None:  # what the walk saw, so the rebuild need not walk again
         job = None
         if buckets is not None and decoded.words is not None:

@@ -28,6 +28,20 @@ range it asked for); otherwise, or when the planner dies, times out or answers n
 walks the rows itself (`plan.build`) and logs `import_planner_unused` with the reason.
 Why: the walk was over a third of the importing thread's Python time, and the second core
 sat idle once the bodies were decoded.
+
+The decoding helper then builds the full-text index too, while the import writes the rows
+(`Decoder.build_fts`, sent as soon as the plan says which rows load, in which id order): it
+keeps the texts it sent, works out the few it did not (rows with no blob or an unreadable
+one, through `decode_body` as the import does) and which rows the load writes empty
+(unsent), and inserts every row into an FTS5 table declared as `messages_fts` in a scratch
+file (chatstats/scratch.py). Before it commits, the import, its rows written, sends what it
+actually wrote for those rows (`Decoder.check_fts`); anything different and the helper
+commits nothing. The import then copies the shadow tables in whole: they come out byte for
+byte as its own 'rebuild' writes them (same texts, same rowid order, same tokenizer; a test
+compares). Why: the rebuild was 0.45 s of the writer's 5 s, and the helper's core sat idle
+during the load's INSERT. Used only when the helper's texts were used as they are (its
+snapshot was the import's, which it keeps open until then); whenever the helper fails, is
+slow or disagrees, the import rebuilds the index itself.
 """
 
 from __future__ import annotations
@@ -41,8 +55,9 @@ import sys
 import threading
 import zlib
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, TypeVar
 
 import msgspec
 
@@ -52,6 +67,7 @@ from chatstats.imessage.typedstream import TypedStreamError, extract_text
 from chatstats.ingest import plan
 
 _FFFC, _FFFD = "\ufffc", "\ufffd"
+_T = TypeVar("_T")
 _FRAME = struct.Struct("<I")
 _CHUNK = 5000
 
@@ -123,6 +139,26 @@ class _Marks(msgspec.Struct, array_like=True, tag=2):
     marks: dict[str, int]
 
 
+class FtsRequest(msgspec.Struct, array_like=True, tag=5):
+    """Which rows the load writes, in id order, and where to index them."""
+
+    path: str  # the scratch file, holding an empty table declared as messages_fts
+    first: int  # the message id of rowids[0]; the k-th gets first + k
+    rowids: list[int]  # every loaded ROWID, ascending
+
+
+class FtsCheck(msgspec.Struct, array_like=True, tag=7):
+    """What the load wrote where the helper had to work it out: which rows it wrote empty
+    (unsent), and the text of every other row whose text it read itself."""
+
+    unsent: list[int]
+    texts: dict[int, str]
+
+
+class _Built(msgspec.Struct, array_like=True, tag=6):
+    rows: int  # -1: not built (nothing committed)
+
+
 class PlanRequest(msgspec.Struct, array_like=True, tag=4):
     """What the planning helper needs to walk the rows as `plan.build` would in the import."""
 
@@ -161,6 +197,10 @@ class Decoder:
         self._plan_thread: threading.Thread | None = None
         self._walked: plan.Walked | None = None
         self.plan_error: str | None = None
+        self._fts_thread: threading.Thread | None = None
+        self._fts_rows: int | None = None
+        self._fts_expected = -1
+        self.fts_error: str | None = None
         # Snapshot check: data_version read before the helper starts, and again once both
         # the helper (its first frame) and the import (`import_snapshot_taken`) have theirs.
         self._lock = threading.Lock()
@@ -177,7 +217,7 @@ class Decoder:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "chatstats.ingest.decode", str(source), str(after)],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # the full-text request (`build_fts`), or EOF: exit
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # a traceback could quote a message
             )
@@ -236,7 +276,7 @@ class Decoder:
                 self._started("helper")  # its snapshot dates from before its first frame
                 if isinstance(frame, _Marks):
                     self.marks = frame.marks
-                    continue
+                    return  # its last frame: the helper now waits for `build_fts`
                 self._rowids.extend(frame.rowids)
                 self._crcs.extend(frame.crcs)
                 self._texts.extend(frame.texts)
@@ -244,8 +284,85 @@ class Decoder:
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.error = type(exc).__name__
         code = self._proc.wait()
-        if code != 0 and self.error is None:
-            self.error = f"exited with {code}"
+        self.error = self.error or (f"exited with {code}" if code != 0 else "no marks")
+
+    def release(self) -> None:
+        """No full-text request will come: the decoding helper may exit."""
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+
+    def build_fts(self, request: FtsRequest) -> None:
+        """Ask the decoding helper (done decoding, its texts kept) to index the loaded rows
+        into the scratch file, on its core while this one writes them; `check_fts` then
+        tells it what was written, and `fts_built` says whether it committed. Only for
+        texts used as the helper sent them (`Decoded.crcs` None)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.closed or self.error is not None:
+            self.fts_error = self.error or "not running"
+            return
+        try:
+            _write(proc.stdin, msgspec.msgpack.encode(request))
+            proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            self.fts_error = type(exc).__name__
+            return
+        self._fts_expected = len(request.rowids)
+        self._fts_thread = threading.Thread(
+            target=self._collect_fts, name="fts-results", daemon=True
+        )
+        self._fts_thread.start()
+
+    def check_fts(self, check: FtsCheck) -> None:
+        """What the load wrote, for the helper to compare before it commits."""
+        proc = self._proc
+        if self._fts_thread is None or proc is None or proc.stdin is None:
+            return
+        try:
+            with proc.stdin:
+                _write(proc.stdin, msgspec.msgpack.encode(check))
+        except (OSError, ValueError) as exc:
+            self.fts_error = self.fts_error or type(exc).__name__
+
+    def _collect_fts(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            head = proc.stdout.read(_FRAME.size)
+            if len(head) == _FRAME.size:
+                built = msgspec.msgpack.decode(
+                    proc.stdout.read(_FRAME.unpack(head)[0]), type=_Built
+                )
+                self._fts_rows = built.rows
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            self.fts_error = type(exc).__name__
+        code = proc.wait()
+        if code != 0:
+            self.fts_error = self.fts_error or f"exited with {code}"
+            self._fts_rows = None
+
+    @property
+    def fts_asked(self) -> bool:
+        return self._fts_thread is not None
+
+    def fts_built(self, timeout: float) -> bool:
+        """Whether the helper indexed every row asked into the scratch file (its
+        transaction committed); False (with `fts_error`) for anything else."""
+        if self._fts_thread is None:
+            self.fts_error = self.fts_error or "not asked"
+            return False
+        self._fts_thread.join(timeout)
+        if self._fts_thread.is_alive():
+            self.fts_error = "timed out"
+            self._kill(self._proc)
+            self._fts_thread.join(5)
+            return False
+        if self._fts_rows != self._fts_expected:
+            self.fts_error = self.fts_error or (
+                "texts differ" if self._fts_rows == -1 else "no answer"
+            )
+            return False
+        return True
 
     def start_planner(self, request: PlanRequest) -> None:
         """Start the second helper: the conversation walk (`plan.walk`) of the import's rows,
@@ -333,6 +450,7 @@ class Decoder:
                 proc.wait(5)
 
     def close(self) -> None:
+        self.release()
         self._kill(self._proc)
         self._kill(self._planner)
         with self._lock, contextlib.suppress(AttributeError, sqlite3.Error):
@@ -348,6 +466,7 @@ def _serve(source: str, after: int) -> None:
     out = sys.stdout.buffer
     crc32 = zlib.crc32
     last = after
+    kept: dict[int, str] = {}  # ROWID → the text sent, for the full-text index
     conn.execute("BEGIN")  # one snapshot for every chunk: the import checks it is its own
     while True:
         rows = conn.execute(
@@ -373,11 +492,100 @@ def _serve(source: str, after: int) -> None:
             crcs.append(crc32(blob))
             texts.append(text)
             words.append(None if text is None else count_words(text))
+            if text is not None:
+                kept[rowid] = text
         _write(out, encode(_Rows(rowids, crcs, texts, words)))
     # The marks of this same snapshot: the import can skip its own scan for them.
     _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
-    conn.execute("COMMIT")
     out.flush()
+    request = _read(sys.stdin.buffer, FtsRequest)
+    if request is not None:  # the snapshot stays open: the texts it lacks come from it
+        try:
+            built = _index(conn, request, kept, after)
+        except Exception:  # a text it cannot work out, an unusable file: the import rebuilds
+            built = -1
+        _write(out, encode(_Built(built)))
+        out.flush()
+    conn.execute("COMMIT")
+
+
+def _read(stream: IO[bytes], kind: type[_T]) -> _T | None:
+    """One frame of `kind` from the import, or None at its end (no request: exit)."""
+    head = stream.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    return msgspec.msgpack.decode(stream.read(_FRAME.unpack(head)[0]), type=kind)
+
+
+def _unsent(date_retracted: object, info: bytes | None) -> bool:
+    """`edit_state`'s unsent rule (ingest/batch/edits.py), which this module cannot import
+    (it imports this one). Any difference is caught by the import's `FtsCheck`."""
+    if date_retracted:
+        return True
+    flags = chatdb.summary_flags(info) if info else None
+    return bool(flags is not None and flags.unsent_parts)
+
+
+def _index(conn: sqlite3.Connection, request: FtsRequest, kept: dict[int, str], after: int) -> int:
+    """Each loaded row's text, as the import writes it, into the scratch file's
+    messages_fts: empty if unsent, else the text this helper sent, else `decode_body` of
+    the row (from this same snapshot). Committed only if the import's `FtsCheck` agrees.
+    The rows indexed, or -1 (nothing committed)."""
+    have = chatdb.columns(conn, "message")
+
+    def col(name: str) -> str:
+        return name if name in have else "NULL"
+
+    rowids = request.rowids
+    upto = rowids[-1] if rowids else after
+    bounds = {"a": after, "u": upto}
+    loaded = set(rowids)
+    unsent = {
+        rowid
+        for rowid, retracted, info in conn.execute(
+            f"SELECT ROWID, {col('date_retracted')}, {col('message_summary_info')}"
+            " FROM message WHERE ROWID > :a AND ROWID <= :u"
+            f" AND (COALESCE({col('date_retracted')}, 0) <> 0"
+            f" OR {col('message_summary_info')} IS NOT NULL)",
+            bounds,
+        )
+        if rowid in loaded and _unsent(retracted, info)
+    }
+    missing = [r for r in rowids if r not in kept and r not in unsent]
+    mine: dict[int, str] = {}
+    for rowid, blob, text in conn.execute(
+        f"SELECT ROWID, {col('attributedBody')}, CAST({col('text')} AS BLOB) FROM message"
+        " WHERE ROWID IN (SELECT value FROM json_each(:ids))",
+        {"ids": msgspec.json.encode(missing).decode()},
+    ):
+        mine[rowid] = decode_body(blob, text).text
+
+    def rows() -> Iterator[tuple[int, str]]:
+        for k, rowid in enumerate(rowids, request.first):
+            if rowid in unsent:
+                yield k, ""
+            else:
+                text = kept.get(rowid)
+                yield k, mine[rowid] if text is None else text
+
+    build = sqlite3.connect(request.path, isolation_level=None)
+    try:
+        build.execute("PRAGMA journal_mode=OFF")  # thrown away unless this commits
+        build.execute("PRAGMA synchronous=OFF")
+        build.execute("BEGIN")
+        try:
+            build.executemany("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", rows())
+        except KeyError:  # a row chat.db no longer has in this snapshot: cannot be
+            build.execute("ROLLBACK")
+            return -1
+        check = _read(sys.stdin.buffer, FtsCheck)
+        if check is None or set(check.unsent) != unsent or check.texts != mine:
+            build.execute("ROLLBACK")
+            return -1
+        build.execute("COMMIT")
+    finally:
+        build.close()
+    return len(rowids)
 
 
 def _serve_plan(source: str, after: int) -> int:

@@ -166,12 +166,14 @@ def _import(
         logger.info("import_race_mode", journal=journal)
     attached = False
     decoder = None
-    build_file = None
+    build_file = fts_file = None
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
             # Where the summaries' thread builds its tables (chatstats/scratch.py).
             build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
+            # Where the decoding helper builds the full-text index (bulk.finish_fts).
+            fts_file = scratch.attach(conn, ("messages_fts",), scratch.FTS_ALIAS)
         bulk.attach(conn, source.resolve())
         attached = True
     try:
@@ -203,6 +205,8 @@ def _import(
             if summaries is not None:  # one rebuild, not one trigger call per row
                 summaries.resume()
             stats_maintain.drain(conn)  # words of rows the triggers queued
+            if decoder is not None and decoder.fts_asked:
+                bulk.finish_fts(conn, decoder)
             conn.execute(
                 "UPDATE import_runs SET state = 'complete', finished_ns = :t, summary = :s"
                 " WHERE id = :id",
@@ -224,6 +228,8 @@ def _import(
             bulk.detach(conn)
         if build_file is not None:
             scratch.detach(conn, build_file)
+        if fts_file is not None:
+            scratch.detach(conn, fts_file, scratch.FTS_ALIAS)
         if race:
             # Back to the WAL with synchronous left OFF on this connection, which
             # `run_import` closes right after: with it on, the switch (or else the close's
@@ -311,7 +317,11 @@ def _load(
 
     report("finishing", 0, 1)
     stats_maintain.start_precompute(conn)  # its Python runs while SQLite rebuilds the FTS
-    ingest.finish(rebuild_fts=race)
+    # A first import's index is the decoding helper's when it was asked (bulk.finish_fts).
+    if decoder is not None and decoder.fts_asked:
+        ingest.finish(fts="later")
+    else:
+        ingest.finish(fts="rebuild" if race else "insert")
     report("finishing", 1, 1)
     assert marks is not None  # both load paths above read them
     watermark.advance(

@@ -18,8 +18,10 @@ from chatstats.ingest.reactions import apply_tapbacks
 class Ingest(MessageRows, EditRows, AttachmentRows, ConversationRows, TotalRows):
     """Writes one batch of chat.db rows; lives for one transaction (see `BatchState`)."""
 
-    def finish(self, *, rebuild_fts: bool = False) -> Outcome:
-        """Conversations, reactions, search index and denormalised counts for the batch."""
+    def finish(self, *, fts: str = "insert") -> Outcome:
+        """Conversations, reactions, search index and denormalised counts for the batch.
+        `fts`: 'insert' the new rows' text, 'rebuild' the whole index (a load into an empty
+        table), or 'later' (the first import's, from its helper: ingest/bulk.finish_fts)."""
         if self.reload_chats:
             self.reload_handles_and_chats()
         if self._early_timers is None:
@@ -28,9 +30,9 @@ class Ingest(MessageRows, EditRows, AttachmentRows, ConversationRows, TotalRows)
             timers = self._early_timers
         targets = sorted({t.target_guid for t in self.tapbacks})
         self.counters.reactions_added += apply_tapbacks(self.conn, self.tapbacks)
-        if rebuild_fts:
+        if fts == "rebuild":
             self.conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
-        elif self.new_ids:
+        elif fts == "insert" and self.new_ids:
             self.conn.execute(
                 "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages"
                 " WHERE id >= :first AND text <> ''",
