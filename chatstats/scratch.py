@@ -16,10 +16,11 @@ attach within one, and a transaction that begins IMMEDIATE locks every attached 
 so the import's begins on the main database alone: see `ingest/importer.py`), and removed
 when the import ends, whichever way; a file left by a killed import is removed by the next.
 
-Two files, each under its own alias: the summaries' (`ALIAS`, written by that thread) and
-the full-text index's (`FTS_ALIAS`, written by the decode helper process: ingest/decode.py).
-One file each because SQLite lets one connection at a time write a file, and the two are
-written at the same moment.
+Three files, each under its own alias: the summaries' (`ALIAS`, written by that thread),
+the conversation walk's summaries' (`WALK_ALIAS`, written by the planning helper process,
+which computed them) and the full-text index's (`FTS_ALIAS`, written by the decoding
+helper process: ingest/decode.py). One file each because SQLite lets one connection at a
+time write a file, and they are written at the same moment.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 ALIAS = "stats_build"  # the statistics summaries' file (stats/precompute.py)
 FTS_ALIAS = "fts_build"  # the full-text index's (ingest/decode.py)
+WALK_ALIAS = "walk_build"  # the conversation walk's summaries' (the planning helper's)
 
 
 def path_for(db_path: Path, alias: str = ALIAS) -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from chatstats import db as appdb
 from chatstats import scratch
-from chatstats.ingest import decode
+from chatstats.ingest import bulk, decode
 from chatstats.stats import maintain
 from tests.conftest import PROFILES
 from tests.test_import import run_import
@@ -30,8 +30,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]]:
     real_copy, real_write = scratch.copy, scratch.write
 
     def copy(conn: sqlite3.Connection, table: str, alias: str = scratch.ALIAS) -> None:
-        if alias == scratch.ALIAS:  # the summaries' (the full-text index has its own file)
-            copied.append(table)
+        if alias != scratch.FTS_ALIAS:  # the summaries' (the full-text index: test_fts_helper)
+            copied.append(f"{alias}.{table}")
         real_copy(conn, table, alias)
 
     def write(path: Path, *args: object) -> None:
@@ -51,7 +51,11 @@ def test_the_built_tables_are_copied_whole_and_the_file_goes(
     assert run_import(capsys, lib, tmp_path)["mode"] == "race"
     # Every summary but the reactions' (computed by SQL from the reactions, after the load).
     reactions = {"stats_reactions", "stats_reacted", "stats_reaction_totals"}
-    assert set(copied) == set(maintain.ALL_TABLES) - reactions
+    # The walk's own tables come from the planning helper's file, the rest from the thread's.
+    assert set(copied) == {
+        f"{scratch.WALK_ALIAS if t in maintain.WALKED else scratch.ALIAS}.{t}"
+        for t in set(maintain.ALL_TABLES) - reactions
+    }
     assert modes == [0o600]
     assert not scratch.path_for(tmp_path / "chatstats.db").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if "stats-build" in p.name) == []
@@ -71,7 +75,7 @@ def test_a_failed_build_leaves_the_summaries_to_the_writer(
 
     monkeypatch.setattr(scratch, "write", broken)
     assert run_import(capsys, lib, tmp_path)["mode"] == "race"
-    assert copied == []
+    assert [c for c in copied if c.startswith(scratch.ALIAS)] == []
     assert not scratch.path_for(tmp_path / "chatstats.db").exists()
     _assert_equals_a_rebuild(tmp_path / "chatstats.db")
 
@@ -139,3 +143,38 @@ def test_a_database_in_memory_gets_no_scratch_file(tmp_path, monkeypatch):
     assert scratch.attach(conn, ["stats_buckets"]) is None
     assert scratch.attached(conn) is None
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["unwritable", "killed"])
+def test_a_planner_that_cannot_write_the_walk_s_tables_leaves_them_to_the_writer(
+    how, libraries, tmp_path, capsys, monkeypatch
+):
+    """Its file unusable (a directory in its place), or the helper killed once its walk
+    was sent: the walk's rows, already in the import's hands, are inserted by the writer."""
+    lib, _truth = libraries[PROFILES[0]]
+    copied, _modes = spy(monkeypatch)
+    real_request, real_collect = bulk._walk_request, decode.Decoder._collect_plan
+    if how == "unwritable":
+        monkeypatch.setattr(
+            bulk,
+            "_walk_request",
+            lambda conn, path: {**real_request(conn, path), "walk_path": str(tmp_path)},
+        )
+    else:
+
+        def kill_after_walk(self: decode.Decoder, request: bytes) -> None:
+            real_ready = self._plan_ready.set
+
+            def ready() -> None:
+                real_ready()
+                self._kill(self._planner)
+
+            self._plan_ready.set = ready  # type: ignore[method-assign]
+            real_collect(self, request)
+
+        monkeypatch.setattr(decode.Decoder, "_collect_plan", kill_after_walk)
+    assert run_import(capsys, lib, tmp_path / "data")["mode"] == "race"
+    assert not [c for c in copied if c.startswith(scratch.WALK_ALIAS)]
+    assert [c for c in copied if c.startswith(scratch.ALIAS)], "the thread's were still copied"
+    assert not scratch.path_for(tmp_path / "data" / "chatstats.db", scratch.WALK_ALIAS).exists()
+    _assert_equals_a_rebuild(tmp_path / "data" / "chatstats.db")

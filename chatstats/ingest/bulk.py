@@ -194,6 +194,22 @@ def _precompute(
     )
 
 
+def _walk_request(conn: sqlite3.Connection, path: Path | None) -> dict[str, Any]:
+    """PlanRequest's fields that have the planner write the walk's summary tables into its
+    scratch file (the same tables and indexes as the main database's), when there is one."""
+    if path is None:
+        return {}
+    indexes = scratch.index_sql(conn, stats_maintain.WALKED)
+    return {
+        "walk_path": str(path),
+        "walk_tables": [
+            (t, list(cols))
+            for t, cols in zip(stats_maintain.WALKED, stats_maintain.WALKED_COLUMNS, strict=True)
+        ],
+        "walk_indexes": [sql for t in stats_maintain.WALKED for sql in indexes.get(t, [])],
+    }
+
+
 def _date(col: str, present: set[str], *, required: bool = False) -> str:
     if col not in present:
         return str(_NO_DATE_NS) if required else "NULL"
@@ -332,6 +348,7 @@ def load_messages(
         f" LEFT JOIN bulk_handles h ON h.src = m.handle_id WHERE {rows_where}"
     )
     if usable and decoder is not None:  # the walk on the other core, while we build tables
+        walk_at = scratch.attached(conn, scratch.WALK_ALIAS)
         decoder.start_planner(
             PlanRequest(
                 handles=ingest.handle_map,
@@ -343,6 +360,7 @@ def load_messages(
                 next_cid=plan.next_conversation_id(conn),
                 now_ns=ingest.now_ns,
                 seal_expired=ingest.seal_expired,
+                **_walk_request(conn, walk_at),
             )
         )
     plan.map_tables(conn, ingest.handle_map, ingest.chat_map)
@@ -491,6 +509,8 @@ def load_messages(
         if buckets is not None and decoded.words is not None:
             assert decoded_here is not None
             job = _precompute(conn, planned, buckets, decoded.words, decoded_here, unsent)
+            if decoder is not None and decoder.walk_asked:  # it writes the walk's tables
+                job.walked_remote = decoder.walk_built
         stats_maintain.prefill(conn, planned.stats, decoded.words, job)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.

@@ -55,12 +55,13 @@ import sys
 import threading
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import msgspec
 
+from chatstats import scratch
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import text_value
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
@@ -171,6 +172,12 @@ class PlanRequest(msgspec.Struct, array_like=True, tag=4):
     next_cid: int
     now_ns: int
     seal_expired: bool
+    # Where to write the walk's summary rows (stats_conversations, stats_conv_senders,
+    # stats_replies: `Walked.stats`, with these columns) and build their indexes, once the
+    # Walked is sent: a scratch file (chatstats/scratch.py) the import copies in. "": don't.
+    walk_path: str = ""
+    walk_tables: list[tuple[str, list[str]]] = []
+    walk_indexes: list[str] = []
 
 
 def planner_command(source: Path, after: int) -> list[str]:
@@ -197,6 +204,10 @@ class Decoder:
         self._plan_thread: threading.Thread | None = None
         self._walked: plan.Walked | None = None
         self.plan_error: str | None = None
+        self._plan_ready = threading.Event()  # set once the Walked came (or cannot come)
+        self._walk_rows: int | None = None
+        self._walk_expected = -1
+        self.walk_error: str | None = None
         self._fts_thread: threading.Thread | None = None
         self._fts_rows: int | None = None
         self._fts_expected = -1
@@ -371,6 +382,7 @@ class Decoder:
         if self._planner is None:
             self.plan_error = self.plan_error or self.error or "not started"
             return
+        self._walk_expected = len(request.walk_tables) if request.walk_path else -1
         self._plan_thread = threading.Thread(
             target=self._collect_plan,
             args=(msgspec.msgpack.encode(request),),
@@ -392,20 +404,53 @@ class Decoder:
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.plan_error = type(exc).__name__
             self._walked = None
+        if self._walked is None:
+            code = proc.wait()
+            self.plan_error = self.plan_error or (f"exited with {code}" if code else "no plan")
+            self._plan_ready.set()
+            return
+        # A whole, well-formed Walked: usable now, whatever the helper does next.
+        self._plan_ready.set()
+        try:
+            head = proc.stdout.read(_FRAME.size)
+            if len(head) == _FRAME.size:
+                built = msgspec.msgpack.decode(
+                    proc.stdout.read(_FRAME.unpack(head)[0]), type=_Built
+                )
+                self._walk_rows = built.rows
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            self.walk_error = type(exc).__name__
         code = proc.wait()
         if code != 0:
-            self.plan_error = self.plan_error or f"exited with {code}"
-            self._walked = None
-        elif self._walked is None and self.plan_error is None:
-            self.plan_error = "no plan"
+            self.walk_error = self.walk_error or f"exited with {code}"
+            self._walk_rows = None
+
+    @property
+    def walk_asked(self) -> bool:
+        return self._walk_expected >= 0
+
+    def walk_built(self, timeout: float) -> bool:
+        """Whether the planner wrote the walk's summary tables into its scratch file (as
+        `PlanRequest.walk_path` asked) and committed; False for anything else."""
+        if self._plan_thread is None or self._walk_expected < 0:
+            return False
+        self._plan_thread.join(timeout)
+        if self._plan_thread.is_alive():
+            self.walk_error = "timed out"
+            self._kill(self._planner)
+            self._plan_thread.join(5)
+            return False
+        if self._walk_rows != self._walk_expected:
+            self.walk_error = self.walk_error or "not written"
+            return False
+        return True
 
     def planned(self, timeout: float) -> plan.Walked | None:
         """The planning helper's walk, if it came whole and from the import's own snapshot
         (no commit reached chat.db since before the first helper started); else None."""
         if self._plan_thread is None:
             return None
-        self._plan_thread.join(timeout)
-        if self._plan_thread.is_alive():
+        if not self._plan_ready.wait(timeout):
             self.plan_error = "timed out"
             self._kill(self._planner)
             self._plan_thread.join(5)
@@ -619,6 +664,18 @@ def _serve_plan(source: str, after: int) -> int:
     out = sys.stdout.buffer
     _write(out, msgspec.msgpack.encode(walked))
     out.flush()
+    if request.walk_path:  # on this core, while the import writes the messages
+        try:
+            tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]] = {
+                table: (tuple(columns), rows)
+                for (table, columns), rows in zip(request.walk_tables, walked.stats, strict=True)
+            }
+            scratch.write(Path(request.walk_path), tables, request.walk_indexes)
+            written = len(tables)
+        except (sqlite3.Error, OSError, ValueError):  # the import inserts the rows itself
+            written = -1
+        _write(out, msgspec.msgpack.encode(_Built(written)))
+        out.flush()
     return 0
 
 

@@ -166,7 +166,7 @@ def _import(
         logger.info("import_race_mode", journal=journal)
     attached = False
     decoder = None
-    build_file = fts_file = None
+    build_file = fts_file = walk_file = None
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
@@ -174,6 +174,8 @@ def _import(
             build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
             # Where the decoding helper builds the full-text index (bulk.finish_fts).
             fts_file = scratch.attach(conn, ("messages_fts",), scratch.FTS_ALIAS)
+            # And the planning helper, the walk's summaries (stats/maintain.WALKED).
+            walk_file = scratch.attach(conn, stats_maintain.WALKED, scratch.WALK_ALIAS)
         bulk.attach(conn, source.resolve())
         attached = True
     try:
@@ -230,6 +232,8 @@ def _import(
             scratch.detach(conn, build_file)
         if fts_file is not None:
             scratch.detach(conn, fts_file, scratch.FTS_ALIAS)
+        if walk_file is not None:
+            scratch.detach(conn, walk_file, scratch.WALK_ALIAS)
         if race:
             # Back to the WAL with synchronous left OFF on this connection, which
             # `run_import` closes right after: with it on, the switch (or else the close's

@@ -198,7 +198,7 @@ _BUCKETS_KNOWN = (
 _REBUILD_KNOWN = (*_BUCKETS_KNOWN, *_FROM_BUCKETS, *_REACTIONS, *_PACKS)
 WALKED = ("stats_conversations", "stats_conv_senders", "stats_replies")
 # The walk's rows (`plan._stats`), in these columns' order.
-_WALKED_COLUMNS = (
+WALKED_COLUMNS = (
     (
         "conversation_id",
         "chat_id",
@@ -214,7 +214,7 @@ _WALKED_COLUMNS = (
 )
 _PREFILL = tuple(
     f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    for table, cols in zip(WALKED, _WALKED_COLUMNS, strict=True)
+    for table, cols in zip(WALKED, WALKED_COLUMNS, strict=True)
 )
 _MARK = "temp.stats_prefilled"
 
@@ -254,7 +254,7 @@ def prefill(
     indexes: list[tuple[str, str]] = []
     if handed:  # the job writes them beside the others (chatstats/scratch.py); `_fill` copies
         assert job is not None
-        job.walked = dict(zip(WALKED, zip(_WALKED_COLUMNS, rows, strict=True), strict=True))
+        job.walked = dict(zip(WALKED, zip(WALKED_COLUMNS, rows, strict=True), strict=True))
     else:
         indexes = _secondary_indexes(conn, WALKED)
         for name, _sql in indexes:  # built once from the filled tables by `resume`
@@ -341,6 +341,16 @@ def _fill(conn: sqlite3.Connection) -> None:
     # Tables the job built in the scratch file (chatstats/scratch.py): copied whole, into the
     # empty tables with their indexes in place, as SQLite's transfer needs them.
     built = job.built if job is not None and scratch.attached(conn) is not None else frozenset()
+    # The walk's tables, when the planning helper wrote them (`precompute.Job.walked_remote`).
+    remote: frozenset[str] = frozenset()
+    if (
+        handed
+        and job is not None
+        and job.walked_remote is not None
+        and scratch.attached(conn, scratch.WALK_ALIAS) is not None
+        and job.walked_remote(120)
+    ):
+        remote = frozenset(WALKED)
     tables = ALL_TABLES if walked is None else tuple(t for t in ALL_TABLES if t not in WALKED)
     for table in (*tables, "stats_words_pending"):
         conn.execute(f"DELETE FROM {table}")  # names are constants
@@ -351,9 +361,11 @@ def _fill(conn: sqlite3.Connection) -> None:
     for table in ALL_TABLES:
         if table in built:
             scratch.copy(conn, table)
-    if handed and job is not None:  # the walked rows the job could not build (with indexes)
+        elif table in remote:
+            scratch.copy(conn, table, scratch.WALK_ALIAS)
+    if handed and job is not None:  # the walked rows nobody could build (with indexes)
         for sql, table in zip(_PREFILL, WALKED, strict=True):
-            if table not in built:
+            if table not in built and table not in remote:
                 conn.executemany(sql, job.walked[table][1])
     rest: tuple[str, ...] = _REBUILD_KNOWN if known_words else _REBUILD_REST
     if ready is not None:

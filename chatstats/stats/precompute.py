@@ -270,6 +270,10 @@ class Job:
         self._indexes = indexes or {}
         # table → (columns, rows), set by `maintain.prefill` before the thread starts.
         self.walked: dict[str, tuple[tuple[str, ...], list[tuple[int, ...]]]] = {}
+        # Set when another process writes the walked tables into a scratch file of their
+        # own (the planning helper: ingest/decode.py): then this thread leaves them out,
+        # and `maintain._fill` asks this (with a timeout) whether they were written.
+        self.walked_remote: Callable[[float], bool] | None = None
         self.built: frozenset[str] = frozenset()
 
     def start(self) -> None:
@@ -285,7 +289,9 @@ class Job:
             logger.warning("stats_precompute_failed", error=type(exc).__name__)
         if self.scratch is None or (self._result is None and not self.walked):
             return
-        tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]] = dict(self.walked)
+        tables: dict[str, tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]] = (
+            dict(self.walked) if self.walked_remote is None else {}
+        )
         for table, (columns, values) in (self._result or {}).items():
             tables[table] = (columns, rows(values))
         try:
