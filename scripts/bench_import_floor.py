@@ -54,7 +54,8 @@ def plain(sql):
         (r"(?s)(?<=c\.id, )\(CASE WHEN .{0,80}? THEN cs_conversation\(m\.ROWID\) ELSE"
          r" \(SELECT g\.cid FROM bulk_spans .*?LIMIT 1\) END\)", "m.ROWID / 8"),
         (r"COALESCE\(cs_ready_text\(m\.ROWID\),\s*cs_body_text" + args + r"\)", "COALESCE(m.text, '')"),
-        (r"COALESCE\(cs_ready_status\(m\.ROWID\),\s*cs_body_status" + args + r"\)", "'ok'"),
+        (r"CASE WHEN cs_ready_text\(m\.ROWID\) IS NOT NULL THEN 'ok'\s*ELSE cs_body_status"
+         + args + r" END", "'ok'"),
         (r"cs_kind" + args, "'event'"),
         (r"cs_edits" + args, "0"),
         (r"cs_reply_\w+" + args, "NULL"),

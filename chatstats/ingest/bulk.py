@@ -71,7 +71,6 @@ _FUNCTIONS = (
     ("cs_conversation", 1),
     ("cs_chat", 1),
     ("cs_ready_text", 1),
-    ("cs_ready_status", 1),
     ("cs_body_text", 3),
     ("cs_body_status", 3),
     ("cs_edits", 4),
@@ -102,14 +101,11 @@ def _functions(
         return r
 
     # The helper's texts: used as they are when it read the import's own snapshot
-    # (cs_ready_text / cs_ready_status take only the ROWID: no blob to copy), otherwise
-    # each one only for the very blob it came from (its CRC-32), in `body`.
+    # (cs_ready_text takes only the ROWID: no blob to copy; a dict's own get, called by
+    # SQLite per row without a Python frame, where a Python function cost ~1 µs a row),
+    # otherwise each one only for the very blob it came from (its CRC-32), in `body`.
     texts, crcs = decoded.texts, decoded.crcs
     ready: dict[int, str | None] = texts if crcs is None else {}
-
-    # ROWID → "ok" for every readable text: a dict's own get, called by SQLite per row
-    # without a Python frame (a Python function here cost ~1 µs a row).
-    ready_ok = dict.fromkeys((r for r, t in ready.items() if t is not None), "ok")
 
     crc32 = zlib.crc32
     last: list[Any] = [None, Body("", "none")]  # (ROWID, its Body): one statement, one snapshot
@@ -136,7 +132,6 @@ def _functions(
         return body(rowid, blob, text).status
 
     conn.create_function("cs_ready_text", 1, ready.get, deterministic=True)
-    conn.create_function("cs_ready_status", 1, ready_ok.get, deterministic=True)
     seen: dict[tuple[Any, ...], int] = {}
 
     def edits(rowid: int, edited: int | None, retracted: int | None, info: bytes | None) -> int:
@@ -484,8 +479,8 @@ def load_messages(
             {flag("is_delivered")}, {_date("date_delivered", have)},
             {flag("is_sent")}, {col("balloon_bundle_id")}, {col("expressive_send_style_id")},
             {flag("is_audio_message")},
-            COALESCE(cs_ready_status(m.ROWID),
-                     cs_body_status(m.ROWID, {col("attributedBody")}, {text_arg})),
+            CASE WHEN cs_ready_text(m.ROWID) IS NOT NULL THEN 'ok'
+                 ELSE cs_body_status(m.ROWID, {col("attributedBody")}, {text_arg}) END,
             m.ROWID
         FROM src.message m
         {chat_joins}
