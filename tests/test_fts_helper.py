@@ -10,12 +10,17 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from chatstats import cli, scratch
+from chatstats.db import Database
 from chatstats.ingest import bulk, decode
+from chatstats.ingest.live import LiveTail
+from chatstats.sample.writer import MessagesWriter
 from tests.conftest import PROFILES
 
 pytestmark = pytest.mark.skipif(not decode.Decoder.available(), reason="needs two cores")
@@ -177,3 +182,47 @@ def test_no_scratch_file_means_the_import_rebuilds(
     err = run_import_with_err(capsys, lib, tmp_path / "data")
     assert copies == [] and fallback_reason(err) is None  # never asked: nothing to say
     assert_index_is_the_rebuild(tmp_path / "data" / "chatstats.db", tmp_path)
+
+
+def test_the_index_stays_whole_through_later_edits(libraries, tmp_path, capsys):
+    """A first import indexes every row, empty texts included (as 'rebuild' does); a later
+    sync that gives an empty row a text, or empties one, must keep the index consistent
+    with its content (FTS5's integrity check), and find the new words."""
+    src, _ = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    run_import_with_err(capsys, lib, tmp_path / "data")
+    db = tmp_path / "data" / "chatstats.db"
+    conn = sqlite3.connect(db)
+    (empty,) = conn.execute(
+        "SELECT source_rowid FROM messages WHERE text = '' AND kind = 'message' AND unsent = 0"
+        " AND chat_id IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    (spoken,) = conn.execute(
+        "SELECT source_rowid FROM messages WHERE text <> '' AND kind = 'message'"
+        " AND is_from_me = 1 AND unsent = 0 ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    conn.close()
+    w = MessagesWriter(lib / "chat.db", create=False)
+    w.edit(empty, "quetzalcoatl arrived after all", time.time_ns())
+    w.unsend(spoken, time.time_ns())
+    w.close()
+
+    async def sync() -> int:
+        database = Database(db)
+        await database.open()
+        try:
+            outcome = await LiveTail(database, lib / "chat.db").sync(full=True)
+            return len(outcome.changed_message_ids)
+        finally:
+            database.close()
+
+    assert anyio.run(sync) >= 2
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+    hits = conn.execute(
+        "SELECT m.source_rowid FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+        " WHERE messages_fts MATCH 'quetzalcoatl'"
+    ).fetchall()
+    assert hits == [(empty,)]
+    conn.close()

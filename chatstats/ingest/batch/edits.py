@@ -86,16 +86,21 @@ class EditRows(BatchState):
                 (*new, mid),
             )
             if old[2] != new[0]:
-                if old[2]:
+                # The index holds every message, empty ones too, as 'rebuild' makes it;
+                # databases whose live batches left empty rows out are taken as they are
+                # (the row's size record says whether it is in). Deleting a row that is not
+                # in, or inserting one that is, leaves FTS5's index inconsistent.
+                if self.conn.execute(
+                    "SELECT 1 FROM messages_fts_docsize WHERE id = :id", {"id": mid}
+                ).fetchone():
                     self.conn.execute(
                         "INSERT INTO messages_fts (messages_fts, rowid, text)"
                         " VALUES ('delete', :id, :t)",
-                        {"id": mid, "t": old[2]},
+                        {"id": mid, "t": old[2] or ""},
                     )
-                if new[0]:
-                    self.conn.execute(
-                        "INSERT INTO messages_fts (rowid, text) VALUES (:id, :t)",
-                        {"id": mid, "t": new[0]},
-                    )
+                self.conn.execute(
+                    "INSERT INTO messages_fts (rowid, text) VALUES (:id, :t)",
+                    {"id": mid, "t": new[0]},
+                )
             self.changed_ids.append(mid)
             self.counters.messages_changed += 1

@@ -33,9 +33,10 @@ class Ingest(MessageRows, EditRows, AttachmentRows, ConversationRows, TotalRows)
         if fts == "rebuild":
             self.conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
         elif fts == "insert" and self.new_ids:
+            # Every new row, empty ones too: the index then stays what 'rebuild' makes.
             self.conn.execute(
                 "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages"
-                " WHERE id >= :first AND text <> ''",
+                " WHERE id >= :first",
                 {"first": self.first_new_id},
             )
         chats = set(self.new_points) | set(self.new_events) | self.touched_chats
