@@ -9,6 +9,8 @@ Runs, side by side and alternating, three things on the library `bench_import.py
   every Python step made free: no body decoding (the `text` column stands in), no
   conversation split (ROWID / 8 stands in for the conversation id), no tapbacks, no
   helper process. Nothing can import faster while doing the same writes on one connection.
+  (The real import no longer does them all on one: its helpers build the full-text index
+  and the walk's summary tables in scratch files that it copies in, so it can beat this.)
 - the real import.
 
 This is a diagnostic, not a product path: the floor swaps `bulk.load_messages` for a
