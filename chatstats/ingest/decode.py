@@ -157,7 +157,7 @@ class FtsCheck(msgspec.Struct, array_like=True, tag=7):
 
 
 class _Built(msgspec.Struct, array_like=True, tag=6):
-    rows: int  # -1: not built (nothing committed)
+    rows: int  # -1: not built (whatever the file holds is not to be used)
 
 
 class PlanRequest(msgspec.Struct, array_like=True, tag=4):
@@ -575,7 +575,8 @@ def _index(conn: sqlite3.Connection, request: FtsRequest, kept: dict[int, str], 
     """Each loaded row's text, as the import writes it, into the scratch file's
     messages_fts: empty if unsent, else the text this helper sent, else `decode_body` of
     the row (from this same snapshot). Committed only if the import's `FtsCheck` agrees.
-    The rows indexed, or -1 (nothing committed)."""
+    The rows indexed, or -1: the import then rebuilds and removes the file unread (with no
+    journal, a rollback here does not promise to undo what was written)."""
     have = chatdb.columns(conn, "message")
 
     def col(name: str) -> str:
@@ -615,7 +616,7 @@ def _index(conn: sqlite3.Connection, request: FtsRequest, kept: dict[int, str], 
 
     build = sqlite3.connect(request.path, isolation_level=None)
     try:
-        build.execute("PRAGMA journal_mode=OFF")  # thrown away unless this commits
+        build.execute("PRAGMA journal_mode=OFF")  # used only if this returns its rows
         build.execute("PRAGMA synchronous=OFF")
         build.execute("BEGIN")
         try:
