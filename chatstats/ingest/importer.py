@@ -320,7 +320,7 @@ def _load(
         ingest.add_attachments(chunk)
 
     report("finishing", 0, 1)
-    stats_maintain.start_precompute(conn)  # its Python runs while SQLite rebuilds the FTS
+    stats_maintain.start_precompute(conn)  # its Python runs while SQLite builds (indexes, FTS)
     # A first import's index is the decoding helper's when it was asked (bulk.finish_fts).
     if decoder is not None and decoder.fts_asked:
         ingest.finish(fts="later")
