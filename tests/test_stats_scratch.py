@@ -32,6 +32,9 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[int]]:
     def copy(conn: sqlite3.Connection, table: str, alias: str = scratch.ALIAS) -> None:
         if alias != scratch.FTS_ALIAS:  # the summaries' (the full-text index: test_fts_helper)
             copied.append(f"{alias}.{table}")
+        if alias == scratch.WALK_ALIAS:  # written by the planning helper, out of our sight
+            path = scratch.attached(conn, alias)
+            assert path is not None and os.stat(path).st_mode & 0o777 == 0o600
         real_copy(conn, table, alias)
 
     def write(path: Path, *args: object) -> None:
