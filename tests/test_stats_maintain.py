@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chatstats import db as appdb
-from chatstats.ingest import decode
+from chatstats import scratch
+from chatstats.ingest import bulk, decode
 from chatstats.stats import maintain, precompute, summary
 from tests.conftest import PROFILES
 from tests.test_import import run_import
@@ -277,15 +278,15 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
         return got
 
     monkeypatch.setattr(maintain, "_prefilled", spied)
-    computed: list[bool] = []
-    real_compute = precompute.compute
+    computed: list[str] = []  # summaries copied from the decoding helper's scratch file
+    real_copy = scratch.copy
 
-    def compute(*args: object) -> object:
-        got = real_compute(*args)  # type: ignore[arg-type]
-        computed.append(got is not None)
-        return got
+    def copy(conn: sqlite3.Connection, table: str, alias: str = scratch.ALIAS) -> None:
+        if alias == scratch.ALIAS:
+            computed.append(table)
+        real_copy(conn, table, alias)
 
-    monkeypatch.setattr(precompute, "compute", compute)
+    monkeypatch.setattr(scratch, "copy", copy)
     summary = run_import(capsys, lib, tmp_path)
     assert summary["mode"] == "race"
     assert used == [True], "the walk's rows must be what the import kept"
@@ -294,9 +295,22 @@ def test_race_import_equals_a_rebuild(profile, libraries, tmp_path, capsys, monk
     src.close()
     # Words counted by the decode helper where it decoded, not in a second pass here.
     assert known == [blobs and decode.Decoder.available()]
-    # ...and then the rest computed by stats/precompute.py, not by the statements.
-    assert computed == known
+    # ...and then the rest computed by stats/precompute.py (in that helper), not by the
+    # statements.
+    assert bool(computed) == known[0]
     _assert_equals_a_rebuild(tmp_path / "chatstats.db")
+
+
+def unusable(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """Have the decoding helper write the summaries to a directory: it cannot."""
+    directory.mkdir()
+    real = bulk._stats_request
+
+    def request(*args: object) -> dict[str, object]:
+        got = real(*args)  # type: ignore[arg-type]
+        return {**got, "stats_path": str(directory)} if got else got
+
+    monkeypatch.setattr(bulk, "_stats_request", request)
 
 
 def _assert_equals_a_rebuild(path: Path) -> None:
@@ -324,6 +338,9 @@ def test_race_import_falls_back_to_the_statements(libraries, tmp_path, capsys, m
         calls.append(1)
         raise RuntimeError("boom")
 
+    # The decoding helper cannot write them (its file a directory), so this process
+    # computes them, and fails.
+    unusable(monkeypatch, tmp_path / "not-a-file")
     monkeypatch.setattr(precompute, "compute", broken)
     assert run_import(capsys, lib, tmp_path)["mode"] == "race"
     assert calls == [1]

@@ -189,6 +189,30 @@ def _precompute(
     )
 
 
+def _stats_request(
+    conn: sqlite3.Connection,
+    planned: plan.Planned,
+    buckets: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
+    """FtsRequest's fields that have the decoding helper compute the summaries of
+    stats/precompute.py and write them into the summaries' scratch file, when there is one
+    and the walk gave the buckets (the words are the helper's own)."""
+    path = scratch.attached(conn)
+    if path is None or buckets is None:
+        return {}
+    keys, bucket_of, order = buckets
+    conversations, _senders, replies = planned.stats
+    return {
+        "stats_path": str(path),
+        "stats_indexes": scratch.index_sql(conn, stats_maintain.ALL_TABLES),
+        "bucket_keys": np.ascontiguousarray(keys, dtype=np.int64).tobytes(),
+        "bucket_of": np.ascontiguousarray(bucket_of, dtype=np.int64).tobytes(),
+        "order": np.ascontiguousarray(order, dtype=np.int64).tobytes(),
+        "conversations": conversations,
+        "replies": replies,
+    }
+
+
 def _walk_request(conn: sqlite3.Connection, path: Path | None) -> dict[str, Any]:
     """PlanRequest's fields that have the planner write the walk's summary tables into its
     scratch file (the same tables and indexes as the main database's), when there is one."""
@@ -438,8 +462,15 @@ def load_messages(
         fts_at = scratch.attached(conn, scratch.FTS_ALIAS)
         if planned is not None and decoded.crcs is None and decoded_here is not None and fts_at:
             # The helper's texts are used as they are: it indexes the rows while this
-            # writes them (`finish_fts` copies its index in).
-            decoder.build_fts(FtsRequest(path=str(fts_at), first=first, rowids=planned.rowids))
+            # writes them (`finish_fts` copies its index in), and computes the summaries.
+            decoder.build_fts(
+                FtsRequest(
+                    path=str(fts_at),
+                    first=first,
+                    rowids=planned.rowids,
+                    **_stats_request(conn, planned, buckets),
+                )
+            )
         else:
             decoder.release()
     conn.create_function("cs_conversation", 1, conversation_of.get, deterministic=True)
@@ -506,6 +537,8 @@ def load_messages(
             job = _precompute(conn, planned, buckets, decoded.words, decoded_here, unsent)
             if decoder is not None and decoder.walk_asked:  # it writes the walk's tables
                 job.walked_remote = decoder.walk_built
+            if decoder is not None and decoder.stats_asked:  # and the other one the rest
+                job.remote = decoder.stats_built
         stats_maintain.prefill(conn, planned.stats, decoded.words, job)
     # The connection holds its functions, and they hold 300k texts and ids: let them go
     # before the index builds fill the page cache.

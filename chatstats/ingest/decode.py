@@ -141,11 +141,20 @@ class _Marks(msgspec.Struct, array_like=True, tag=2):
 
 
 class FtsRequest(msgspec.Struct, array_like=True, tag=5):
-    """Which rows the load writes, in id order, and where to index them."""
+    """Which rows the load writes, in id order, and where to index them; and, when
+    `stats_path` is set, what the statistics' summaries need beside the texts' words
+    (stats/precompute.compute: the walk's buckets and rows), to write them there."""
 
     path: str  # the scratch file, holding an empty table declared as messages_fts
     first: int  # the message id of rowids[0]; the k-th gets first + k
     rowids: list[int]  # every loaded ROWID, ascending
+    stats_path: str = ""
+    stats_indexes: dict[str, list[str]] = {}  # table → its CREATE INDEX statements
+    bucket_keys: bytes = b""  # int64 (n, 4), as `Walked.bucket_keys`
+    bucket_of: bytes = b""  # int64 per row walked
+    order: bytes = b""  # int64 ROWIDs in walk order
+    conversations: list[tuple[int, ...]] = []  # the walk's stats_conversations rows
+    replies: list[tuple[int, ...]] = []  # and stats_replies rows
 
 
 class FtsCheck(msgspec.Struct, array_like=True, tag=7):
@@ -158,6 +167,7 @@ class FtsCheck(msgspec.Struct, array_like=True, tag=7):
 
 class _Built(msgspec.Struct, array_like=True, tag=6):
     rows: int  # -1: not built (whatever the file holds is not to be used)
+    tables: list[str] = []  # the summary tables written (FtsRequest.stats_path)
 
 
 class PlanRequest(msgspec.Struct, array_like=True, tag=4):
@@ -211,6 +221,8 @@ class Decoder:
         self._fts_thread: threading.Thread | None = None
         self._fts_rows: int | None = None
         self._fts_expected = -1
+        self._stats_tables: frozenset[str] = frozenset()
+        self.stats_asked = False
         self.fts_error: str | None = None
         # Snapshot check: data_version read before the helper starts, and again once both
         # the helper (its first frame) and the import (`import_snapshot_taken`) have theirs.
@@ -319,21 +331,30 @@ class Decoder:
             self.fts_error = type(exc).__name__
             return
         self._fts_expected = len(request.rowids)
+        self.stats_asked = bool(request.stats_path)
         self._fts_thread = threading.Thread(
             target=self._collect_fts, name="fts-results", daemon=True
         )
         self._fts_thread.start()
 
     def check_fts(self, check: FtsCheck) -> None:
-        """What the load wrote, for the helper to compare before it commits."""
+        """What the load wrote, for the helper to compare before it commits. Sent from a
+        thread: the helper reads it only once it has indexed the rows (and computed the
+        summaries), and a frame larger than the pipe would block the import till then."""
         proc = self._proc
         if self._fts_thread is None or proc is None or proc.stdin is None:
             return
-        try:
-            with proc.stdin:
-                _write(proc.stdin, msgspec.msgpack.encode(check))
-        except (OSError, ValueError) as exc:
-            self.fts_error = self.fts_error or type(exc).__name__
+        payload = msgspec.msgpack.encode(check)
+        stdin = proc.stdin
+
+        def send() -> None:
+            try:
+                with stdin:
+                    _write(stdin, payload)
+            except (OSError, ValueError) as exc:  # it died: the answer thread says so too
+                self.fts_error = self.fts_error or type(exc).__name__
+
+        threading.Thread(target=send, name="fts-check", daemon=True).start()
 
     def _collect_fts(self) -> None:
         proc = self._proc
@@ -345,16 +366,23 @@ class Decoder:
                     proc.stdout.read(_FRAME.unpack(head)[0]), type=_Built
                 )
                 self._fts_rows = built.rows
+                self._stats_tables = frozenset(built.tables)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.fts_error = type(exc).__name__
         code = proc.wait()
         if code != 0:
             self.fts_error = self.fts_error or f"exited with {code}"
             self._fts_rows = None
+            self._stats_tables = frozenset()
 
     @property
     def fts_asked(self) -> bool:
         return self._fts_thread is not None
+
+    def stats_built(self, timeout: float) -> frozenset[str]:
+        """The summary tables the helper wrote into the summaries' scratch file (none unless
+        it also indexed every row: both rest on the import's `FtsCheck`)."""
+        return self._stats_tables if self.fts_built(timeout) else frozenset()
 
     def fts_built(self, timeout: float) -> bool:
         """Whether the helper indexed every row asked into the scratch file (its
@@ -512,6 +540,7 @@ def _serve(source: str, after: int) -> None:
     crc32 = zlib.crc32
     last = after
     kept: dict[int, str] = {}  # ROWID → the text sent, for the full-text index
+    counted: dict[int, int | None] = {}  # ROWID → its words (None: no text), for the summaries
     conn.execute("BEGIN")  # one snapshot for every chunk: the import checks it is its own
     while True:
         rows = conn.execute(
@@ -536,7 +565,9 @@ def _serve(source: str, after: int) -> None:
             rowids.append(rowid)
             crcs.append(crc32(blob))
             texts.append(text)
-            words.append(None if text is None else count_words(text))
+            n = None if text is None else count_words(text)
+            words.append(n)
+            counted[rowid] = n
             if text is not None:
                 kept[rowid] = text
         _write(out, encode(_Rows(rowids, crcs, texts, words)))
@@ -546,10 +577,10 @@ def _serve(source: str, after: int) -> None:
     request = _read(sys.stdin.buffer, FtsRequest)
     if request is not None:  # the snapshot stays open: the texts it lacks come from it
         try:
-            built = _index(conn, request, kept, after)
+            built = _index(conn, request, kept, counted, after)
         except Exception:  # a text it cannot work out, an unusable file: the import rebuilds
-            built = -1
-        _write(out, encode(_Built(built)))
+            built = _Built(-1)
+        _write(out, encode(built))
         out.flush()
     conn.execute("COMMIT")
 
@@ -571,12 +602,20 @@ def _unsent(date_retracted: object, info: bytes | None) -> bool:
     return bool(flags is not None and flags.unsent_parts)
 
 
-def _index(conn: sqlite3.Connection, request: FtsRequest, kept: dict[int, str], after: int) -> int:
+def _index(
+    conn: sqlite3.Connection,
+    request: FtsRequest,
+    kept: dict[int, str],
+    counted: dict[int, int | None],
+    after: int,
+) -> _Built:
     """Each loaded row's text, as the import writes it, into the scratch file's
     messages_fts: empty if unsent, else the text this helper sent, else `decode_body` of
     the row (from this same snapshot). Committed only if the import's `FtsCheck` agrees.
     The rows indexed, or -1: the import then rebuilds and removes the file unread (with no
-    journal, a rollback here does not promise to undo what was written)."""
+    journal, a rollback here does not promise to undo what was written). With
+    `stats_path`, the summaries are computed meanwhile from the same words (`_summaries`)
+    and written once the check agreed; `tables` names them."""
     have = chatdb.columns(conn, "message")
 
     def col(name: str) -> str:
@@ -623,15 +662,54 @@ def _index(conn: sqlite3.Connection, request: FtsRequest, kept: dict[int, str], 
             build.executemany("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", rows())
         except KeyError:  # a row chat.db no longer has in this snapshot: cannot be
             build.execute("ROLLBACK")
-            return -1
+            return _Built(-1)
+        tables = _summaries(request, counted, mine, unsent) if request.stats_path else None
         check = _read(sys.stdin.buffer, FtsCheck)
         if check is None or set(check.unsent) != unsent or check.texts != mine:
             build.execute("ROLLBACK")
-            return -1
+            return _Built(-1)
         build.execute("COMMIT")
     finally:
         build.close()
-    return len(rowids)
+    written: list[str] = []
+    if tables:
+        from chatstats.stats import precompute
+
+        try:
+            scratch.write(
+                Path(request.stats_path),
+                {t: (columns, precompute.rows(values)) for t, (columns, values) in tables.items()},
+                [sql for t in tables for sql in request.stats_indexes.get(t, [])],
+            )
+            written = list(tables)
+        except (sqlite3.Error, OSError):  # the import computes them itself
+            written = []
+    return _Built(len(rowids), written)
+
+
+def _summaries(
+    request: FtsRequest, counted: dict[int, int | None], mine: dict[int, str], unsent: set[int]
+) -> Any:
+    """stats/precompute.compute, here: the words are this helper's counts, the texts it
+    worked out and its unsent rows, which the import's check then confirms. None (the
+    import computes them) if compute declines or fails."""
+    import numpy as np
+
+    from chatstats.stats import precompute
+
+    try:
+        return precompute.compute(
+            np.frombuffer(request.bucket_keys, dtype=np.int64).reshape(-1, 4),
+            np.frombuffer(request.bucket_of, dtype=np.int64),
+            np.frombuffer(request.order, dtype=np.int64),
+            counted,
+            dict(mine),
+            unsent,
+            request.conversations,
+            request.replies,
+        )
+    except Exception:  # any: the import's own thread can still do it
+        return None
 
 
 def _serve_plan(source: str, after: int) -> int:

@@ -1,12 +1,14 @@
-"""The first import's summaries computed in Python, in a thread, while SQLite builds indexes.
+"""The first import's summaries computed in Python, off the writer's core.
 
 Why: after a 300k-message load the set-based statements of `maintain` (GROUP BYs over the
 messages, the buckets and the replies, with a word-count function called per row) cost
 ~2.4 s of the writer's core: a third of the import. Everything they need is already in
 memory at that point: the conversation walk's rows (each message's 15-minute bucket, chat,
-sender and side; the conversations and replies) and the decode helper's word counts. So a
-thread derives the same rows here while the writer is busy in SQLite (its FTS rebuild and
-index builds release the GIL), and the writer only inserts them.
+sender and side; the conversations and replies) and the decode helper's word counts. So
+`compute` derives the same rows elsewhere, and the writer only copies or inserts them: in
+the decoding helper process (ingest/decode.py, which has the words and texts itself), or,
+when it cannot, in a thread here (`Job`) while the writer is busy in SQLite (its index
+builds release the GIL).
 
 It must equal `maintain.REBUILD` exactly (tests/test_stats_maintain.py compares a race
 import with a rebuild on every schema profile). Where SQL and Python arithmetic could part
@@ -274,12 +276,16 @@ class Job:
         # own (the planning helper: ingest/decode.py): then this thread leaves them out,
         # and `maintain._fill` asks this (with a timeout) whether they were written.
         self.walked_remote: Callable[[float], bool] | None = None
+        # Set when another process computes and writes the summaries themselves (the
+        # decoding helper): the thread is not started, and `result` asks this (with a
+        # timeout) which tables it wrote, computing them here only if it wrote none.
+        self.remote: Callable[[float], frozenset[str]] | None = None
         self.built: frozenset[str] = frozenset()
 
     def start(self) -> None:
         """Begin, best when the writer enters long statements (they release the GIL, which
         this thread's Python needs); `result` runs it if nobody did."""
-        if self._thread.ident is None:
+        if self._thread.ident is None and self.remote is None:
             self._thread.start()
 
     def _run(self) -> None:
@@ -304,6 +310,14 @@ class Job:
         self.built = frozenset(tables)
 
     def result(self) -> Tables | None:
+        if self.remote is not None and self._thread.ident is None:
+            built = self.remote(120)
+            if built:  # nothing left to insert: the writer copies them (`built`)
+                self.built = frozenset(built)
+                return {table: ((), []) for table in built}
+            self._run()  # here, then: the summaries (and the scratch file, if it can)
+            out, self._result = self._result, None
+            return out
         self.start()
         self._thread.join()
         out, self._result = self._result, None
