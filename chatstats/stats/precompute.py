@@ -315,7 +315,10 @@ class Job:
             if built:  # nothing left to insert: the writer copies them (`built`)
                 self.built = frozenset(built)
                 return {table: ((), []) for table in built}
-            self._run()  # here, then: the summaries (and the scratch file, if it can)
+            # Here, then, and inserted by the writer: the helper may have left the scratch
+            # file half-written (a write that failed midway), so it is not used again.
+            self.scratch = None
+            self._run()
             out, self._result = self._result, None
             return out
         self.start()
