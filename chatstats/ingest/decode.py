@@ -57,7 +57,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -65,7 +65,9 @@ from chatstats import scratch
 from chatstats.imessage import chatdb
 from chatstats.imessage.chatdb import text_value
 from chatstats.imessage.typedstream import TypedStreamError, extract_text
-from chatstats.ingest import plan
+
+if TYPE_CHECKING:  # imported where used: the decoding helper needs neither it nor NumPy
+    from chatstats.ingest import plan
 
 _FFFC, _FFFD = "\ufffc", "\ufffd"
 _T = TypeVar("_T")
@@ -428,6 +430,8 @@ class Decoder:
             head = proc.stdout.read(_FRAME.size)
             if len(head) == _FRAME.size:
                 payload = proc.stdout.read(_FRAME.unpack(head)[0])
+                from chatstats.ingest import plan
+
                 self._walked = msgspec.msgpack.decode(payload, type=plan.Walked)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.plan_error = type(exc).__name__
@@ -715,6 +719,8 @@ def _summaries(
 def _serve_plan(source: str, after: int) -> int:
     """Walk the rows of one snapshot as a PlanRequest on stdin asks, write the Walked.
     Each message's chat is read before the request comes (it needs only the range)."""
+    from chatstats.ingest import plan
+
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.execute("ATTACH DATABASE :uri AS src", {"uri": chatdb.readonly_uri(source)})
     conn.execute("PRAGMA busy_timeout=10000")
