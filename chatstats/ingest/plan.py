@@ -363,17 +363,24 @@ def read_arrays(
     row) or is out of `_DATE_LIMIT`, which only the Python `walk` takes exactly.
 
     Why unsorted: SQLite's sort of 300k rows and Python's walk of them were 3 s of the
-    planning helper, which the import waits for; NumPy sorts and splits them in a tenth."""
-    rows = conn.execute(
-        "SELECT r, COALESCE(chat_id, -1), CASE WHEN typeof(date_ns) = 'integer' THEN date_ns END,"
-        f" is_event, h, s FROM ({select_rows})",
+    planning helper, which the import waits for; NumPy sorts and splits them in a tenth.
+    Why a JSON array per column (json_group_array, built in C over one scan, so the six
+    agree row for row): a Python tuple per row and an int object per value were 0.47 s at
+    300k, against 0.33 s this way."""
+    columns = conn.execute(
+        "SELECT json_group_array(r), json_group_array(COALESCE(chat_id, -1)),"
+        " json_group_array(CASE WHEN typeof(date_ns) = 'integer' THEN date_ns END),"
+        " json_group_array(is_event), json_group_array(h), json_group_array(s)"
+        f" FROM ({select_rows})",
         params,
-    )
+    ).fetchone()
+    lists = [msgspec.json.decode(c) for c in columns]
+    out = np.empty((len(lists[0]), 6), dtype=np.int64)
     try:
-        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
+        for k, values in enumerate(lists):
+            out[:, k] = np.fromiter(values, dtype=np.int64, count=len(values))
     except (TypeError, ValueError, OverflowError):  # a NULL (not an integer) date
         return None
-    out = flat.reshape(-1, 6)
     if len(out) and int(np.abs(out[:, 2]).max()) >= _DATE_LIMIT:
         return None
     return out
