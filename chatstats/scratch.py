@@ -4,10 +4,10 @@ Why: after a 300k-message load the writer spent ~1.9 s inserting the statistics 
 that stats/precompute.py had already computed and building their secondary indexes, while
 the second core sat idle. SQLite can copy a table into an empty one of the same shape,
 indexes included, without decoding a record or sorting an index entry (its "transfer
-optimisation" of `INSERT INTO t SELECT * FROM other.t`), across attached databases. So a
-thread writes the rows, on a connection of its own, into a scratch file holding the same
-tables, builds their indexes there, and the writer only copies each table (0.5 s at 300k
-instead of 1.9 s).
+optimisation" of `INSERT INTO t SELECT * FROM other.t`), across attached databases. So
+another process (or thread) writes the rows, on a connection of its own, into a scratch
+file holding the same tables, builds their indexes there, and the writer only copies each
+table (0.5 s at 300k instead of 1.9 s).
 
 The copy stays exact whatever SQLite decides: were the shapes ever to differ, the same
 statement inserts row by row. A scratch file holds data of the user's messages: it is
@@ -16,11 +16,12 @@ attach within one, and a transaction that begins IMMEDIATE locks every attached 
 so the import's begins on the main database alone: see `ingest/importer.py`), and removed
 when the import ends, whichever way; a file left by a killed import is removed by the next.
 
-Three files, each under its own alias: the summaries' (`ALIAS`, written by that thread),
-the conversation walk's summaries' (`WALK_ALIAS`, written by the planning helper process,
-which computed them) and the full-text index's (`FTS_ALIAS`, written by the decoding
-helper process: ingest/decode.py). One file each because SQLite lets one connection at a
-time write a file, and they are written at the same moment.
+Three files, each under its own alias: the summaries' (`ALIAS`, written by the decoding
+helper process, or failing that by the thread of stats/precompute.py), the conversation
+walk's summaries' (`WALK_ALIAS`, written by the planning helper process, which computed
+them) and the full-text index's (`FTS_ALIAS`, written by the decoding helper: see
+ingest/decode.py). One file each because SQLite lets one connection at a time write a
+file, and they are written at the same moment.
 """
 
 from __future__ import annotations
