@@ -9,6 +9,7 @@ exactly as `maintain.rebuild` makes it from the rows.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -374,3 +375,41 @@ def test_precompute_declines_what_sql_would_compute_otherwise() -> None:
     assert precompute.compute([(late, 1, 0, 0)], [0], [7], {}, {}, set(), conv, []) is None
     reply = [(2, 1, 1, 3, 1, 10, -5)]
     assert precompute.compute([(5, 1, 0, 0)], [0], [7], {}, {}, set(), conv, reply) is None
+
+
+def test_an_unsent_message_whose_blob_keeps_its_text_counts_no_words(
+    libraries, tmp_path, capsys, monkeypatch
+):
+    """A message unsent (date_retracted) whose attributedBody still holds its text: the
+    load writes it empty, so the summaries, computed from the decoding helper's word counts,
+    must count none for it."""
+    src, _truth = libraries["sequoia"]
+    lib = tmp_path / "lib"
+    shutil.copytree(src, lib)
+    chat = sqlite3.connect(lib / "chat.db")
+    (rowid,) = chat.execute(
+        "SELECT ROWID FROM message WHERE attributedBody IS NOT NULL AND item_type = 0"
+        " AND associated_message_type = 0 AND COALESCE(date_retracted, 0) = 0"
+        " AND message_summary_info IS NULL AND length(attributedBody) > 200"
+        " ORDER BY ROWID LIMIT 1"
+    ).fetchone()
+    chat.execute("UPDATE message SET date_retracted = date + 60 WHERE ROWID = ?", (rowid,))
+    chat.commit()
+    chat.close()
+    copied: list[str] = []
+    real_copy = scratch.copy
+
+    def copy(conn: sqlite3.Connection, table: str, alias: str = scratch.ALIAS) -> None:
+        copied.append(f"{alias}.{table}")
+        real_copy(conn, table, alias)
+
+    monkeypatch.setattr(scratch, "copy", copy)
+    assert run_import(capsys, lib, tmp_path / "data")["mode"] == "race"
+    assert f"{scratch.ALIAS}.stats_buckets" in copied, "the helper's summaries were used"
+    db = tmp_path / "data" / "chatstats.db"
+    conn = sqlite3.connect(db)
+    assert conn.execute(
+        "SELECT text, unsent FROM messages WHERE source_rowid = ?", (rowid,)
+    ).fetchone() == ("", 1)
+    conn.close()
+    _assert_equals_a_rebuild(db)
