@@ -10,6 +10,23 @@ from chatstats.ingest.conversations import Point, split
 from chatstats.sample.truth import Truth
 
 
+def plain_message(chat_db: Path) -> int:
+    """The ROWID of the newest plain message in a chat.db (a text body in a blob; not an
+    event, tapback, balloon, edit or unsend), for a test to change behind the import."""
+    conn = sqlite3.connect(chat_db)
+    try:
+        (rowid,) = conn.execute(
+            "SELECT ROWID FROM message WHERE attributedBody IS NOT NULL AND item_type = 0"
+            " AND associated_message_type = 0 AND COALESCE(date_retracted, 0) = 0"
+            " AND COALESCE(date_edited, 0) = 0 AND message_summary_info IS NULL"
+            " AND balloon_bundle_id IS NULL AND length(attributedBody) > 200"
+            " ORDER BY ROWID DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(rowid)
+
+
 def open_app_db(data_dir: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(data_dir / "chatstats.db")
     conn.row_factory = sqlite3.Row

@@ -18,7 +18,7 @@ from chatstats import cli
 from chatstats import db as appdb
 from chatstats.ingest import bulk, decode, importer, plan
 from chatstats.sample.writer import MessagesWriter
-from tests.library_check import dump
+from tests.library_check import dump, plain_message
 from tests.test_import import run_import
 
 pytestmark = pytest.mark.skipif(not decode.Decoder.available(), reason="needs two cores")
@@ -106,14 +106,7 @@ def test_a_message_edited_after_the_helper_read_it_is_imported_as_edited(
     src, _ = libraries["sequoia"]
     lib = tmp_path / "lib"
     shutil.copytree(src, lib)
-    probe = sqlite3.connect(lib / "chat.db")
-    (rowid,) = probe.execute(
-        "SELECT ROWID FROM message WHERE attributedBody IS NOT NULL AND item_type = 0"
-        " AND associated_message_type = 0 AND COALESCE(date_retracted, 0) = 0"
-        " AND COALESCE(date_edited, 0) = 0 AND message_summary_info IS NULL"
-        " AND balloon_bundle_id IS NULL ORDER BY ROWID DESC LIMIT 1"
-    ).fetchone()
-    probe.close()
+    rowid = plain_message(lib / "chat.db")
     real_attach = bulk.attach
 
     def edit_between_snapshots(conn, source):  # the import's snapshot is taken at BEGIN, next

@@ -24,6 +24,7 @@ from chatstats import scratch
 from chatstats.ingest import bulk, decode
 from chatstats.stats import maintain, precompute, summary
 from tests.conftest import PROFILES
+from tests.library_check import plain_message
 from tests.test_import import run_import
 
 MINUTE = 60 * 10**9
@@ -386,13 +387,8 @@ def test_an_unsent_message_whose_blob_keeps_its_text_counts_no_words(
     src, _truth = libraries["sequoia"]
     lib = tmp_path / "lib"
     shutil.copytree(src, lib)
+    rowid = plain_message(lib / "chat.db")
     chat = sqlite3.connect(lib / "chat.db")
-    (rowid,) = chat.execute(
-        "SELECT ROWID FROM message WHERE attributedBody IS NOT NULL AND item_type = 0"
-        " AND associated_message_type = 0 AND COALESCE(date_retracted, 0) = 0"
-        " AND message_summary_info IS NULL AND length(attributedBody) > 200"
-        " ORDER BY ROWID LIMIT 1"
-    ).fetchone()
     chat.execute("UPDATE message SET date_retracted = date + 60 WHERE ROWID = ?", (rowid,))
     chat.commit()
     chat.close()

@@ -475,6 +475,13 @@ class SummaryFlags(NamedTuple):
     unsent_parts: tuple[int, ...]
 
 
+def is_unsent(date_retracted: object, flags: SummaryFlags | None) -> bool:
+    """The one unsent rule: macOS before 26 sets date_retracted, 26 lists the withdrawn parts
+    (`rp`); `flags` None (an unreadable plist) lists none. Used by the load and by the
+    decoding helper's index, which must agree on it."""
+    return bool(date_retracted or (flags is not None and flags.unsent_parts))
+
+
 def summary_flags(blob: bytes | None) -> SummaryFlags | None:
     """Edited (`ep`) and unsent (`rp`) part lists from message_summary_info; None if unreadable."""
     if not blob:

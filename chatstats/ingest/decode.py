@@ -392,11 +392,8 @@ class Decoder:
         if self._fts_thread is None:
             self.fts_error = self.fts_error or "not asked"
             return False
-        self._fts_thread.join(timeout)
-        if self._fts_thread.is_alive():
+        if not self._ended(self._fts_thread, self._proc, timeout):
             self.fts_error = "timed out"
-            self._kill(self._proc)
-            self._fts_thread.join(5)
             return False
         if self._fts_rows != self._fts_expected:
             self.fts_error = self.fts_error or (
@@ -466,11 +463,8 @@ class Decoder:
         `PlanRequest.walk_path` asked) and committed; False for anything else."""
         if self._plan_thread is None or self._walk_expected < 0:
             return False
-        self._plan_thread.join(timeout)
-        if self._plan_thread.is_alive():
+        if not self._ended(self._plan_thread, self._planner, timeout):
             self.walk_error = "timed out"
-            self._kill(self._planner)
-            self._plan_thread.join(5)
             return False
         if self._walk_rows != self._walk_expected:
             self.walk_error = self.walk_error or "not written"
@@ -518,6 +512,18 @@ class Decoder:
         words = dict(zip(self._rowids, self._words, strict=True)) if same else None
         self._rowids, self._crcs, self._texts, self._words = array("q"), array("L"), [], []
         return Decoded(texts, crcs, self.marks if same else None, words)
+
+    def _ended(
+        self, thread: threading.Thread, proc: subprocess.Popen[bytes] | None, timeout: float
+    ) -> bool:
+        """Wait for a helper's answer thread; past `timeout`, kill the helper (its thread
+        then ends at the closed pipe) and say False."""
+        thread.join(timeout)
+        if not thread.is_alive():
+            return True
+        self._kill(proc)
+        thread.join(5)
+        return False
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes] | None) -> None:
@@ -598,12 +604,8 @@ def _read(stream: IO[bytes], kind: type[_T]) -> _T | None:
 
 
 def _unsent(date_retracted: object, info: bytes | None) -> bool:
-    """`edit_state`'s unsent rule (ingest/batch/edits.py), which this module cannot import
-    (it imports this one). Any difference is caught by the import's `FtsCheck`."""
-    if date_retracted:
-        return True
-    flags = chatdb.summary_flags(info) if info else None
-    return bool(flags is not None and flags.unsent_parts)
+    """`edit_state`'s unsent rule (chatdb.is_unsent) on a row's columns."""
+    return chatdb.is_unsent(date_retracted, chatdb.summary_flags(info) if info else None)
 
 
 def _index(

@@ -30,7 +30,7 @@ def edit_state(row: Sequence[Any], counters: Counters) -> tuple[int, int]:
     if flags is None:
         counters.summaries_unreadable += 1
         flags = chatdb.SummaryFlags((), ())
-    unsent = 1 if (date_retracted or flags.unsent_parts) else 0
+    unsent = 1 if chatdb.is_unsent(date_retracted, flags) else 0
     edited = 1 if (flags.edited_parts or (date_edited and not unsent)) else 0
     return edited, unsent
 
