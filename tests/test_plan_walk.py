@@ -77,3 +77,24 @@ def test_dates_the_arrays_cannot_take_are_left_to_the_python_walk():
     for bad in (1.5, None, 2**62 + 2**61):
         conn.execute("UPDATE t SET date_ns = ? WHERE r = 2", (bad,))
         assert plan.read_arrays(conn, select, {}) is None, bad
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(row, max_size=40), st.booleans())
+def test_without_the_statistics_the_walk_leaves_only_their_fields_empty(rows, seal_expired):
+    """A database without the statistics' tables asks for no summary rows: everything else
+    the walk decides is the same."""
+    _reference, full = both(rows, now_ns=20 * 30 * MINUTE, seal_expired=seal_expired)
+    numbered = [
+        (r * 7 % 1009 + 1, -1 if c is None else c, d + e, ev, 0 if s else h, s)
+        for r, (c, d, e, ev, h, s) in enumerate(rows)
+    ]
+    arrays = np.array(numbered, dtype=np.int64).reshape(-1, 6)
+    bare = plan.walk_arrays(
+        arrays, first=1, next_cid=5, now_ns=20 * 30 * MINUTE, seal_expired=seal_expired,
+        stats=False,
+    )  # fmt: skip
+    assert bare.stats == ([], [], []) and bare.bucket_keys == b"" == bare.bucket_of
+    for field in plan.Walked.__struct_fields__:
+        if field not in ("stats", "bucket_keys", "bucket_of"):
+            assert getattr(bare, field) == getattr(full, field), field

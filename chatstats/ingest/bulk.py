@@ -359,6 +359,7 @@ def load_messages(
     conversation_of: dict[int, int | None] = {}
     planned = None
     usable = plan.usable(conn)
+    stats_on = stats_maintain.enabled(conn)
     select_rows = (
         f"SELECT m.ROWID AS r, c.id AS chat_id, {date_ns} AS date_ns, {event} AS is_event,"
         f" CASE WHEN {from_me} THEN 0 ELSE COALESCE(h.id, 0) END AS h, {from_me} AS s"
@@ -379,6 +380,7 @@ def load_messages(
                 next_cid=plan.next_conversation_id(conn),
                 now_ns=ingest.now_ns,
                 seal_expired=ingest.seal_expired,
+                stats=stats_on,
                 **_walk_request(conn, walk_at),
             )
         )
@@ -412,11 +414,12 @@ def load_messages(
             planned = plan.write(conn, walked, spans=False)
             conversation_of = dict(zip(walked.order, walked.conv_of, strict=True))
             chat_of = dict(zip(walked.order, walked.chat_of, strict=True))
-            buckets = (
-                np.frombuffer(walked.bucket_keys, dtype=np.int64).reshape(-1, 4),
-                np.frombuffer(walked.bucket_of, dtype=np.int64),
-                np.array(walked.order, dtype=np.int64),
-            )
+            if stats_on:
+                buckets = (
+                    np.frombuffer(walked.bucket_keys, dtype=np.int64).reshape(-1, 4),
+                    np.frombuffer(walked.bucket_of, dtype=np.int64),
+                    np.array(walked.order, dtype=np.int64),
+                )
             del walked
         else:
             if decoder is not None:

@@ -190,6 +190,7 @@ class PlanRequest(msgspec.Struct, array_like=True, tag=4):
     walk_path: str = ""
     walk_tables: list[tuple[str, list[str]]] = []
     walk_indexes: list[str] = []
+    stats: bool = True  # False: the database has no statistics (`plan.walk_arrays`)
 
 
 def planner_command(source: Path, after: int) -> list[str]:
@@ -746,6 +747,7 @@ def _serve_plan(source: str, after: int) -> int:
         next_cid=request.next_cid,
         now_ns=request.now_ns,
         seal_expired=request.seal_expired,
+        stats=request.stats,
     )
     conn.execute("COMMIT")
     out = sys.stdout.buffer

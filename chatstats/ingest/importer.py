@@ -170,13 +170,14 @@ def _import(
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
             decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
-            # Where the summaries are built (chatstats/scratch.py): by the decoding helper,
-            # else by the summaries' thread (stats/precompute.py).
-            build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
             # Where the decoding helper builds the full-text index (bulk.finish_fts).
             fts_file = scratch.attach(conn, ("messages_fts",), scratch.FTS_ALIAS)
-            # And the planning helper, the walk's summaries (stats/maintain.WALKED).
-            walk_file = scratch.attach(conn, stats_maintain.WALKED, scratch.WALK_ALIAS)
+            if stats_maintain.enabled(conn):
+                # Where the summaries are built (chatstats/scratch.py): by the decoding
+                # helper, else by the summaries' thread (stats/precompute.py).
+                build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
+                # And the planning helper, the walk's summaries (stats/maintain.WALKED).
+                walk_file = scratch.attach(conn, stats_maintain.WALKED, scratch.WALK_ALIAS)
         bulk.attach(conn, source.resolve())
         attached = True
     try:

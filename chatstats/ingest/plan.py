@@ -193,10 +193,12 @@ def walk_query(
     conn: sqlite3.Connection, select_rows: str, params: dict[str, int], **walk_args: Any
 ) -> Walked:
     """The plan of `select_rows`: by NumPy when every date is a plain integer, else by the
-    Python walk over SQLite's sort (see `read_arrays`)."""
+    Python walk over SQLite's sort (see `read_arrays`). `stats` as `walk_arrays` has it
+    (the Python walk always fills the summaries' fields)."""
+    stats = walk_args.pop("stats", True)
     rows = read_arrays(conn, select_rows, params)
     if rows is not None:
-        return walk_arrays(rows, **walk_args)
+        return walk_arrays(rows, stats=stats, **walk_args)
     return walk(conn.execute(select_sql(select_rows), params), **walk_args)
 
 
@@ -419,10 +421,18 @@ def _with_none(values: np.ndarray, none: np.ndarray) -> list[int | None]:
 
 
 def walk_arrays(
-    rows: np.ndarray, *, first: int, next_cid: int, now_ns: int, seal_expired: bool
+    rows: np.ndarray,
+    *,
+    first: int,
+    next_cid: int,
+    now_ns: int,
+    seal_expired: bool,
+    stats: bool = True,
 ) -> Walked:
     """`walk`, decided over whole columns by NumPy: the same Walked, field for field and in
-    the same orders (a property test holds the two to it). `rows` as `read_arrays` gives."""
+    the same orders (a property test holds the two to it). `rows` as `read_arrays` gives.
+    Without `stats` (a database without the statistics' tables) the summaries' fields stay
+    empty: nobody would read them, and they are a fifth of the walk."""
     o = np.lexsort((rows[:, 0], rows[:, 2], rows[:, 1]))  # (chat, date, ROWID); orphans first
     r, chat, d, ev, h, s = (np.ascontiguousarray(rows[o, k]) for k in range(6))
     n_rows = len(r)
@@ -508,6 +518,24 @@ def walk_arrays(
         )
     ]
 
+    # What totals.refresh_contacts counts: mine per chat, received per sender handle.
+    def tally(where: np.ndarray, key: np.ndarray) -> list[tuple[int, ...]]:
+        at_rows = np.flatnonzero(where)
+        inverse, seen_at, counts = _first_seen(key[at_rows])
+        latest = np.full(len(seen_at), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, inverse, d[at_rows])
+        return list(
+            zip(key[at_rows][seen_at].tolist(), counts.tolist(), latest.tolist(), strict=True)
+        )
+
+    mine = tally(inchat & (s != 0), chat)
+    received = tally(inchat & (s == 0) & (h != 0), h)
+    tallied = (int(np.count_nonzero(ev)), len(ei), int(np.count_nonzero(orphan)))
+    head = (rowids.tolist(), conversations, timers, spans, placed, bumps)
+    tail = (r.tolist(), _with_none(chat, orphan), _with_none(conv, conv < 0), received, mine)
+    if not stats:
+        return Walked(*head, ([], [], []), *tail, b"", b"", tallied)
+
     # The statistics of schema 0011, as `_stats` gives them.
     g_last_id = id_of(mr[g_last])
     stats_conversations = list(
@@ -555,19 +583,6 @@ def walk_arrays(
         )
     )
 
-    # What totals.refresh_contacts counts: mine per chat, received per sender handle.
-    def tally(where: np.ndarray, key: np.ndarray) -> list[tuple[int, ...]]:
-        at_rows = np.flatnonzero(where)
-        inverse, seen_at, counts = _first_seen(key[at_rows])
-        latest = np.full(len(seen_at), np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(latest, inverse, d[at_rows])
-        return list(
-            zip(key[at_rows][seen_at].tolist(), counts.tolist(), latest.tolist(), strict=True)
-        )
-
-    mine = tally(inchat & (s != 0), chat)
-    received = tally(inchat & (s == 0) & (h != 0), h)
-
     # The statistics' buckets (SQL's division, toward zero), numbered as first seen.
     bucket = np.where(md >= 0, md // _BUCKET_NS, -((-md) // _BUCKET_NS))
     b_inverse, b_at, _ = _first_seen(bucket, mc, mh, ms)
@@ -576,21 +591,12 @@ def walk_arrays(
     bucket_of[mi] = b_inverse
 
     return Walked(
-        rowids.tolist(),
-        conversations,
-        timers,
-        spans,
-        placed,
-        bumps,
+        *head,
         (stats_conversations, conv_senders, replies),
-        r.tolist(),
-        _with_none(chat, orphan),
-        _with_none(conv, conv < 0),
-        received,
-        mine,
+        *tail,
         np.ascontiguousarray(keys).tobytes(),
         bucket_of.tobytes(),
-        (int(np.count_nonzero(ev)), len(ei), int(np.count_nonzero(orphan))),
+        tallied,
     )
 
 

@@ -219,6 +219,18 @@ _PREFILL = tuple(
 _MARK = "temp.stats_prefilled"
 
 
+def enabled(conn: sqlite3.Connection) -> bool:
+    """Whether the database has the statistics' tables (a database migrated without them,
+    as scripts/bench_stats.py's baseline is, gets none of their work: no walk rows, no
+    scratch files, no summaries computed by the helpers)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_conversations'"
+        ).fetchone()
+        is not None
+    )
+
+
 def _secondary_indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
     return conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
@@ -244,9 +256,7 @@ def prefill(
     the ones they were computed from (same count and highest id; nothing else writes
     messages in a race-mode load), and otherwise rebuilds everything as `rebuild` does. A
     test compares a race import's tables with `rebuild` on every schema profile."""
-    if not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_conversations'"
-    ).fetchone():
+    if not enabled(conn):
         return  # a database migrated without the statistics
     for table in WALKED:
         conn.execute(f"DELETE FROM {table}")  # names are constants
