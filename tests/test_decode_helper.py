@@ -210,3 +210,85 @@ def test_a_planner_that_read_another_range_is_not_used(
     run_import(capsys, lib, tmp_path / "helped")
     assert spy.last.walked is None and spy.last.plan_error == "exited with 4"
     assert dump(tmp_path / "helped") == expected
+
+
+def _stats_tables(data: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(data / "chatstats.db")
+    try:
+        names = [
+            n
+            for (n,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stats%'"
+            )
+        ]
+        return {n: sorted(conn.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
+    finally:
+        conn.close()
+
+
+def _paced_helper(tmp: Path, *, pause: float, die_after: int | None) -> Path:
+    """A python that runs the real decoding helper in chunks of 50 rows, pausing after each
+    frame and, with `die_after`, killing itself (SIGKILL) after that many frames. The
+    planner (`-m … --plan`) runs unchanged."""
+    code = (
+        "import os, signal, sys, time\n"
+        "import chatstats.ingest.decode as d\n"
+        "d._CHUNK = 50\n"
+        "real = d._write\n"
+        "sent = [0]\n"
+        "def paced(out, payload):\n"
+        "    real(out, payload); out.flush(); sent[0] += 1\n"
+        f"    time.sleep({pause})\n"
+        f"    if {die_after!r} is not None and sent[0] >= {die_after!r}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "d._write = paced\n"
+        "d._serve(sys.argv[1], int(sys.argv[2]))\n"
+    )
+    (tmp / "paced.py").write_text(code)
+    fake = tmp / "paced-python"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$3" = "--plan" ]; then exec {sys.executable} "$@"; fi\n'
+        f'shift 2; exec {sys.executable} {tmp / "paced.py"} "$@"\n'
+    )
+    fake.chmod(0o700)
+    return fake
+
+
+class Waits(Spy):
+    """Counts the rows the load had to wait for (not yet sent when it reached them)."""
+
+    awaited = 0
+
+    def until(self, rowid: int) -> None:
+        if self._upto < rowid and not self._over:
+            Waits.awaited += 1
+        super().until(rowid)
+
+
+@pytest.mark.parametrize("die_after", [None, 4])
+def test_the_load_reads_the_texts_as_they_come(die_after, libraries, tmp_path, capsys, monkeypatch):
+    """The INSERT starts before the helper has sent every text: rows it reaches first are
+    awaited, the rest read from the live dict. Whether the helper keeps pace, lags or is
+    killed midway, the rows, the index and every statistic are those of an import without
+    it; killed, it is said, and its texts that came are still the ones used."""
+    lib, _ = libraries["sequoia"]
+    expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
+    expected_stats = _stats_tables(tmp_path / "alone")
+    monkeypatch.setattr(importer, "Decoder", Waits)
+    Waits.awaited = 0
+    monkeypatch.setattr(
+        sys, "executable", str(_paced_helper(tmp_path, pause=0.05, die_after=die_after))
+    )
+    run_import(capsys, lib, tmp_path / "helped")
+    helper = Waits.last
+    assert helper is not None and helper.handed is not None
+    if die_after is None:  # 1.4 s of frames: the load starts long before the last one
+        assert Waits.awaited > 0, "the load should have caught up with the helper"
+    assert dump(tmp_path / "helped") == expected
+    assert _stats_tables(tmp_path / "helped") == expected_stats
+    if die_after is None:
+        assert helper.error is None and helper.handed.words is not None
+    else:
+        assert helper.error is not None and helper.handed.words is None
+        assert 0 < len(helper.handed.texts) < len(expected["messages"])

@@ -87,11 +87,13 @@ def _functions(
     unsent: set[int],
     decoded_here: dict[int, str] | None = None,
     statuses: dict[str, int] | None = None,
+    stream: Decoder | None = None,
 ) -> None:
     """`unsent` receives the ROWID of every row the load writes as unsent (empty text);
     `decoded_here` the text of every row whose body is read here, not by the helper (what
     the statistics' word counts still need: few); `statuses` counts those rows' body
-    status (every other row's is 'ok')."""
+    status (every other row's is 'ok'). With `stream`, `decoded.texts` is its `live` dict,
+    still filling: a row not in it yet is awaited (`Decoder.until`) before it is read here."""
     counters = ingest.counters
 
     def row(**values: Any) -> list[Any]:
@@ -117,6 +119,13 @@ def _functions(
         found = None
         if crcs is not None and blob and type(blob) is bytes and crcs.get(rowid) == crc32(blob):
             found = texts.get(rowid)  # the helper decoded this very blob
+        elif stream is not None:
+            stream.until(rowid)
+            found = texts.get(rowid)
+            if found is not None:  # it had not come yet: the helper's text after all
+                b = last[1] = Body(found, "ok")
+                last[0] = rowid
+                return b
         b = Body(found, "ok") if found is not None else decode_body(blob, text)
         last[0], last[1] = rowid, b
         if decoded_here is not None:
@@ -155,6 +164,13 @@ def _functions(
     conn.create_function("cs_reply_guid", 1, chatdb.reply_guid, deterministic=True)
     conn.create_function("cs_reply_part", 1, chatdb.reply_part, deterministic=True)
     conn.create_function("cs_kind", 2, chatdb.message_kind, deterministic=True)
+
+
+def _decoded(decoder: Decoder) -> Decoded:
+    decoded = decoder.wait(timeout=120)
+    if decoder.error:
+        logger.warning("import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts))
+    return decoded
 
 
 def _precompute(
@@ -391,19 +407,19 @@ def load_messages(
     if tapback != "0":
         condition = tapback_condition(source_indexes(conn), have)
         ingest.prepare_rows(reader.tapback_rows(after, upto, condition))
-    # The decoding helper is usually done by now (it started first): its texts' lookups are
-    # built while the planner still walks.
-    if decoder is not None:
-        decoded = decoder.wait(timeout=120)
-        if decoder.error:
-            logger.warning(
-                "import_decoder_failed", reason=decoder.error, decoded=len(decoded.texts)
-            )
+    # The decoding helper's texts: read as they come when its snapshot is the import's (the
+    # INSERT then starts as soon as the plan is there, the helper still decoding ahead of
+    # it), else all of them first, each checked against its blob.
+    stream = decoder if decoder is not None and decoder.streaming(timeout=120) else None
+    if stream is not None:
+        decoded = Decoded(stream.live, None, None, {})  # words and marks: after the load
+    elif decoder is not None:
+        decoded = _decoded(decoder)
     unsent: set[int] = set()
     # The texts of rows read here, when the helper counted the words of all the others.
     decoded_here: dict[int, str] | None = {} if decoded.words is not None else None
     statuses: dict[str, int] = {}
-    _functions(conn, ingest, decoded, unsent, decoded_here, statuses)
+    _functions(conn, ingest, decoded, unsent, decoded_here, statuses, stream)
     walked = decoder.planned(timeout=120) if usable and decoder is not None else None
     if walked is None:  # each message's chat, for the INSERT's joins
         plan.join_table(conn, after, upto)
@@ -525,10 +541,15 @@ def load_messages(
     """
     with stats_maintain.bulk_insert(conn, first):  # buckets in one GROUP BY, not per row
         conn.execute(sql, {"a": after, "u": upto})
+    if stream is not None:  # every text came (or the rest were read here): the words, marks
+        decoded = _decoded(stream)
+        if decoded.words is None:  # it failed midway: its texts were right, its counts lost
+            decoded_here = None
     if decoder is not None and decoder.fts_asked:  # what it must agree with to commit
-        assert decoded_here is not None
         decoder.check_fts(
-            FtsCheck(
+            None
+            if decoded_here is None
+            else FtsCheck(
                 unsent=sorted(unsent),
                 texts={r: t for r, t in decoded_here.items() if r not in unsent},
             )

@@ -53,6 +53,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
@@ -136,6 +137,7 @@ class _Rows(msgspec.Struct, array_like=True, tag=1):
     crcs: list[int]
     texts: list[str | None]
     words: list[int | None]
+    upto: int = 0  # the last ROWID this chunk read: rows up to it that are not here, it left
 
 
 class _Marks(msgspec.Struct, array_like=True, tag=2):
@@ -210,6 +212,14 @@ class Decoder:
         self._words: list[int | None] = []
         self.marks: dict[str, int] | None = None
         self.error: str | None = None
+        # The texts as the frames come (`streaming`, `until`): the INSERT starts once the
+        # plan is there and reads each text as it arrives, rather than after the last one.
+        self.live: dict[int, str | None] = {}
+        self._upto = -1  # every ROWID up to this one is in a frame that came
+        self._arrived = threading.Condition()
+        self._over = False  # no frame will come any more (the helper ended or was killed)
+        self._first = threading.Event()  # the first frame came, or none will
+        self._deadline = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._source = source
@@ -222,6 +232,7 @@ class Decoder:
         self._walk_expected = -1
         self.walk_error: str | None = None
         self._fts_thread: threading.Thread | None = None
+        self._sending: threading.Thread | None = None
         self._fts_rows: int | None = None
         self._fts_expected = -1
         self._stats_tables: frozenset[str] = frozenset()
@@ -300,6 +311,7 @@ class Decoder:
                 payload = out.read(_FRAME.unpack(head)[0])
                 frame = decoder.decode(payload)
                 self._started("helper")  # its snapshot dates from before its first frame
+                self._first.set()
                 if isinstance(frame, _Marks):
                     self.marks = frame.marks
                     return  # its last frame: the helper now waits for `build_fts`
@@ -307,10 +319,47 @@ class Decoder:
                 self._crcs.extend(frame.crcs)
                 self._texts.extend(frame.texts)
                 self._words.extend(frame.words)
+                self.live.update(zip(frame.rowids, frame.texts, strict=True))
+                with self._arrived:
+                    self._upto = max(self._upto, frame.upto)
+                    self._arrived.notify_all()
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.error = type(exc).__name__
+        finally:
+            with self._arrived:
+                self._over = True
+                self._arrived.notify_all()
+            self._first.set()
         code = self._proc.wait()
         self.error = self.error or (f"exited with {code}" if code != 0 else "no marks")
+
+    def streaming(self, timeout: float) -> bool:
+        """Whether the load may read the texts as they come (`live`, `until`) rather than
+        after the last one (`wait`): only when the helper's snapshot is the import's (its
+        texts are then used as they are), known from its first frame, which this awaits.
+        `timeout` bounds the whole stream, as it bounds `wait`."""
+        if self._thread is None:
+            return False
+        self._deadline = time.monotonic() + timeout
+        self._first.wait(timeout)
+        with self._lock:
+            return bool(self._same) and self.error is None
+
+    def until(self, rowid: int) -> None:
+        """Return once the frames cover `rowid` or none will come any more. Past the
+        deadline the helper is killed (said in `error`): the load decodes the rest itself."""
+        with self._arrived:
+            while not self._over and self._upto < rowid:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            late = not self._over and self._upto < rowid
+        if late:
+            self.error = "timed out"
+            self.close()
+            with self._arrived:
+                self._over = True  # its thread ends at the closed pipe; stop waiting now
 
     def release(self) -> None:
         """No full-text request will come: the decoding helper may exit."""
@@ -327,33 +376,43 @@ class Decoder:
         if proc is None or proc.stdin is None or proc.stdin.closed or self.error is not None:
             self.fts_error = self.error or "not running"
             return
-        try:
-            _write(proc.stdin, msgspec.msgpack.encode(request))
-            proc.stdin.flush()
-        except (OSError, ValueError) as exc:
-            self.fts_error = type(exc).__name__
-            return
+        payload = msgspec.msgpack.encode(request)
+        stdin = proc.stdin
+
+        def send() -> None:  # the helper reads it once it has decoded every row
+            try:
+                _write(stdin, payload)
+                stdin.flush()
+            except (OSError, ValueError) as exc:  # it died: the answer thread says so too
+                self.fts_error = self.fts_error or type(exc).__name__
+
         self._fts_expected = len(request.rowids)
         self.stats_asked = bool(request.stats_path)
+        self._sending = threading.Thread(target=send, name="fts-request", daemon=True)
+        self._sending.start()
         self._fts_thread = threading.Thread(
             target=self._collect_fts, name="fts-results", daemon=True
         )
         self._fts_thread.start()
 
-    def check_fts(self, check: FtsCheck) -> None:
-        """What the load wrote, for the helper to compare before it commits. Sent from a
-        thread: the helper reads it only once it has indexed the rows (and computed the
-        summaries), and a frame larger than the pipe would block the import till then."""
+    def check_fts(self, check: FtsCheck | None) -> None:
+        """What the load wrote, for the helper to compare before it commits (None: nothing
+        to compare, it commits nothing). Sent from a thread, after the request: the helper
+        reads it only once it has indexed the rows (and computed the summaries), and a frame
+        larger than the pipe would block the import till then."""
         proc = self._proc
         if self._fts_thread is None or proc is None or proc.stdin is None:
             return
-        payload = msgspec.msgpack.encode(check)
-        stdin = proc.stdin
+        payload = None if check is None else msgspec.msgpack.encode(check)
+        stdin, request = proc.stdin, self._sending
 
         def send() -> None:
+            if request is not None:
+                request.join()
             try:
                 with stdin:
-                    _write(stdin, payload)
+                    if payload is not None:
+                        _write(stdin, payload)
             except (OSError, ValueError) as exc:  # it died: the answer thread says so too
                 self.fts_error = self.fts_error or type(exc).__name__
 
@@ -362,6 +421,8 @@ class Decoder:
     def _collect_fts(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
+        if self._thread is not None:  # the texts' frames come first, read by that thread
+            self._thread.join()
         try:
             head = proc.stdout.read(_FRAME.size)
             if len(head) == _FRAME.size:
@@ -508,7 +569,10 @@ class Decoder:
         n = len(self._rowids)
         if len(self._texts) != n or len(self._crcs) != n or len(self._words) != n:
             return Decoded({}, {})  # a frame cut short: use nothing
-        texts = dict(zip(self._rowids, self._texts, strict=True))
+        texts = (
+            self.live if len(self.live) == n else dict(zip(self._rowids, self._texts, strict=True))
+        )
+        self.live = {}
         crcs = None if same else dict(zip(self._rowids, self._crcs, strict=True))
         words = dict(zip(self._rowids, self._words, strict=True)) if same else None
         self._rowids, self._crcs, self._texts, self._words = array("q"), array("L"), [], []
@@ -581,7 +645,7 @@ def _serve(source: str, after: int) -> None:
             counted[rowid] = n
             if text is not None:
                 kept[rowid] = text
-        _write(out, encode(_Rows(rowids, crcs, texts, words)))
+        _write(out, encode(_Rows(rowids, crcs, texts, words, last)))
     # The marks of this same snapshot: the import can skip its own scan for them.
     _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
     out.flush()

@@ -138,18 +138,22 @@ _FROM_WALK = (
     " FROM temp.stats_walk WHERE conversation_id IS NOT NULL AND prev_me <> is_from_me",
     "DROP TABLE temp.stats_walk",
 )
+# Each counted tapback with its target, joined once for both tables (the GUID lookups were
+# most of their cost: 0.14 s at 300k for two joins, 0.08 s for one).
 _REACTIONS = (
+    "DROP TABLE IF EXISTS temp.stats_reaction_rows",  # left by a failed statement's caller
+    "CREATE TEMP TABLE stats_reaction_rows AS"
+    " SELECT m.id AS id, m.chat_id AS chat_id, m.is_from_me AS target_from_me,"
+    " r.is_from_me AS by_me, r.type AS type, m.date_ns AS date_ns,"
+    " COALESCE(m.handle_id, 0) AS target_handle"
+    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
+    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL",
     "INSERT INTO stats_reactions (chat_id, target_from_me, by_me, type, bucket, target_handle, n)"
-    " SELECT m.chat_id, m.is_from_me, r.is_from_me, r.type, m.date_ns / 900000000000,"
-    " COALESCE(m.handle_id, 0), COUNT(*)"
-    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
-    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
-    " GROUP BY 1, 2, 3, 4, 5, 6",
+    " SELECT chat_id, target_from_me, by_me, type, date_ns / 900000000000, target_handle,"
+    " COUNT(*) FROM temp.stats_reaction_rows GROUP BY 1, 2, 3, 4, 5, 6",
     "INSERT INTO stats_reacted (message_id, chat_id, date_ns, n)"
-    " SELECT m.id, m.chat_id, m.date_ns, COUNT(*)"
-    " FROM reactions r CROSS JOIN messages m ON m.guid = r.target_guid"  # tapbacks are few
-    " WHERE r.active = 1 AND r.is_removal = 0 AND m.kind = 'message' AND m.chat_id IS NOT NULL"
-    " GROUP BY m.id",
+    " SELECT id, chat_id, date_ns, COUNT(*) FROM temp.stats_reaction_rows GROUP BY id",
+    "DROP TABLE temp.stats_reaction_rows",
 )
 _REACTION_TOTALS = (
     "INSERT INTO stats_reaction_totals (chat_id, target_from_me, by_me, type, n)"
