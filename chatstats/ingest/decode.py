@@ -205,10 +205,10 @@ class Decoder:
     (or 'not planned': the import then walks the rows itself)."""
 
     def __init__(self, source: Path, after: int) -> None:
-        # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`.
+        # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`. The
+        # texts go into `live` at once: the load reads them while they come.
         self._rowids = array("q")
         self._crcs = array("L")
-        self._texts: list[str | None] = []
         self._words: list[int | None] = []
         self.marks: dict[str, int] | None = None
         self.error: str | None = None
@@ -315,9 +315,11 @@ class Decoder:
                 if isinstance(frame, _Marks):
                     self.marks = frame.marks
                     return  # its last frame: the helper now waits for `build_fts`
+                n = len(frame.rowids)
+                if not len(frame.crcs) == len(frame.texts) == len(frame.words) == n:
+                    raise ValueError("a frame's columns differ in length")
                 self._rowids.extend(frame.rowids)
                 self._crcs.extend(frame.crcs)
-                self._texts.extend(frame.texts)
                 self._words.extend(frame.words)
                 self.live.update(zip(frame.rowids, frame.texts, strict=True))
                 with self._arrived:
@@ -567,15 +569,12 @@ class Decoder:
         with self._lock:
             same = bool(self._same) and self.error is None and self.marks is not None
         n = len(self._rowids)
-        if len(self._texts) != n or len(self._crcs) != n or len(self._words) != n:
+        if len(self.live) != n or len(self._crcs) != n or len(self._words) != n:
             return Decoded({}, {})  # a frame cut short: use nothing
-        texts = (
-            self.live if len(self.live) == n else dict(zip(self._rowids, self._texts, strict=True))
-        )
-        self.live = {}
+        texts, self.live = self.live, {}
         crcs = None if same else dict(zip(self._rowids, self._crcs, strict=True))
         words = dict(zip(self._rowids, self._words, strict=True)) if same else None
-        self._rowids, self._crcs, self._texts, self._words = array("q"), array("L"), [], []
+        self._rowids, self._crcs, self._words = array("q"), array("L"), []
         return Decoded(texts, crcs, self.marks if same else None, words)
 
     def _ended(
