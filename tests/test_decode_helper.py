@@ -16,8 +16,10 @@ import pytest
 
 from chatstats import cli
 from chatstats import db as appdb
+from chatstats.imessage import chatdb
 from chatstats.ingest import bulk, decode, importer, plan
 from chatstats.sample.writer import MessagesWriter
+from tests.conftest import PROFILES
 from tests.library_check import dump, plain_message
 from tests.test_import import run_import
 
@@ -292,3 +294,30 @@ def test_the_load_reads_the_texts_as_they_come(die_after, libraries, tmp_path, c
     else:
         assert helper.error is not None and helper.handed.words is None
         assert 0 < len(helper.handed.texts) < len(expected["messages"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_helper_s_marks_and_unsent_candidates_come_from_one_scan(profile, libraries):
+    """The change marks the helper hands over are `Reader.change_marks`' and the rows it
+    may have to write empty are every row with a date_retracted or a summary plist, on
+    every schema (older ones lack the columns: no candidates, zero marks)."""
+    lib, _ = libraries[profile]
+    conn = sqlite3.connect(f"file:{lib / 'chat.db'}?mode=ro", uri=True)
+    try:
+        marks, candidates = decode._marks(conn, 10)
+        assert marks == chatdb.Reader(conn).change_marks(conn)
+        have = chatdb.columns(conn, "message")
+        expected = []
+        if {"date_retracted", "message_summary_info"} <= have:
+            expected = [
+                r
+                for (r,) in conn.execute(
+                    "SELECT ROWID FROM message WHERE ROWID > 10 AND"
+                    " (COALESCE(date_retracted, 0) <> 0 OR message_summary_info IS NOT NULL)"
+                    " ORDER BY ROWID"
+                )
+            ]
+        assert sorted(candidates) == expected
+        assert expected or profile == "legacy", "the library should have unsent rows"
+    finally:
+        conn.close()

@@ -646,12 +646,13 @@ def _serve(source: str, after: int) -> None:
                 kept[rowid] = text
         _write(out, encode(_Rows(rowids, crcs, texts, words, last)))
     # The marks of this same snapshot: the import can skip its own scan for them.
-    _write(out, encode(_Marks(chatdb.Reader(conn).change_marks(conn))))
+    marks, candidates = _marks(conn, after)
+    _write(out, encode(_Marks(marks)))
     out.flush()
     request = _read(sys.stdin.buffer, FtsRequest)
     if request is not None:  # the snapshot stays open: the texts it lacks come from it
         try:
-            built = _index(conn, request, kept, counted, after)
+            built = _index(conn, request, kept, counted, after, candidates)
         except Exception:  # a text it cannot work out, an unusable file: the import rebuilds
             built = _Built(-1)
         _write(out, encode(built))
@@ -667,6 +668,31 @@ def _read(stream: IO[bytes], kind: type[_T]) -> _T | None:
     return msgspec.msgpack.decode(stream.read(_FRAME.unpack(head)[0]), type=kind)
 
 
+def _marks(conn: sqlite3.Connection, after: int) -> tuple[dict[str, int], list[int]]:
+    """`Reader.change_marks` of this snapshot and, in the same scan of the messages, the
+    ROWIDs after `after` that may be unsent (a date_retracted or a summary plist), which
+    `_index` then reads by ROWID: one pass over chat.db's rows instead of two."""
+    have = chatdb.columns(conn, "message")
+
+    def col(name: str) -> str:
+        return name if name in have else "NULL"
+
+    present = [c for c in chatdb.CHANGE_COLUMNS if c in have]
+    maybe = (
+        f"COALESCE({col('date_retracted')}, 0) <> 0 OR {col('message_summary_info')} IS NOT NULL"
+    )
+    # Column names are constants of chatdb, kept only if chat.db has them.
+    highest = "".join(f"COALESCE(MAX({c}), 0), " for c in present)
+    row = conn.execute(
+        f"SELECT {highest}group_concat(CASE WHEN ROWID > :a AND ({maybe}) THEN ROWID END)"
+        " FROM message",
+        {"a": after},
+    ).fetchone()
+    marks = dict.fromkeys(chatdb.CHANGE_COLUMNS, 0)
+    marks.update(zip(present, row[:-1], strict=True))
+    return marks, [int(r) for r in row[-1].split(",")] if row[-1] else []
+
+
 def _unsent(date_retracted: object, info: bytes | None) -> bool:
     """`edit_state`'s unsent rule (chatdb.is_unsent) on a row's columns."""
     return chatdb.is_unsent(date_retracted, chatdb.summary_flags(info) if info else None)
@@ -678,6 +704,7 @@ def _index(
     kept: dict[int, str],
     counted: dict[int, int | None],
     after: int,
+    candidates: list[int],
 ) -> _Built:
     """Each loaded row's text, as the import writes it, into the scratch file's
     messages_fts: empty if unsent, else the text this helper sent, else `decode_body` of
@@ -699,10 +726,9 @@ def _index(
         rowid
         for rowid, retracted, info in conn.execute(
             f"SELECT ROWID, {col('date_retracted')}, {col('message_summary_info')}"
-            " FROM message WHERE ROWID > :a AND ROWID <= :u"
-            f" AND (COALESCE({col('date_retracted')}, 0) <> 0"
-            f" OR {col('message_summary_info')} IS NOT NULL)",
-            bounds,
+            " FROM message WHERE ROWID IN (SELECT value FROM json_each(:ids))"
+            " AND ROWID > :a AND ROWID <= :u",
+            {**bounds, "ids": msgspec.json.encode(candidates).decode()},
         )
         if rowid in loaded and _unsent(retracted, info)
     }
