@@ -17,7 +17,11 @@ snapshots are the same database and the helper's texts are used as they are. Oth
 each text is used only when the blob in the import's snapshot has the same CRC-32, and
 anything else is decoded in the import, as it would be without a helper. A helper that is
 slow, dies or saw other rows costs time, never correctness. It writes nothing and prints
-no message content anywhere but its stdout pipe.
+no message content anywhere but its stdout pipe. Under the same-snapshot rule the load does
+not wait for the last text: its INSERT starts once the conversations are planned and reads
+each text as its frame arrives (`Decoder.streaming`, `until`), so the decoding overlaps the
+writing; a row the helper has not sent yet is awaited, and one it never sends (it died, or
+ran past the deadline and was killed) is decoded in the import.
 
 A second helper, `python -m chatstats.ingest.decode --plan`, started at the same moment,
 runs the conversation walk of ingest/plan.py (`plan.walk`) over the same rows: it reads
