@@ -31,12 +31,12 @@ class Spy(decode.Decoder):
 
     last: Spy | None = None
 
-    def __init__(self, source: Path, after: int) -> None:
+    def __init__(self, source: Path, after: int, **kw: bool) -> None:
         self.first_frame = threading.Event()
         self.handed: decode.Decoded | None = None
         self.walked: plan.Walked | None = None
         Spy.last = self
-        super().__init__(source, after)
+        super().__init__(source, after, **kw)
 
     def _started(self, who: str) -> None:
         super()._started(who)

@@ -1,8 +1,9 @@
 """A database migrated without the statistics' tables (what scripts/bench_stats.py's
 baseline imports into) gets none of their work: the planning helper is asked for no summary
-rows, no summaries' scratch file is made and nothing is computed for them; the messages,
-conversations and full-text index come out as in a database with them. So the benchmark's
-"without statistics" import is what the import would cost if they did not exist."""
+rows, the decoding helper counts no words, no summaries' scratch file is made and nothing
+is computed for them; the messages, conversations and full-text index come out as in a
+database with them. So the benchmark's "without statistics" import is what the import would
+cost if they did not exist."""
 
 from __future__ import annotations
 
@@ -71,9 +72,18 @@ def test_no_statistics_means_no_statistics_work(libraries, tmp_path, monkeypatch
         real_start(self, request)
 
     monkeypatch.setattr(decode.Decoder, "start_planner", start_planner)
+    counting: list[bool] = []
+
+    class Recorded(decode.Decoder):
+        def __init__(self, source, after, *, words=True):  # type: ignore[no-untyped-def]
+            counting.append(words)
+            super().__init__(source, after, words=words)
+
+    monkeypatch.setattr(importer, "Decoder", Recorded)
     bare = imported(lib, tmp_path / "bare.db")
     assert bare["stats"] == []
     assert aliases == [scratch.FTS_ALIAS]
+    assert counting == [False], "the helper counts words for the statistics alone"
     assert len(asked) == 1 and asked[0].stats is False and asked[0].walk_path == ""
     for part in ("messages", "conversations", "fts"):
         assert bare[part] == full[part], part

@@ -208,7 +208,9 @@ class Decoder:
     """The import's side of the helper processes; every failure degrades to 'not decoded'
     (or 'not planned': the import then walks the rows itself)."""
 
-    def __init__(self, source: Path, after: int) -> None:
+    def __init__(self, source: Path, after: int, *, words: bool = True) -> None:
+        """`words`: whether the helper counts each text's words (only the statistics need
+        them; without their tables it sends None for every count)."""
         # Compact while collecting (arrays, not 300k tuples); made into dicts by `wait`. The
         # texts go into `live` at once: the load reads them while they come.
         self._rowids = array("q")
@@ -257,7 +259,14 @@ class Decoder:
             return
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "chatstats.ingest.decode", str(source), str(after)],
+                [
+                    sys.executable,
+                    "-m",
+                    "chatstats.ingest.decode",
+                    str(source),
+                    str(after),
+                    *([] if words else ["--no-words"]),
+                ],
                 stdin=subprocess.PIPE,  # the full-text request (`build_fts`), or EOF: exit
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # a traceback could quote a message
@@ -608,8 +617,9 @@ class Decoder:
             self._watch.close()
 
 
-def _serve(source: str, after: int) -> None:
-    """Read every blob after `after`, in chunks within one snapshot, and write frames."""
+def _serve(source: str, after: int, count: bool = True) -> None:
+    """Read every blob after `after`, in chunks within one snapshot, and write frames
+    (each text's words counted only if `count`)."""
     conn = sqlite3.connect(chatdb.readonly_uri(source), uri=True, isolation_level=None)
     conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=10000")
@@ -643,7 +653,7 @@ def _serve(source: str, after: int) -> None:
             rowids.append(rowid)
             crcs.append(crc32(blob))
             texts.append(text)
-            n = None if text is None else count_words(text)
+            n = None if text is None or not count else count_words(text)
             words.append(n)
             counted[rowid] = n
             if text is not None:
@@ -871,4 +881,4 @@ if __name__ == "__main__":
         if sys.argv[1] == "--plan":
             sys.exit(_serve_plan(sys.argv[2], int(sys.argv[3])))
         else:
-            _serve(sys.argv[1], int(sys.argv[2]))
+            _serve(sys.argv[1], int(sys.argv[2]), count="--no-words" not in sys.argv[3:])

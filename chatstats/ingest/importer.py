@@ -169,7 +169,8 @@ def _import(
     build_file = fts_file = walk_file = None
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
-            decoder = Decoder(source.resolve(), msg_wm)  # first: it has the most to do
+            # First: it has the most to do. Words are for the statistics alone.
+            decoder = Decoder(source.resolve(), msg_wm, words=stats_maintain.enabled(conn))
             # Where the decoding helper builds the full-text index (bulk.finish_fts).
             fts_file = scratch.attach(conn, ("messages_fts",), scratch.FTS_ALIAS)
             if stats_maintain.enabled(conn):
