@@ -79,6 +79,9 @@ ATTACHMENT_COLUMNS = (
     "created_date",
 )
 A = {name: i for i, name in enumerate(ATTACHMENT_COLUMNS)}
+# After those columns an attachment row carries the 1-based byte offset of its guid in its
+# message's attributedBody (0 or NULL: not there), then the message's ROWID and GUID.
+BODY_AT = len(ATTACHMENT_COLUMNS)
 
 
 class Handle(NamedTuple):
@@ -226,8 +229,16 @@ class Reader:
         if self.has_attachments:
             acols = columns(conn, "attachment")
             aselect = _select_list(acols, ATTACHMENT_COLUMNS, "a")
+            # Where the body names the attachment (its __kIMFileTransferGUIDAttributeName
+            # run): the order of a message's attachments whose guid carries no part number.
+            body_at = (
+                "instr(m.attributedBody, CAST(a.guid AS BLOB))"
+                if "attributedBody" in self.message_columns and "guid" in acols
+                else "NULL"
+            )
             self._attachments_sql = (
-                f"SELECT {aselect}, x.message_id, m.guid AS message_guid FROM attachment a"
+                f"SELECT {aselect}, {body_at} AS body_at, x.message_id,"
+                " m.guid AS message_guid FROM attachment a"
                 f" JOIN message_attachment_join x ON x.attachment_id = a.ROWID"
                 f" JOIN message m ON m.ROWID = x.message_id"
                 f" WHERE a.ROWID > :after ORDER BY a.ROWID LIMIT :limit"

@@ -483,12 +483,20 @@ class MessagesWriter:
             self._recent_guids.pop(old.guid, None)
 
     def _body(
-        self, parts: Sequence[Any], guid: str, mutable: bool = True, length_overrun: int = 0
+        self,
+        parts: Sequence[Any],
+        guid: str,
+        mutable: bool = True,
+        length_overrun: int = 0,
+        attachment_guids: Sequence[str] | None = None,
     ) -> tuple[str, bytes, list[tuple[str, AttachmentSpec]]]:
         """(body string, attributedBody, [(attachment guid, spec)]) for parts in body order.
 
         `length_overrun` declares the text that many bytes longer than it is, as some real
-        Messages.app bodies do (see `encode_attributed_string`)."""
+        Messages.app bodies do (see `encode_attributed_string`). `attachment_guids` names
+        the attachments, in body order, instead of `at_<part>_<message GUID>` (Messages.app
+        also writes bare UUIDs)."""
+        named = iter(attachment_guids or ())
         # Some real bodies also carry the natural writing direction on text runs (NSNumber q
         # -1, §6 of typedstream.md); readers must not depend on the dictionary's shape.
         direction = self.rng.random() < self.DIRECTION_SHARE
@@ -518,7 +526,7 @@ class MessagesWriter:
                     )
                     runs.append((utf16_len(part), attrs))
             else:
-                att_guid = f"at_{i}_{guid}"
+                att_guid = next(named, None) or f"at_{i}_{guid}"
                 atts.append((att_guid, part))
                 chunks.append("\ufffc")
                 attrs = {PART_KEY: i, FILE_GUID_KEY: att_guid}
@@ -812,6 +820,7 @@ class MessagesWriter:
         corrupt: bytes | None = None,
         length_overrun: int = 0,
         guid: str | None = None,
+        attachment_guids: Sequence[str] | None = None,
     ) -> tuple[int, str]:
         """Insert one message (and its attachments and chat link); returns (ROWID, GUID).
 
@@ -824,6 +833,7 @@ class MessagesWriter:
         blob whose string length prefix runs that many bytes past the text, a shape real
         Messages.app bodies have (the text is still recoverable). `sent=False` inserts an
         outgoing row not yet sent, as Messages does before the server acknowledges it.
+        `attachment_guids` names the attachments (bare UUIDs, say) in body order.
         """
         if not from_me and sender is None and handle_id is None:
             raise ValueError("a received message needs `sender` (the sender's handle ROWID)")
@@ -838,7 +848,9 @@ class MessagesWriter:
         p = self._p
         atts: list[tuple[str, AttachmentSpec]] = []
         if parts:
-            body_text, blob, atts = self._body(parts, guid, length_overrun=length_overrun)
+            body_text, blob, atts = self._body(
+                parts, guid, length_overrun=length_overrun, attachment_guids=attachment_guids
+            )
             if body in ("attributed", "both"):
                 row[p["attributedBody"]] = corrupt if corrupt is not None else blob
             if body in ("text", "both"):

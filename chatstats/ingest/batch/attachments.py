@@ -1,11 +1,17 @@
 """Attachment rows: each joined to its message (this batch's by ROWID, older ones by GUID)
 at its position in the body, with the transfer name, type and size.
+
+The position orders a message's attachments as its body does. A guid of the form
+`at_<part>_<message GUID>` says its part; a bare UUID (also written by Messages.app) says
+nothing, so its position is where the body names it: the byte offset of the guid in the
+message's attributedBody, as mautrix orders them. Either is the same in every batch and
+every chunk, so attachments that arrive apart still sort as the body has them. One the body
+does not name sorts after the rest (by ROWID, through the id tie-break).
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from typing import Any
 
 import msgspec
@@ -15,6 +21,7 @@ from chatstats.imessage.dates import apple_seconds_to_unix_ns
 from chatstats.ingest.batch.base import BatchState
 
 _AT_PREFIX = re.compile(r"^at_(\d+)_")
+_UNPLACED = 2**31  # after every part number and body offset
 
 
 class AttachmentRows(BatchState):
@@ -33,14 +40,13 @@ class AttachmentRows(BatchState):
                     {"g": msgspec.json.encode(older).decode()},
                 ).fetchall()
             )
-        per_message: dict[int, int] = defaultdict(int)
         rows = []
         A = chatdb.A
+        at = chatdb.BODY_AT
         for r in chunk:
             mid = self.by_rowid.get(r[-2]) or ids.get(r[-1])
             m = _AT_PREFIX.match(r[A["guid"]] or "")
-            position = int(m.group(1)) if m else per_message[mid or 0]
-            per_message[mid or 0] += 1
+            position = int(m.group(1)) if m else (r[at] or _UNPLACED)
             if mid is not None and mid < self.first_new_id:
                 self.changed_ids.append(mid)  # an attachment landing after its message
             rows.append(
