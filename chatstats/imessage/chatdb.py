@@ -484,17 +484,25 @@ def reply_guid(thread_originator_guid: object) -> str | None:
 class SummaryFlags(NamedTuple):
     edited_parts: tuple[int, ...]
     unsent_parts: tuple[int, ...]
+    parts: tuple[int, ...] = ()  # every part the message had (`otr`'s keys), if listed
 
 
 def is_unsent(date_retracted: object, flags: SummaryFlags | None) -> bool:
-    """The one unsent rule: macOS before 26 sets date_retracted, 26 lists the withdrawn parts
-    (`rp`); `flags` None (an unreadable plist) lists none. Used by the load and by the
-    decoding helper's index, which must agree on it."""
-    return bool(date_retracted or (flags is not None and flags.unsent_parts))
+    """The one unsent rule: the whole message was withdrawn. macOS before 26 sets
+    date_retracted, 26 lists the withdrawn parts (`rp`). A multipart message may have had
+    only some of its parts unsent: when the plist lists the message's parts (`otr`) and
+    some are not in `rp`, the rest of the message is still there (Messages.app keeps them in
+    the body) and it is not unsent, only changed (`edit_state` marks it edited). `flags`
+    None (an unreadable plist) lists nothing: date_retracted decides. Used by the load and by
+    the decoding helper's index, which must agree on it."""
+    if flags is not None and flags.unsent_parts:
+        return not flags.parts or set(flags.parts) <= set(flags.unsent_parts)
+    return bool(date_retracted)
 
 
 def summary_flags(blob: bytes | None) -> SummaryFlags | None:
-    """Edited (`ep`) and unsent (`rp`) part lists from message_summary_info; None if unreadable."""
+    """Edited (`ep`), unsent (`rp`) and all (`otr`) part lists from message_summary_info;
+    None if unreadable."""
     if not blob:
         return SummaryFlags((), ())
     try:
@@ -510,7 +518,13 @@ def summary_flags(blob: bytes | None) -> SummaryFlags | None:
             return ()
         return tuple(int(v) for v in value if isinstance(v, int))
 
-    return SummaryFlags(parts("ep"), parts("rp"))
+    ranges = info.get("otr")
+    every = (
+        tuple(sorted(int(k) for k in ranges if isinstance(k, str) and k.isdigit()))
+        if isinstance(ranges, dict)
+        else ()
+    )
+    return SummaryFlags(parts("ep"), parts("rp"), every)
 
 
 # item_type / group_action_type → our message kind (reference/chatdb_semantics.md §6).

@@ -20,7 +20,8 @@ from chatstats.ingest.decode import decode_body
 
 def edit_state(row: Sequence[Any], counters: Counters) -> tuple[int, int]:
     """(edited, unsent): macOS 26 marks an unsend with date_edited and `rp`, older ones
-    with date_retracted; the plist is the authority when present (NULL on most rows)."""
+    with date_retracted; the plist is the authority when present (NULL on most rows). A
+    partial unsend (`chatdb.is_unsent`) is an edit of what remains."""
     date_edited = row[M["date_edited"]]
     date_retracted = row[M["date_retracted"]]
     info = row[M["message_summary_info"]]
@@ -31,7 +32,8 @@ def edit_state(row: Sequence[Any], counters: Counters) -> tuple[int, int]:
         counters.summaries_unreadable += 1
         flags = chatdb.SummaryFlags((), ())
     unsent = 1 if chatdb.is_unsent(date_retracted, flags) else 0
-    edited = 1 if (flags.edited_parts or (date_edited and not unsent)) else 0
+    # A message with only some parts unsent is what is left of it: changed, so edited.
+    edited = 1 if flags.edited_parts or (not unsent and (date_edited or flags.unsent_parts)) else 0
     return edited, unsent
 
 
