@@ -15,6 +15,15 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture
+def small_lib(tmp_path: Path) -> Path:
+    """A small library of this test's own (sequoia: every column), for tests that add
+    messages to it."""
+    root = tmp_path / "lib"
+    make_library(root, messages=150, seed=9, profile="sequoia")
+    return root
+
+
 @pytest.fixture(scope="session")
 def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Truth]]:
     """One generated library per chat.db schema profile, shared by the import tests."""

@@ -27,6 +27,25 @@ def plain_message(chat_db: Path) -> int:
     return int(rowid)
 
 
+def live_sync(app_db: Path, chat_db: Path) -> None:
+    """One live-tail sync of `chat_db` into `app_db`, as the daemon runs it (for tests that
+    change chat.db after an import)."""
+    import anyio
+
+    from chatstats.db import Database
+    from chatstats.ingest.live import LiveTail
+
+    async def sync() -> None:
+        db = Database(app_db)
+        await db.open()
+        try:
+            await LiveTail(db, chat_db).sync()
+        finally:
+            db.close()
+
+    anyio.run(sync)
+
+
 def open_app_db(data_dir: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(data_dir / "chatstats.db")
     conn.row_factory = sqlite3.Row

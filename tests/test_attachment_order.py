@@ -11,15 +11,12 @@ import time
 import uuid
 from pathlib import Path
 
-import anyio
 import pytest
 
-from chatstats.db import Database
 from chatstats.imessage import chatdb
 from chatstats.ingest.importer import run_import
-from chatstats.ingest.live import LiveTail
-from chatstats.sample.generate import make_library
 from chatstats.sample.writer import AttachmentSpec, MessagesWriter
+from tests.library_check import live_sync
 
 PHOTOS = [AttachmentSpec(f"IMG_{i}.HEIC", "image/heic", "public.heic", 1000 + i) for i in range(4)]
 
@@ -79,16 +76,9 @@ def stored_order(db: Path, message_guid: str) -> list[str]:
         conn.close()
 
 
-@pytest.fixture
-def lib(tmp_path: Path) -> Path:
-    root = tmp_path / "lib"
-    make_library(root, messages=200, seed=5, profile="sequoia")
-    return root
-
-
 @pytest.mark.parametrize("form", ["bare", "part"])
-def test_the_first_import_orders_attachments_as_the_body(form, lib, tmp_path, monkeypatch):
-    message, guids = add_photos(lib, bare() if form == "bare" else None)
+def test_the_first_import_orders_attachments_as_the_body(form, small_lib, tmp_path, monkeypatch):
+    message, guids = add_photos(small_lib, bare() if form == "bare" else None)
     # Chunks of three: the message's four attachments are read in two of them.
     real = chatdb.Reader.attachment_chunks
     monkeypatch.setattr(
@@ -96,21 +86,13 @@ def test_the_first_import_orders_attachments_as_the_body(form, lib, tmp_path, mo
         "attachment_chunks",
         lambda self, after, limit=5000, **kw: real(self, after, 3, **kw),
     )
-    run_import(tmp_path / "app.db", lib / "chat.db", None)
+    run_import(tmp_path / "app.db", small_lib / "chat.db", None)
     assert stored_order(tmp_path / "app.db", message) == guids
 
 
-def test_a_live_batch_orders_them_as_the_body_too(lib, tmp_path):
-    run_import(tmp_path / "app.db", lib / "chat.db", None)
-    message, guids = add_photos(lib, bare())
+def test_a_live_batch_orders_them_as_the_body_too(small_lib, tmp_path):
+    run_import(tmp_path / "app.db", small_lib / "chat.db", None)
+    message, guids = add_photos(small_lib, bare())
 
-    async def sync() -> None:
-        db = Database(tmp_path / "app.db")
-        await db.open()
-        try:
-            await LiveTail(db, lib / "chat.db").sync()
-        finally:
-            db.close()
-
-    anyio.run(sync)
+    live_sync(tmp_path / "app.db", small_lib / "chat.db")
     assert stored_order(tmp_path / "app.db", message) == guids

@@ -12,15 +12,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 
-from chatstats.db import Database
 from chatstats.ingest import importer
-from chatstats.ingest.live import LiveTail
-from chatstats.sample.generate import make_library
 from chatstats.sample.writer import AttachmentSpec, MessagesWriter
 from chatstats.stats import maintain
+from tests.library_check import live_sync
 
 PHOTO = AttachmentSpec("IMG_7.HEIC", "image/heic", "public.heic", 2048)
 
@@ -109,21 +106,14 @@ def stats(db: Path) -> dict[str, list[tuple[object, ...]]]:
         conn.close()
 
 
-@pytest.fixture
-def lib(tmp_path: Path) -> Path:
-    root = tmp_path / "lib"
-    make_library(root, messages=150, seed=9, profile="sequoia")
-    return root
-
-
 @pytest.mark.parametrize("helper", [True, False])
-def test_the_first_import_keeps_what_was_not_unsent(helper, lib, tmp_path, monkeypatch):
-    w = MessagesWriter(lib / "chat.db", create=False)
-    guids = guids_of(lib, write(w, CASES))
+def test_the_first_import_keeps_what_was_not_unsent(helper, small_lib, tmp_path, monkeypatch):
+    w = MessagesWriter(small_lib / "chat.db", create=False)
+    guids = guids_of(small_lib, write(w, CASES))
     w.close()
     monkeypatch.setattr(importer, "DECODE_AHEAD", helper)
     db = tmp_path / "app.db"
-    importer.run_import(db, lib / "chat.db", None)
+    importer.run_import(db, small_lib / "chat.db", None)
     assert rows(db, guids) == {case: expected(case) for case in CASES}
     assert searched(db) == {"kept words photo-gone", "kept words photo-gone-26"}
     # The summaries count the kept words, as a rebuild from the rows does.
@@ -138,32 +128,24 @@ def test_the_first_import_keeps_what_was_not_unsent(helper, lib, tmp_path, monke
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
-def test_a_live_partial_unsend_keeps_the_rest(when, lib, tmp_path):
+def test_a_live_partial_unsend_keeps_the_rest(when, small_lib, tmp_path):
     """`after`: the messages were imported whole, then unsent (an edit of stored rows);
     `before`: they reach the live tail already unsent (new rows)."""
     db = tmp_path / "app.db"
     cases = {"photo-gone-26": ([0], True), "photo-gone": ([0], False), "all-gone-26": (None, True)}
-    w = MessagesWriter(lib / "chat.db", create=False)  # it remembers each message's parts
+    w = MessagesWriter(small_lib / "chat.db", create=False)  # it remembers each message's parts
     if when == "before":
-        importer.run_import(db, lib / "chat.db", None)
-        guids = guids_of(lib, write(w, cases))
+        importer.run_import(db, small_lib / "chat.db", None)
+        guids = guids_of(small_lib, write(w, cases))
     else:
         rowids = write(w, cases, now_too=False)
-        guids = guids_of(lib, rowids)
-        importer.run_import(db, lib / "chat.db", None)
+        guids = guids_of(small_lib, rowids)
+        importer.run_import(db, small_lib / "chat.db", None)
         assert {r[1] for r in rows(db, guids).values()} == {0}
         for case, (parts, macos26) in cases.items():
             w.unsend(rowids[case], time.time_ns(), macos26=macos26, parts=parts)
     w.close()
 
-    async def sync() -> None:
-        database = Database(db)
-        await database.open()
-        try:
-            await LiveTail(database, lib / "chat.db").sync()
-        finally:
-            database.close()
-
-    anyio.run(sync)
+    live_sync(db, small_lib / "chat.db")
     assert rows(db, guids) == {case: expected(case) for case in guids}
     assert searched(db) == {"kept words photo-gone-26", "kept words photo-gone"}
