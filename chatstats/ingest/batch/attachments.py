@@ -33,7 +33,9 @@ class AttachmentRows(BatchState):
         by GUID."""
         older = [r[-1] for r in chunk if r[-2] not in self.by_rowid]
         ids: dict[str, int] = {}
-        if older:
+        # With no message stored before this batch (a first import) there is nothing older
+        # to find: the lookup would only scan the messages (no GUID index yet) in vain.
+        if older and self.first_new_id > 1:
             ids = dict(
                 self.conn.execute(
                     "SELECT guid, id FROM messages WHERE guid IN (SELECT value FROM json_each(:g))",
