@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from chatstats.ingest.conversations import Point, split
@@ -25,6 +27,34 @@ def plain_message(chat_db: Path) -> int:
     finally:
         conn.close()
     return int(rowid)
+
+
+def stats_tables(app_db: Path) -> dict[str, list[tuple]]:
+    """Every statistics table's rows (in a stable order), for comparing two databases."""
+    conn = sqlite3.connect(app_db)
+    try:
+        names = [
+            n
+            for (n,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stats%'"
+            )
+        ]
+        return {n: sorted(conn.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
+    finally:
+        conn.close()
+
+
+def changed_copy(db: Path, tmp: Path, change: Callable[[sqlite3.Connection], object]) -> Path:
+    """A copy of `db` that `change` was run on (an autocommit connection), e.g. to compare a
+    database with its own rebuild."""
+    copy = tmp / f"changed-{db.stem}.db"
+    shutil.copy(db, copy)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    try:
+        change(conn)
+    finally:
+        conn.close()
+    return copy
 
 
 def live_sync(app_db: Path, chat_db: Path) -> None:

@@ -20,7 +20,7 @@ from chatstats.imessage import chatdb
 from chatstats.ingest import bulk, decode, importer, plan
 from chatstats.sample.writer import MessagesWriter
 from tests.conftest import PROFILES
-from tests.library_check import dump, plain_message
+from tests.library_check import dump, plain_message, stats_tables
 from tests.test_import import run_import
 
 pytestmark = pytest.mark.skipif(not decode.Decoder.available(), reason="needs two cores")
@@ -214,20 +214,6 @@ def test_a_planner_that_read_another_range_is_not_used(
     assert dump(tmp_path / "helped") == expected
 
 
-def _stats_tables(data: Path) -> dict[str, list[tuple]]:
-    conn = sqlite3.connect(data / "chatstats.db")
-    try:
-        names = [
-            n
-            for (n,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stats%'"
-            )
-        ]
-        return {n: sorted(conn.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
-    finally:
-        conn.close()
-
-
 def _paced_helper(tmp: Path, *, pause: float, die_after: int | None) -> Path:
     """A python that runs the real decoding helper in chunks of 50 rows, pausing after each
     frame and, with `die_after`, killing itself (SIGKILL) after that many frames. The
@@ -276,7 +262,7 @@ def test_the_load_reads_the_texts_as_they_come(die_after, libraries, tmp_path, c
     it; killed, it is said, and its texts that came are still the ones used."""
     lib, _ = libraries["sequoia"]
     expected = without_helper(capsys, lib, tmp_path / "alone", monkeypatch)
-    expected_stats = _stats_tables(tmp_path / "alone")
+    expected_stats = stats_tables(tmp_path / "alone" / "chatstats.db")
     monkeypatch.setattr(importer, "Decoder", Waits)
     Waits.awaited = 0
     monkeypatch.setattr(
@@ -288,7 +274,7 @@ def test_the_load_reads_the_texts_as_they_come(die_after, libraries, tmp_path, c
     if die_after is None:  # 1.4 s of frames: the load starts long before the last one
         assert Waits.awaited > 0, "the load should have caught up with the helper"
     assert dump(tmp_path / "helped") == expected
-    assert _stats_tables(tmp_path / "helped") == expected_stats
+    assert stats_tables(tmp_path / "helped" / "chatstats.db") == expected_stats
     if die_after is None:
         assert helper.error is None and helper.handed.words is not None
     else:

@@ -22,6 +22,7 @@ from chatstats.ingest import bulk, decode
 from chatstats.ingest.live import LiveTail
 from chatstats.sample.writer import MessagesWriter
 from tests.conftest import PROFILES
+from tests.library_check import changed_copy
 
 pytestmark = pytest.mark.skipif(not decode.Decoder.available(), reason="needs two cores")
 
@@ -41,12 +42,13 @@ def shadows(db: Path) -> dict[str, list[tuple[object, ...]]]:
 
 def rebuilt(db: Path, tmp: Path) -> dict[str, list[tuple[object, ...]]]:
     """The shadow tables of the same database after the import's own rebuild."""
-    copy = tmp / "rebuilt.db"
-    shutil.copy(db, copy)
-    conn = sqlite3.connect(copy, isolation_level=None)
-    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
-    conn.close()
-    return shadows(copy)
+    return shadows(
+        changed_copy(
+            db,
+            tmp,
+            lambda c: c.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')"),
+        )
+    )
 
 
 def assert_index_is_the_rebuild(db: Path, tmp: Path) -> None:

@@ -7,7 +7,6 @@ and in a live batch."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from chatstats.ingest import importer
 from chatstats.sample.writer import AttachmentSpec, MessagesWriter
 from chatstats.stats import maintain
-from tests.library_check import live_sync
+from tests.library_check import changed_copy, live_sync, stats_tables
 
 PHOTO = AttachmentSpec("IMG_7.HEIC", "image/heic", "public.heic", 2048)
 
@@ -95,31 +94,10 @@ def searched(db: Path) -> set[str]:
         conn.close()
 
 
-def stats(db: Path) -> dict[str, list[tuple[object, ...]]]:
-    conn = sqlite3.connect(db)
-    try:
-        tables = [
-            t
-            for (t,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stats%'"
-                " AND name <> 'stats_words_pending'"
-            )
-        ]
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
-    finally:
-        conn.close()
-
-
-def rebuilt_stats(db: Path, tmp: Path) -> dict[str, list[tuple[object, ...]]]:
-    """The summaries a rebuild from the rows gives: they count the kept words."""
-    copy = tmp / "rebuilt.db"
-    shutil.copy(db, copy)
-    conn = sqlite3.connect(copy, isolation_level=None)
+def rebuild(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN")
     maintain.rebuild(conn)
     conn.execute("COMMIT")
-    conn.close()
-    return stats(copy)
 
 
 @pytest.mark.parametrize("helper", [True, False])
@@ -132,7 +110,7 @@ def test_the_first_import_keeps_what_was_not_unsent(helper, small_lib, tmp_path,
     importer.run_import(db, small_lib / "chat.db", None)
     assert rows(db, guids) == {case: expected(case) for case in CASES}
     assert searched(db) == {"kept words photo-gone", "kept words photo-gone-26"}
-    assert stats(db) == rebuilt_stats(db, tmp_path)
+    assert stats_tables(db) == stats_tables(changed_copy(db, tmp_path, rebuild))
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
@@ -157,4 +135,5 @@ def test_a_live_partial_unsend_keeps_the_rest(when, small_lib, tmp_path):
     live_sync(db, small_lib / "chat.db")
     assert rows(db, guids) == {case: expected(case) for case in guids}
     assert searched(db) == {"kept words photo-gone-26", "kept words photo-gone"}
-    assert stats(db) == rebuilt_stats(db, tmp_path)  # the triggers kept them as a rebuild
+    # The triggers kept the summaries as a rebuild from the rows makes them.
+    assert stats_tables(db) == stats_tables(changed_copy(db, tmp_path, rebuild))

@@ -439,11 +439,8 @@ class Decoder:
         if self._thread is not None:  # the texts' frames come first, read by that thread
             self._thread.join()
         try:
-            head = proc.stdout.read(_FRAME.size)
-            if len(head) == _FRAME.size:
-                built = msgspec.msgpack.decode(
-                    proc.stdout.read(_FRAME.unpack(head)[0]), type=_Built
-                )
+            built = _read(proc.stdout, _Built)
+            if built is not None:
                 self._fts_rows = built.rows
                 self._stats_tables = frozenset(built.tables)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
@@ -518,11 +515,8 @@ class Decoder:
         # A whole, well-formed Walked: usable now, whatever the helper does next.
         self._plan_ready.set()
         try:
-            head = proc.stdout.read(_FRAME.size)
-            if len(head) == _FRAME.size:
-                built = msgspec.msgpack.decode(
-                    proc.stdout.read(_FRAME.unpack(head)[0]), type=_Built
-                )
+            built = _read(proc.stdout, _Built)
+            if built is not None:
                 self._walk_rows = built.rows
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             self.walk_error = type(exc).__name__
@@ -675,7 +669,8 @@ def _serve(source: str, after: int, count: bool = True) -> None:
 
 
 def _read(stream: IO[bytes], kind: type[_T]) -> _T | None:
-    """One frame of `kind` from the import, or None at its end (no request: exit)."""
+    """One frame of `kind` from `stream` (the import's requests, a helper's answers), or None
+    at its end."""
     head = stream.read(_FRAME.size)
     if len(head) < _FRAME.size:
         return None

@@ -169,11 +169,12 @@ def _import(
     build_file = fts_file = walk_file = None
     if race and SQL_LOAD:
         if DECODE_AHEAD and "attributedBody" in reader.message_columns and Decoder.available():
+            stats_on = stats_maintain.enabled(conn)
             # First: it has the most to do. Words are for the statistics alone.
-            decoder = Decoder(source.resolve(), msg_wm, words=stats_maintain.enabled(conn))
+            decoder = Decoder(source.resolve(), msg_wm, words=stats_on)
             # Where the decoding helper builds the full-text index (bulk.finish_fts).
             fts_file = scratch.attach(conn, ("messages_fts",), scratch.FTS_ALIAS)
-            if stats_maintain.enabled(conn):
+            if stats_on:
                 # Where the summaries are built (chatstats/scratch.py): by the decoding
                 # helper, else by the summaries' thread (stats/precompute.py).
                 build_file = scratch.attach(conn, stats_maintain.ALL_TABLES)
